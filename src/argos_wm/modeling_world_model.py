@@ -1,0 +1,471 @@
+"""The Argos world model: a Dreamer-4-style block-causal space-time transformer that predicts clean DINO latents (and
+proprioception) of every frame from noisy ones, given actions.
+
+Each frame is a block of tokens `[signal+step | action | state | registers | latent tokens]`. Spatial layers attend
+within a frame; every `temporal_attention_interval`-th layer attends over time at each token position, causally and
+within `temporal_context_length` frames, with a KV cache for autoregressive rollouts.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from einops import rearrange
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_world_model import ArgosWorldModelConfig
+from .models.attention_kernels import dot_product_attention
+from .models.rotary_embedding import RotaryEmbedding, apply_rotary_embedding
+from .models.swiglu import SwiGLUMLP
+from .models.world_model_cache import WorldModelCache
+
+
+@dataclass
+class ArgosWorldModelOutput(ModelOutput):
+    """
+    Args:
+        sample (`torch.Tensor` `[B, T, N, C]`): predicted clean latents of every frame.
+        state_sample (`torch.Tensor` `[B, T, S]`, *optional*): predicted clean states; None when `state_dim == 0`.
+        past_key_values (`WorldModelCache`, *optional*): the cache, with this call's frames, when `use_cache=True`.
+    """
+
+    sample: torch.Tensor | None = None
+    state_sample: torch.Tensor | None = None
+    past_key_values: WorldModelCache | None = None
+
+
+class ArgosWorldModelAttention(nn.Module):
+    """Grouped-query self-attention with QK-norm, RoPE and logit soft-capping over `[b, L, width]` sequences."""
+
+    def __init__(self, config: ArgosWorldModelConfig, hidden_size: int, num_heads: int, num_key_value_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.head_dim = hidden_size // num_heads
+        self.softcap = config.attention_logit_softcap
+        self.backend = config.attention_backend
+        self.q_proj = nn.Linear(hidden_size, num_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """
+        `hidden_states` `[b, L, width]`, `rotary` cos/sin `[L, head_dim]` for the new positions, `attention_mask`
+        `[b or 1, L, L_past + L]`, `past_key_value` keys/values `[b, H_kv, L_past, head_dim]`.
+        Returns the output `[b, L, width]` and this call's keys/values `[b, H_kv, L, head_dim]`.
+        """
+        batch, length, _ = hidden_states.shape
+        # [b, L, width] -> [b, heads, L, head_dim]
+        query = self.q_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rotary
+        query = apply_rotary_embedding(self.q_norm(query), cos, sin)
+        key = apply_rotary_embedding(self.k_norm(key), cos, sin)
+        all_keys, all_values = key, value
+        if past_key_value is not None:
+            all_keys = torch.cat([past_key_value[0], key], dim=2)
+            all_values = torch.cat([past_key_value[1], value], dim=2)
+        output = dot_product_attention(query, all_keys, all_values, attention_mask, self.softcap, self.backend)
+        output = output.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
+        return self.o_proj(output), (key, value)
+
+
+class ArgosWorldModelLayer(GradientCheckpointingLayer):
+    """Pre-RMSNorm block (attention + SwiGLU) on `[B, T, S, width]`, attending within frames or over time."""
+
+    def __init__(
+        self,
+        config: ArgosWorldModelConfig,
+        layer_idx: int,
+        is_temporal: bool,
+        hidden_size: int,
+        num_heads: int,
+        num_key_value_heads: int,
+        intermediate_size: int,
+    ):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.is_temporal = is_temporal
+        self.attention_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
+        self.attention = ArgosWorldModelAttention(config, hidden_size, num_heads, num_key_value_heads)
+        self.mlp_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
+        self.mlp = SwiGLUMLP(hidden_size, intermediate_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: WorldModelCache | None = None,
+        use_cache: bool = False,
+    ) -> torch.Tensor:
+        """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache."""
+        batch, frames, tokens, _ = hidden_states.shape
+        normed = self.attention_norm(hidden_states)
+        if self.is_temporal:
+            sequences = rearrange(normed, "b t s d -> (b s) t d")
+            past = past_key_values.get(self.layer_idx) if past_key_values is not None else None
+            if past is not None:
+                past = tuple(rearrange(x, "b s h t d -> (b s) h t d") for x in past)
+            attended, (key, value) = self.attention(sequences, rotary, attention_mask, past)
+            if use_cache:
+                past_key_values.update(
+                    self.layer_idx,
+                    rearrange(key, "(b s) h t d -> b s h t d", b=batch),
+                    rearrange(value, "(b s) h t d -> b s h t d", b=batch),
+                )
+            attended = rearrange(attended, "(b s) t d -> b t s d", b=batch)
+        else:
+            sequences = rearrange(normed, "b t s d -> (b t) s d")
+            attended, _ = self.attention(sequences, rotary)
+            attended = rearrange(attended, "(b t) s d -> b t s d", b=batch)
+        hidden_states = hidden_states + attended
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+
+
+class ArgosWorldModelEmbeddings(nn.Module):
+    """Builds the token block of every frame: `[signal+step | action | state | registers | latents]`."""
+
+    def __init__(self, config: ArgosWorldModelConfig):
+        super().__init__()
+        width = config.hidden_size
+        self.signal_features = Timesteps(config.signal_embedding_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.signal_embedding = TimestepEmbedding(config.signal_embedding_dim, width)
+        # index k of step size d = 2^-k, k in 0..log2(K_max)
+        self.step_embedding = nn.Embedding(int(math.log2(config.max_shortcut_steps)) + 1, width)
+        self.no_action_embedding = nn.Parameter(torch.zeros(width))
+        self.action_proj = nn.Linear(config.action_dim, width) if config.action_dim > 0 else None
+        self.no_state_embedding = nn.Parameter(torch.zeros(width)) if config.state_dim > 0 else None
+        self.state_proj = nn.Linear(config.state_dim, width) if config.state_dim > 0 else None
+        self.register_tokens = nn.Parameter(torch.zeros(config.num_register_tokens, width))
+        if config.latent_bottleneck_dim is None:
+            self.latent_proj = nn.Linear(config.latent_channels, width)
+        else:
+            self.latent_proj = nn.Sequential(
+                nn.Linear(config.latent_channels, config.latent_bottleneck_dim, bias=False),
+                nn.Linear(config.latent_bottleneck_dim, width),
+            )
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        signal_levels: torch.Tensor,
+        step_indices: torch.Tensor,
+        actions: torch.Tensor | None,
+        action_mask: torch.Tensor | None,
+        states: torch.Tensor | None,
+        state_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Returns `[B, T, tokens_per_frame, width]`."""
+        batch, frames = signal_levels.shape
+        dtype = self.register_tokens.dtype
+        signal = self.signal_features(signal_levels.flatten() * 1000).to(dtype)  # [B*T, F]
+        signal = self.signal_embedding(signal).view(batch, frames, -1) + self.step_embedding(step_indices)
+        tokens = [signal[:, :, None]]
+
+        action = self.no_action_embedding.expand(batch, frames, -1)
+        if actions is not None and self.action_proj is not None:
+            action = action + self._embed_known(self.action_proj, actions.to(dtype), action_mask)
+        tokens.append(action[:, :, None])
+
+        if self.state_proj is not None:
+            state = self.no_state_embedding.expand(batch, frames, -1)
+            if states is not None:
+                state = state + self._embed_known(self.state_proj, states.to(dtype), state_mask)
+            tokens.append(state[:, :, None])
+
+        tokens.append(self.register_tokens.expand(batch, frames, -1, -1))
+        tokens.append(self.latent_proj(latents.to(dtype)))
+        return torch.cat(tokens, dim=2)
+
+
+    @staticmethod
+    def _embed_known(proj: nn.Linear, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """`proj(values)` `[B, T, width]`, zero where `mask` `[B, T]` is False (unknown values may be NaN)."""
+        if mask is None:
+            return proj(values)
+        unknown = ~mask.to(torch.bool)[..., None]
+        return proj(values.masked_fill(unknown, 0.0)).masked_fill(unknown, 0.0)
+
+
+class ArgosWorldModelDHHead(nn.Module):
+    """A wide, shallow transformer head over each frame's latent tokens (RAE's DiT-DH head).
+
+    It reads the backbone's latent-token outputs and the noisy input latents, attends within the frame, and predicts
+    `[B, T, N, C]`.
+    """
+
+    def __init__(self, config: ArgosWorldModelConfig):
+        super().__init__()
+        width = config.head_hidden_size
+        self.hidden_proj = nn.Linear(config.hidden_size, width)
+        self.latent_proj = nn.Linear(config.latent_channels, width)
+        self.rotary = RotaryEmbedding(width // config.head_num_attention_heads, config.rope_theta)
+        self.layers = nn.ModuleList(
+            ArgosWorldModelLayer(
+                config,
+                layer_idx=idx,
+                is_temporal=False,
+                hidden_size=width,
+                num_heads=config.head_num_attention_heads,
+                num_key_value_heads=config.head_num_attention_heads,
+                intermediate_size=4 * width,
+            )
+            for idx in range(config.head_num_layers)
+        )
+        self.norm = nn.RMSNorm(width, eps=config.rms_norm_eps)
+        self.proj_out = nn.Linear(width, config.latent_channels)
+
+    def forward(self, hidden_states: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """`hidden_states` `[B, T, N, width]`, `latents` `[B, T, N, C]` (noisy inputs) -> `[B, T, N, C]`."""
+        head_states = self.hidden_proj(hidden_states) + self.latent_proj(latents.to(hidden_states.dtype))
+        positions = torch.arange(head_states.shape[2], device=head_states.device)
+        rotary = self.rotary(positions)
+        for layer in self.layers:
+            head_states = layer(head_states, rotary)
+        return self.proj_out(self.norm(head_states))
+
+
+class ArgosWorldModelPreTrainedModel(PreTrainedModel):
+    config_class = ArgosWorldModelConfig
+    config: ArgosWorldModelConfig
+    base_model_prefix = "world_model"
+    main_input_name = "latents"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ArgosWorldModelLayer"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, ArgosWorldModelEmbeddings):
+            init.normal_(module.no_action_embedding, std=std)
+            init.normal_(module.register_tokens, std=std)
+            if module.no_state_embedding is not None:
+                init.normal_(module.no_state_embedding, std=std)
+        elif isinstance(module, RotaryEmbedding):
+            init.copy_(module.inv_freq, module.compute_inv_freq())
+        elif any(module is layer for layer in self._zero_initialized_layers()):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+
+    def _zero_initialized_layers(self) -> list[nn.Module]:
+        """Output projections start at zero, so an untrained model predicts the mean latent."""
+        layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None]
+        return [layer for layer in layers if layer is not None]
+
+
+class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
+    """Block-causal space-time transformer: noisy latents (+ actions, proprio) of every frame -> clean predictions."""
+
+    def __init__(self, config: ArgosWorldModelConfig):
+        super().__init__(config)
+        self.embeddings = ArgosWorldModelEmbeddings(config)
+        self.spatial_rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.temporal_rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.layers = nn.ModuleList(
+            ArgosWorldModelLayer(
+                config,
+                layer_idx=idx,
+                is_temporal=config.is_temporal_layer(idx),
+                hidden_size=config.hidden_size,
+                num_heads=config.num_attention_heads,
+                num_key_value_heads=config.num_key_value_heads,
+                intermediate_size=config.intermediate_size,
+            )
+            for idx in range(config.num_hidden_layers)
+        )
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.head = ArgosWorldModelDHHead(config) if config.head_type == "dh" else None
+        self.latent_out = nn.Linear(config.hidden_size, config.latent_channels) if self.head is None else None
+        self.state_out = nn.Linear(config.hidden_size, config.state_dim) if config.state_dim > 0 else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        signal_levels: torch.Tensor,
+        step_sizes: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
+        action_mask: torch.Tensor | None = None,
+        states: torch.Tensor | None = None,
+        state_mask: torch.Tensor | None = None,
+        independent_frames: torch.Tensor | None = None,
+        past_key_values: WorldModelCache | None = None,
+        use_cache: bool = False,
+        return_dict: bool = True,
+    ) -> ArgosWorldModelOutput | tuple:
+        r"""
+        Args:
+            latents (`torch.Tensor` `[B, T, N, C]`): normalised DINO latents at the given signal levels.
+            signal_levels (`torch.Tensor` `[B, T]`): signal level tau in [0, 1] of each frame (0 noise, 1 clean).
+            step_sizes (`torch.Tensor` `[B, T]`, *optional*): shortcut step size d in {1, 1/2, ..., 1/K_max} of each
+                frame; None means the finest step 1/K_max.
+            actions (`torch.Tensor` `[B, T, A]`, *optional*): `actions[:, t]` led from frame t-1 to frame t.
+            action_mask (`torch.Tensor` `[B, T]` bool, *optional*): False where the action is unknown.
+            states (`torch.Tensor` `[B, T, S]`, *optional*): normalised proprio at the frame's signal level.
+            state_mask (`torch.Tensor` `[B, T]` bool, *optional*): False where there is no state.
+            independent_frames (`torch.Tensor` `[B, T]` bool, *optional*): True where a frame attends only to itself
+                in time (single images).
+            past_key_values (`WorldModelCache`, *optional*): keys/values of frames seen before this call; the new
+                frames follow them in time. Read only unless `use_cache=True`.
+            use_cache (`bool`): append this call's frames to `past_key_values` (a new cache when None) and return it.
+        """
+        self._check_inputs(
+            latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
+        )
+        batch, frames = signal_levels.shape
+        if use_cache and past_key_values is None:
+            past_key_values = WorldModelCache(self.config.temporal_context_length)
+        if past_key_values is not None and past_key_values.batch_size not in (None, batch):
+            raise ValueError(
+                f"past_key_values holds a batch of {past_key_values.batch_size}, but latents have batch size {batch}; "
+                "use cache.batch_repeat_interleave() to expand a context cache."
+            )
+        past_frames = past_key_values.num_frames if past_key_values is not None else 0
+        cached_frames = past_key_values.num_cached_frames if past_key_values is not None else 0
+
+        step_indices = self._step_indices(step_sizes, signal_levels)
+        hidden_states = self.embeddings(
+            latents, signal_levels, step_indices, actions, action_mask, states, state_mask
+        )  # [B, T, S, width]
+        tokens = hidden_states.shape[2]
+        device = hidden_states.device
+
+        spatial_rotary = self.spatial_rotary(torch.arange(tokens, device=device))
+        query_positions = torch.arange(past_frames, past_frames + frames, device=device)
+        temporal_rotary = self.temporal_rotary(query_positions)
+        key_positions = torch.arange(past_frames - cached_frames, past_frames + frames, device=device)
+        temporal_mask = self._temporal_mask(query_positions, key_positions, independent_frames)
+        if temporal_mask.shape[0] > 1:
+            temporal_mask = temporal_mask.repeat_interleave(tokens, dim=0)  # [B, Tq, Tk] -> [B*S, Tq, Tk]
+
+        for layer in self.layers:
+            if layer.is_temporal:
+                hidden_states = layer(
+                    hidden_states,
+                    temporal_rotary,
+                    attention_mask=temporal_mask,
+                    past_key_values=past_key_values,
+                    use_cache=use_cache,
+                )
+            else:
+                hidden_states = layer(hidden_states, spatial_rotary)
+        if use_cache:
+            past_key_values.num_frames += frames
+
+        hidden_states = self.norm(hidden_states)
+        latent_states = hidden_states[:, :, -self.config.latent_tokens :]  # [B, T, N, width]
+        if self.head is not None:
+            prediction = self.head(latent_states, latents)
+        else:
+            prediction = self.latent_out(latent_states)
+        state_prediction = None
+        if self.state_out is not None:
+            state_prediction = self.state_out(hidden_states[:, :, 2])  # the state token follows signal and action
+        if self.config.prediction_type == "velocity":
+            # x = x_tau + (1 - tau) * v, since x_tau = (1 - tau) * noise + tau * x and v = x - noise
+            remaining = (1 - signal_levels)[..., None]
+            prediction = latents + remaining[..., None] * prediction
+            if state_prediction is not None:
+                noisy_states = states if states is not None else torch.zeros_like(state_prediction)
+                state_prediction = noisy_states + remaining * state_prediction
+
+        output = ArgosWorldModelOutput(
+            sample=prediction,
+            state_sample=state_prediction,
+            past_key_values=past_key_values if use_cache else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _temporal_mask(
+        self, query_positions: torch.Tensor, key_positions: torch.Tensor, independent_frames: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`[B or 1, Tq, Tk]` bool: causal, within `temporal_context_length`, self only for independent frames."""
+        distance = query_positions[:, None] - key_positions[None, :]  # [Tq, Tk]
+        mask = (distance >= 0) & (distance < self.config.temporal_context_length)
+        mask = mask[None]
+        if independent_frames is not None:
+            only_self = independent_frames.to(torch.bool)[:, :, None] & (distance != 0)[None]
+            mask = mask & ~only_self
+        return mask
+
+    def _step_indices(self, step_sizes: torch.Tensor | None, signal_levels: torch.Tensor) -> torch.Tensor:
+        """Step sizes d `[B, T]` -> embedding indices k = log2(1/d) `[B, T]`."""
+        finest = int(math.log2(self.config.max_shortcut_steps))
+        if step_sizes is None:
+            return torch.full(signal_levels.shape, finest, dtype=torch.long, device=signal_levels.device)
+        indices = torch.round(-torch.log2(step_sizes.float())).long()
+        if not torch.compiler.is_compiling():
+            valid = (indices >= 0) & (indices <= finest) & torch.isclose(2.0 ** (-indices.float()), step_sizes.float())
+            if not bool(valid.all()):
+                raise ValueError(
+                    f"step_sizes must be powers of two in [1/{self.config.max_shortcut_steps}, 1] "
+                    f"(config.max_shortcut_steps); got values {step_sizes[~valid].unique()[:5].tolist()}."
+                )
+        return indices
+
+    def _check_inputs(
+        self, latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
+    ):
+        """Raises ValueError naming the argument, the expected and the received value."""
+        config = self.config
+        expected_latents = f"[B, T, {config.latent_tokens}, {config.latent_channels}]"
+        if not torch.is_tensor(latents) or latents.ndim != 4:
+            shape = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(f"latents must be a tensor of shape {expected_latents}; got {shape}.")
+        batch, frames, num_tokens, channels = latents.shape
+        if (num_tokens, channels) != (config.latent_tokens, config.latent_channels):
+            raise ValueError(f"latents must have shape {expected_latents}; got {tuple(latents.shape)}.")
+        if not latents.is_floating_point():
+            raise ValueError(f"latents must be a floating point tensor; got dtype {latents.dtype}.")
+
+        def check(name, tensor, shape, expected_text):
+            if tensor is not None and (not torch.is_tensor(tensor) or tuple(tensor.shape) != shape):
+                received = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
+                raise ValueError(f"{name} must have shape {expected_text} = {shape}; got {received}.")
+
+        check("signal_levels", signal_levels, (batch, frames), "[B, T]")
+        check("step_sizes", step_sizes, (batch, frames), "[B, T]")
+        check("action_mask", action_mask, (batch, frames), "[B, T]")
+        check("state_mask", state_mask, (batch, frames), "[B, T]")
+        check("independent_frames", independent_frames, (batch, frames), "[B, T]")
+        if actions is not None and config.action_dim == 0:
+            raise ValueError("actions were given but this model takes none (config.action_dim == 0).")
+        check("actions", actions, (batch, frames, config.action_dim), "[B, T, action_dim]")
+        if states is not None and config.state_dim == 0:
+            raise ValueError("states were given but this model has no state token (config.state_dim == 0).")
+        check("states", states, (batch, frames, config.state_dim), "[B, T, state_dim]")
+        if torch.compiler.is_compiling():
+            return
+        for name, tensor in (("latents", latents), ("signal_levels", signal_levels), ("step_sizes", step_sizes)):
+            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{name} contains NaN or infinite values.")
+        for name, tensor, mask in (("actions", actions, action_mask), ("states", states, state_mask)):
+            if tensor is not None:
+                known = tensor if mask is None else tensor[mask.to(torch.bool)]
+                if not bool(torch.isfinite(known).all()):
+                    raise ValueError(f"{name} contains NaN or infinite values where {name[:-1]}_mask is True.")
+        if bool((signal_levels < 0).any()) or bool((signal_levels > 1).any()):
+            raise ValueError(
+                f"signal_levels must lie in [0, 1]; got values in [{signal_levels.min().item():.4g}, "
+                f"{signal_levels.max().item():.4g}]."
+            )
+
+
+__all__ = ["ArgosWorldModel", "ArgosWorldModelOutput", "ArgosWorldModelPreTrainedModel"]

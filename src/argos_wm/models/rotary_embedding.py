@@ -1,0 +1,37 @@
+"""Rotary position embedding (RoPE) over one axis: token index within a frame, or frame index in time."""
+
+import torch
+from torch import nn
+
+
+class RotaryEmbedding(nn.Module):
+    """Cos/sin tables for integer positions along one axis.
+
+    Args:
+        head_dim: size of each attention head (even).
+        theta: RoPE base period.
+    """
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        self.head_dim = head_dim
+        self.theta = theta
+        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
+
+    def compute_inv_freq(self) -> torch.Tensor:
+        """`[head_dim / 2]` inverse frequencies."""
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim
+        return 1.0 / (self.theta**exponents)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`positions` `[L]` -> `(cos, sin)`, each `[L, head_dim]` in float32."""
+        freqs = positions.to(torch.float32)[:, None] * self.inv_freq[None, :]
+        angles = torch.cat([freqs, freqs], dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary_embedding(hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotates `hidden_states` `[..., L, head_dim]` by the angles of `cos`/`sin` `[L, head_dim]`."""
+    first, second = hidden_states.chunk(2, dim=-1)
+    rotated = torch.cat([-second, first], dim=-1)
+    return (hidden_states * cos + rotated * sin).to(hidden_states.dtype)
