@@ -1,0 +1,3 @@
+from .scheduling_shortcut_forcing import ShortcutForcingScheduler, ShortcutForcingSchedulerOutput
+
+__all__ = ["ShortcutForcingScheduler", "ShortcutForcingSchedulerOutput"]

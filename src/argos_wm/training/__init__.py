@@ -1,0 +1,3 @@
+from .losses import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLoss
+
+__all__ = ["DiffusionForcingLoss", "ForcingLossOutput", "ShortcutForcingLoss"]

@@ -1,0 +1,400 @@
+# Copyright 2025 The argos_wm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shortcut forcing scheduler: signal levels, step sizes and Euler steps for flow matching with shortcuts.
+
+Conventions (Dreamer 4, arXiv 2509.24527). The signal level `tau` runs from 0 (pure noise) to 1 (clean data):
+
+    x_tau = (1 - tau) * eps + tau * x,        v = dx_tau / dtau = x - eps.
+
+A model predicting the clean sample `x_hat` at `(x_tau, tau)` implies the velocity
+
+    v_hat = (x_hat - x_tau) / (1 - tau),
+
+and one Euler step of size `d` moves the sample to `x_{tau + d} = x_tau + d * v_hat`. Shortcut models also take the
+step size `d` as input, so that a few large steps (`d = 1/4`) approximate many small ones
+(`d = 1 / max_shortcut_steps`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift")
+PREDICTION_TYPES = ("sample", "velocity")
+
+
+@dataclass
+class ShortcutForcingSchedulerOutput(BaseOutput):
+    """
+    Output of [`ShortcutForcingScheduler.step`].
+
+    Args:
+        prev_sample (`torch.Tensor` of the shape of `sample`, e.g. `[B, T, N, C]` or `[B, T, S]`):
+            The sample moved one step towards the data, at signal level `tau + d`. Feed it to the next model call.
+        pred_original_sample (`torch.Tensor` of the shape of `sample`):
+            The predicted clean sample `x_hat` at the current step.
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+def _expand_like(values: torch.Tensor | float, target: torch.Tensor) -> torch.Tensor:
+    """Broadcasts per-sequence (`[B]`) or per-frame (`[B, T]`) values against `target` by appending singleton dims."""
+    values = torch.as_tensor(values, dtype=target.dtype, device=target.device)
+    if values.ndim > target.ndim or tuple(values.shape) != tuple(target.shape[: values.ndim]):
+        raise ValueError(
+            f"Expected per-sequence or per-frame values with a shape that prefixes {tuple(target.shape)}, "
+            f"got shape {tuple(values.shape)}."
+        )
+    return values.reshape(values.shape + (1,) * (target.ndim - values.ndim))
+
+
+class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
+    """
+    Scheduler for diffusion forcing and shortcut forcing (Dreamer 4) with signal levels `tau` in [0, 1].
+
+    Training side: [`~ShortcutForcingScheduler.sample_training_levels`] draws one signal level per frame (diffusion
+    forcing) and one shortcut step size per frame, [`~ShortcutForcingScheduler.add_noise`] mixes data and noise, and
+    [`~ShortcutForcingScheduler.loss_weight`] gives the ramp weight. Inference side:
+    [`~ShortcutForcingScheduler.set_timesteps`] builds the grid of `K` signal levels and
+    [`~ShortcutForcingScheduler.step`] takes one Euler step on whole tensors (`[B, T, N, C]` latents or `[B, T, S]`
+    states). `scheduler.timesteps` holds signal levels, not integer timesteps.
+
+    Args:
+        max_shortcut_steps (`int`, defaults to 64):
+            `K_max`, a power of two: step sizes are `d in {1, 1/2, ..., 1/K_max}` and `d_min = 1 / K_max`.
+        use_shortcut (`bool`, defaults to `True`):
+            Train shortcut forcing. `False` trains plain diffusion forcing: every frame uses `d_min` and the
+            continuous signal-level sampler.
+        bootstrap_fraction (`float`, defaults to 0.25):
+            Probability that a training sequence is a bootstrap sequence, trained with step sizes `d > d_min`
+            (its frames draw `d` uniformly over `{1, 1/2, ..., 2 / K_max}` and `tau` uniformly on `d`'s grid
+            `{0, d, ..., 1 - d}`). The other sequences use `d_min` and the continuous sampler.
+        signal_level_sampler (`str`, defaults to `"uniform"`):
+            Continuous sampler of per-frame signal levels: `"uniform"` (`tau ~ U[0, 1)`), `"logit_normal"`
+            (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift).
+        logit_normal_mean (`float`, defaults to 0.0):
+            Mean of the normal variable of the logit-normal sampler.
+        logit_normal_std (`float`, defaults to 1.0):
+            Standard deviation of the normal variable of the logit-normal sampler.
+        shift_base_dim (`int`, defaults to 4096):
+            Base data dimension `n` of the RAE resolution shift (the dimension the uniform schedule is tuned for).
+        shift_latent_dim (`int`, defaults to 196608):
+            Data dimension `m = N * C` of one frame's latents (256 DINOv2 tokens x 768 channels by default), used
+            by the RAE resolution shift `alpha = sqrt(n / m)`.
+        prediction_type (`str`, defaults to `"sample"`):
+            What `model_output` holds in [`~ShortcutForcingScheduler.step`]: `"sample"` (the clean sample `x_hat`,
+            what `ArgosWorldModel` returns in `.sample`) or `"velocity"` (`v_hat = x_hat - eps_hat`).
+        loss_weight_floor (`float`, defaults to 0.1):
+            Weight at `tau = 0` of the linear ramp `w(tau) = (1 - floor) * tau + floor` (Dreamer 4: 0.1, so
+            `w = 0.9 * tau + 0.1`). 1.0 weights every signal level equally.
+    """
+
+    _compatibles = []
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        max_shortcut_steps: int = 64,
+        use_shortcut: bool = True,
+        bootstrap_fraction: float = 0.25,
+        signal_level_sampler: str = "uniform",
+        logit_normal_mean: float = 0.0,
+        logit_normal_std: float = 1.0,
+        shift_base_dim: int = 4096,
+        shift_latent_dim: int = 196608,
+        prediction_type: str = "sample",
+        loss_weight_floor: float = 0.1,
+    ):
+        if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
+            raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
+        if not 0.0 <= bootstrap_fraction <= 1.0:
+            raise ValueError(f"`bootstrap_fraction` must be in [0, 1], got {bootstrap_fraction}.")
+        if signal_level_sampler not in SIGNAL_LEVEL_SAMPLERS:
+            raise ValueError(
+                f"`signal_level_sampler` must be one of {SIGNAL_LEVEL_SAMPLERS}, got {signal_level_sampler!r}."
+            )
+        if logit_normal_std <= 0:
+            raise ValueError(f"`logit_normal_std` must be > 0, got {logit_normal_std}.")
+        if shift_base_dim < 1 or shift_latent_dim < 1:
+            raise ValueError(
+                f"`shift_base_dim` and `shift_latent_dim` must be >= 1, got {shift_base_dim} and {shift_latent_dim}."
+            )
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        if not 0.0 <= loss_weight_floor <= 1.0:
+            raise ValueError(f"`loss_weight_floor` must be in [0, 1], got {loss_weight_floor}.")
+
+        self.num_inference_steps = None
+        self.step_size = None
+        self.timesteps = None
+
+    @property
+    def min_step_size(self) -> float:
+        """`d_min = 1 / max_shortcut_steps`, the finest step, trained with the plain flow loss."""
+        return 1.0 / self.config.max_shortcut_steps
+
+    @property
+    def shift_alpha(self) -> float:
+        """`alpha = sqrt(shift_base_dim / shift_latent_dim)` of the RAE resolution shift."""
+        return math.sqrt(self.config.shift_base_dim / self.config.shift_latent_dim)
+
+    # Training side.
+
+    def shift_signal_levels(self, signal_levels: torch.Tensor) -> torch.Tensor:
+        """
+        Applies the RAE resolution shift `tau' = alpha * tau / (1 + (alpha - 1) * tau)`.
+
+        Derivation. The amplitude signal-to-noise ratio of `x_tau` is `r(tau) = tau / (1 - tau)`. With `m = N * C`
+        data dimensions that carry correlated information, averaging over them raises the power SNR seen by the
+        model by a factor `m`, so a schedule tuned for `n = shift_base_dim` dimensions must scale the power SNR by
+        `n / m`, i.e. the amplitude SNR by `alpha = sqrt(n / m)`: `r(tau') = alpha * r(tau)`. Solving
+        `tau' / (1 - tau') = alpha * tau / (1 - tau)` gives `tau' = alpha * tau / (1 + (alpha - 1) * tau)`. The map
+        is increasing, keeps 0 and 1 fixed, and for `alpha < 1` (more dimensions than the base) moves every level
+        towards noise. In noise levels `sigma = 1 - tau` it is the RAE / SD3 shift
+        `sigma' = s * sigma / (1 + (s - 1) * sigma)` with `s = 1 / alpha`.
+
+        Args:
+            signal_levels (`torch.Tensor` of any shape): levels `tau` in [0, 1].
+
+        Returns:
+            `torch.Tensor` of the same shape: the shifted levels.
+        """
+        alpha = self.shift_alpha
+        return alpha * signal_levels / (1.0 + (alpha - 1.0) * signal_levels)
+
+    def sample_signal_levels(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """
+        Draws continuous signal levels with the configured `signal_level_sampler`.
+
+        Args:
+            shape (`tuple[int, ...]`): e.g. `(B, T)` for one level per frame.
+            generator (`torch.Generator`, *optional*): for reproducibility.
+            device (`torch.device` or `str`, *optional*): device of the result.
+
+        Returns:
+            `torch.Tensor` of shape `shape`, float32, values in [0, 1).
+        """
+        sampler = self.config.signal_level_sampler
+        if sampler == "logit_normal":
+            normal = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+            return torch.sigmoid(self.config.logit_normal_mean + self.config.logit_normal_std * normal)
+        signal_levels = self._uniform(shape, generator, device)
+        if sampler == "shift":
+            signal_levels = self.shift_signal_levels(signal_levels)
+        return signal_levels
+
+    def sample_training_levels(
+        self,
+        batch_size: int,
+        num_frames: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Draws per-frame signal levels and shortcut step sizes for one training batch.
+
+        Each sequence is a bootstrap sequence with probability `bootstrap_fraction` (never when `use_shortcut` is
+        False or `max_shortcut_steps` is 1). Every frame of a bootstrap sequence draws its own step size `d`
+        uniformly over `{1, 1/2, ..., 2 / K_max}` and its own level uniformly on `{0, d, ..., 1 - d}`; every frame of
+        the other sequences gets `d_min` and a level from the continuous sampler.
+
+        Args:
+            batch_size (`int`): `B`.
+            num_frames (`int`): `T`.
+            generator (`torch.Generator`, *optional*): for reproducibility.
+            device (`torch.device` or `str`, *optional*): device of the results.
+
+        Returns:
+            `tuple(torch.Tensor, torch.Tensor)`: `signal_levels` and `step_sizes`, both `[B, T]` float32.
+        """
+        if batch_size < 1 or num_frames < 1:
+            raise ValueError(
+                f"`batch_size` and `num_frames` must be >= 1, got batch_size={batch_size} and num_frames={num_frames}."
+            )
+        shape = (batch_size, num_frames)
+        signal_levels = self.sample_signal_levels(shape, generator=generator, device=device)
+        step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
+
+        num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))  # sizes 1, 1/2, ..., 2 / K_max
+        if not self.config.use_shortcut or num_shortcut_sizes == 0:
+            return signal_levels, step_sizes
+
+        is_bootstrap = self._uniform((batch_size, 1), generator, device) < self.config.bootstrap_fraction
+        exponents = torch.floor(self._uniform(shape, generator, device) * num_shortcut_sizes)
+        steps_per_unit = 2.0**exponents  # 1 / d
+        grid_levels = torch.floor(self._uniform(shape, generator, device) * steps_per_unit) / steps_per_unit
+        signal_levels = torch.where(is_bootstrap, grid_levels, signal_levels)
+        step_sizes = torch.where(is_bootstrap, 1.0 / steps_per_unit, step_sizes)
+        return signal_levels, step_sizes
+
+    def add_noise(
+        self,
+        original_samples: torch.Tensor,
+        noise: torch.Tensor,
+        signal_levels: torch.Tensor | float,
+    ) -> torch.Tensor:
+        """
+        Mixes data and noise: `x_tau = (1 - tau) * eps + tau * x`.
+
+        Args:
+            original_samples (`torch.Tensor`): clean `x`, e.g. `[B, T, N, C]` latents or `[B, T, S]` states.
+            noise (`torch.Tensor`): `eps`, same shape.
+            signal_levels (`torch.Tensor` or `float`): `tau`, a scalar, `[B]` or `[B, T]`.
+
+        Returns:
+            `torch.Tensor` of the shape of `original_samples`: `x_tau`.
+        """
+        if noise.shape != original_samples.shape:
+            raise ValueError(
+                f"`noise` must have the shape of `original_samples` {tuple(original_samples.shape)}, "
+                f"got {tuple(noise.shape)}."
+            )
+        tau = _expand_like(signal_levels, original_samples)
+        return (1.0 - tau) * noise + tau * original_samples
+
+    def loss_weight(self, signal_levels: torch.Tensor) -> torch.Tensor:
+        """
+        Ramp loss weight `w(tau) = (1 - loss_weight_floor) * tau + loss_weight_floor` (`0.9 * tau + 0.1` by default).
+
+        Args:
+            signal_levels (`torch.Tensor` of any shape, e.g. `[B, T]`): levels `tau`.
+
+        Returns:
+            `torch.Tensor` of the same shape: the weights.
+        """
+        floor = self.config.loss_weight_floor
+        return (1.0 - floor) * signal_levels + floor
+
+    @staticmethod
+    def velocity_from_sample(
+        pred_original_sample: torch.Tensor,
+        sample: torch.Tensor,
+        signal_levels: torch.Tensor | float,
+    ) -> torch.Tensor:
+        """
+        Velocity implied by a clean-sample prediction: `v_hat = (x_hat - x_tau) / (1 - tau)`; needs `tau < 1`.
+
+        Args:
+            pred_original_sample (`torch.Tensor`): `x_hat`, e.g. `[B, T, N, C]`.
+            sample (`torch.Tensor`): `x_tau`, same shape.
+            signal_levels (`torch.Tensor` or `float`): `tau`, a scalar, `[B]` or `[B, T]`.
+
+        Returns:
+            `torch.Tensor` of the shape of `sample`: `v_hat`.
+        """
+        tau = _expand_like(signal_levels, sample)
+        return (pred_original_sample - sample) / (1.0 - tau)
+
+    # Inference side.
+
+    def set_timesteps(self, num_inference_steps: int, device: torch.device | str | None = None):
+        """
+        Sets the `K` denoising steps of one frame: levels `0, 1/K, ..., (K - 1)/K` and step size `1/K`.
+
+        A model trained without shortcuts (`use_shortcut=False`) has only seen the step size `d_min`: give it that as
+        its step-size input, while the scheduler still steps by `1/K`.
+
+        Args:
+            num_inference_steps (`int`): `K`, a power of two <= `max_shortcut_steps`.
+            device (`torch.device` or `str`, *optional*): device of `self.timesteps`.
+        """
+        max_steps = self.config.max_shortcut_steps
+        if (
+            not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+            or num_inference_steps > max_steps
+            or num_inference_steps & (num_inference_steps - 1)
+        ):
+            raise ValueError(
+                f"`num_inference_steps` must be a power of two between 1 and max_shortcut_steps={max_steps}, "
+                f"got {num_inference_steps!r}."
+            )
+        self.num_inference_steps = num_inference_steps
+        self.step_size = 1.0 / num_inference_steps
+        self.timesteps = torch.arange(num_inference_steps, device=device, dtype=torch.float32) * self.step_size
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | float,
+        sample: torch.Tensor,
+        step_size: torch.Tensor | float | None = None,
+        return_dict: bool = True,
+    ) -> ShortcutForcingSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """
+        One Euler step `x_{tau + d} = x_tau + d * v_hat` on whole tensors.
+
+        Args:
+            model_output (`torch.Tensor`): the prediction at `(sample, tau, d)`, a clean sample or a velocity as
+                `prediction_type` says; same shape as `sample`.
+            timestep (`torch.Tensor` or `float`): the signal level `tau` of `sample` (an entry of `self.timesteps`),
+                a scalar, `[B]` or `[B, T]`.
+            sample (`torch.Tensor`): `x_tau`, e.g. `[B, T, N, C]` latents or `[B, T, S]` states.
+            step_size (`torch.Tensor` or `float`, *optional*): `d`, a scalar, `[B]` or `[B, T]`; defaults to the `1/K`
+                of [`~ShortcutForcingScheduler.set_timesteps`].
+            return_dict (`bool`, defaults to `True`): return a [`ShortcutForcingSchedulerOutput`] or a tuple.
+
+        Returns:
+            [`ShortcutForcingSchedulerOutput`] or `tuple(prev_sample, pred_original_sample)`, each shaped like
+            `sample`.
+        """
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"`model_output` must have the shape of `sample` {tuple(sample.shape)}, "
+                f"got {tuple(model_output.shape)}."
+            )
+        if step_size is None:
+            if self.step_size is None:
+                raise ValueError("`step_size` is None and `set_timesteps` has not been called: give one of them.")
+            step_size = self.step_size
+        tau = _expand_like(timestep, sample)
+        d = _expand_like(step_size, sample)
+        if bool(((tau + d) > 1.0 + 1e-6).any()) or bool((tau < 0).any()) or bool((d <= 0).any()):
+            raise ValueError(
+                "`timestep` and `step_size` must satisfy 0 <= tau, 0 < d and tau + d <= 1, "
+                f"got tau in [{tau.min().item()}, {tau.max().item()}] and d in [{d.min().item()}, {d.max().item()}]."
+            )
+
+        if self.config.prediction_type == "sample":
+            pred_original_sample = model_output
+            # x_tau + d * (x_hat - x_tau) / (1 - tau), written as a lerp so that the last step lands exactly on x_hat.
+            prev_sample = torch.lerp(sample, model_output, d / (1.0 - tau))
+        else:
+            pred_original_sample = sample + (1.0 - tau) * model_output
+            prev_sample = sample + d * model_output
+
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return ShortcutForcingSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    @staticmethod
+    def _uniform(
+        shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
+    ) -> torch.Tensor:
+        """`U[0, 1)` samples of `shape`, drawn on the generator's device and moved to `device`."""
+        rand_device = generator.device if generator is not None else device
+        return torch.rand(shape, generator=generator, device=rand_device).to(device)
