@@ -1,0 +1,524 @@
+"""A latent cache: a dataset's frames encoded once by the frozen DINO encoder, read back by slicing.
+
+Layout of a cache folder:
+
+```
+index.json                         format, encoder identity, sources (fps, cameras, keys, stats), shards, episodes
+shards/shard-XXXXX.safetensors     per shard: "latents/<camera>" [F, N, C] (fp16/bf16, raw: before normalisation),
+                                   "actions" [F, A], "action_mask" [F], "states" [F, S], "frame_indices" [F],
+                                   "timestamps" [F] for the episodes it holds, concatenated in time
+latent_statistics.safetensors      per-position "latent_mean" / "latent_std" [N, C] used to normalise on read
+```
+
+Building is resumable: a shard is written (atomically) and recorded in `index.json` as soon as it is full, so an
+interrupted run restarts after the last recorded shard. `LatentCacheSource` reads episodes or windows of them
+with the interface of `LeRobotSource`, returning `LatentEpisode`s.
+
+Command line:
+`python -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR [--fps F --batch-size B]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..modeling_dino_encoder import ArgosDinoEncoder
+from .lerobot_source import LeRobotSource
+
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+INDEX_NAME = "index.json"
+STATISTICS_NAME = "latent_statistics.safetensors"
+SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
+CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LatentEpisode:
+    """One episode (or a window of it) read from a latent cache; the fields mirror `lerobot_source.Episode`.
+
+    Attributes:
+        latents: float32 `[T, N, C]` DINO latents of `camera` (normalised unless the reader was built with
+            `normalize=False`); None when read with `decode_frames=False`.
+        actions: float32 `[T, A]`, `actions[t]` led from frame t−1 to frame t; None for video-only data.
+        action_mask: bool `[T]`, False where the action is unknown.
+        states: float32 `[T, S]` proprio; None without state.
+        timestamps: float64 `[T]` seconds from the start of the episode.
+        frame_indices: int64 `[T]` frame indices in the original (non-resampled) episode.
+        episode_index: the dataset's `episode_index`.
+        fps: frames per second.
+        camera: the camera the latents come from.
+    """
+
+    latents: torch.Tensor | None
+    actions: torch.Tensor | None
+    action_mask: torch.Tensor
+    states: torch.Tensor | None
+    timestamps: torch.Tensor
+    frame_indices: torch.Tensor
+    episode_index: int
+    fps: float
+    camera: str
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+def encoder_fingerprint(encoder: ArgosDinoEncoder) -> str:
+    """sha256 of the ViT weights and preprocessing settings: equal fingerprints give equal raw latents."""
+    digest = hashlib.sha256()
+    config = encoder.config
+    settings = [config.image_size, config.do_center_crop, config.resample, config.image_mean, config.image_std]
+    digest.update(json.dumps(settings).encode())
+    for name, tensor in sorted(encoder.dino.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _source_record(source: LeRobotSource, camera_keys: list[str]) -> dict:
+    """What identifies a source in the index, plus what a reader needs (fps, keys, stats)."""
+    weights = source.camera_weights.tolist() if source.camera_weights is not None else []
+    by_camera = dict(zip(source.camera_keys, weights))
+    return {
+        "name": source.name,
+        "root_or_repo_id": source.repo_id or str(Path(source.root).resolve()),
+        "num_episodes": len(source),
+        "fps": source.fps,
+        "source_fps": source.source_fps,
+        "camera_keys": camera_keys,
+        "camera_weights": [by_camera.get(key, 0.0) for key in camera_keys],
+        "action_key": source.action_key,
+        "state_key": source.state_key,
+        "action_aggregation": source.action_aggregation,
+        "stats": {
+            key: {stat: np.asarray(v).tolist() for stat, v in stats.items()} for key, stats in source.stats.items()
+        },
+    }
+
+
+def _write_json(path: Path, content: dict) -> None:
+    """Writes `content` to `path` atomically (a crash leaves the previous version)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)
+
+
+class _EpisodeReads(Dataset):
+    """Map-style view of the (source, position) pairs to encode, so a DataLoader can decode them in workers."""
+
+    def __init__(self, sources: list[LeRobotSource], todo: list[tuple[int, int]], camera_keys: list[list[str]]):
+        self.sources, self.todo, self.camera_keys = sources, todo, camera_keys
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, item: int) -> dict:
+        source_id, position = self.todo[item]
+        source = self.sources[source_id]
+        episode = source.read_episode(position, decode_frames=False)
+        frames = {
+            camera: source.read_episode(position, camera=camera).frames for camera in self.camera_keys[source_id]
+        }
+        return {"source": source_id, "position": position, "episode": episode, "frames": frames}
+
+
+def _no_collate(item):
+    return item
+
+
+def build_latent_cache(
+    sources: LeRobotSource | list[LeRobotSource],
+    encoder: ArgosDinoEncoder,
+    output_dir: str | Path,
+    camera_keys: list[str] | None = None,
+    dtype: str = "float16",
+    batch_size: int = 32,
+    shard_size_mb: float = 256.0,
+    num_workers: int = 0,
+    show_progress: bool = True,
+) -> Path:
+    """
+    Encodes every episode of `sources` with `encoder` into a sharded safetensors cache at `output_dir`.
+
+    Args:
+        sources: one or several `LeRobotSource`s; each shard holds episodes of a single source.
+        encoder: the frozen encoder; raw latents (before the per-position normalisation) are stored.
+        output_dir: cache folder. If it holds an unfinished cache of the same sources and encoder, the recorded
+            shards are kept and encoding resumes after them.
+        camera_keys: cameras to encode (each source's own cameras when None); every episode stores all of them.
+        dtype: storage dtype of the latents, `"float16"` or `"bfloat16"`.
+        batch_size: images per encoder forward pass.
+        shard_size_mb: a shard is closed once its latents reach this size.
+        num_workers: DataLoader workers decoding videos while the encoder runs (0 decodes in this process).
+        show_progress: show a tqdm bar over frames.
+
+    Returns:
+        `output_dir` as a `Path`. `latent_statistics.safetensors` holds the encoder's statistics, or statistics
+        computed over the cache when the encoder has none (`encoder.config.num_statistics_frames == 0`).
+    """
+    sources = [sources] if isinstance(sources, LeRobotSource) else list(sources)
+    if not sources:
+        raise ValueError("`sources` must hold at least one LeRobotSource, got none.")
+    if dtype not in CACHE_DTYPES:
+        raise ValueError(f"`dtype` must be one of {list(CACHE_DTYPES)}, got {dtype!r}.")
+    cameras = []
+    for source in sources:
+        keys = list(source.camera_keys) if camera_keys is None else list(camera_keys)
+        unknown = [key for key in keys if key not in source.camera_keys]
+        if not keys or unknown:
+            raise ValueError(
+                f"`camera_keys` {keys} must be non-empty cameras of {source.name}, "
+                f"whose cameras are {source.camera_keys}."
+            )
+        cameras.append(keys)
+
+    output_dir = Path(output_dir)
+    (output_dir / "shards").mkdir(parents=True, exist_ok=True)
+    index = {
+        "format_version": CACHE_FORMAT_VERSION,
+        "dtype": dtype,
+        "num_latent_tokens": encoder.config.num_latent_tokens,
+        "latent_dim": encoder.config.latent_dim,
+        "encoder": {
+            "name_or_path": encoder.config.name_or_path,
+            "fingerprint": encoder_fingerprint(encoder),
+            "config": encoder.config.to_dict(),
+        },
+        "sources": [_source_record(source, keys) for source, keys in zip(sources, cameras)],
+        "shards": [],
+        "episodes": [],
+        "complete": False,
+    }
+    index_path = output_dir / INDEX_NAME
+    if index_path.is_file():
+        previous = json.loads(index_path.read_text())
+        identity = {
+            "format_version": index["format_version"],
+            "dtype": index["dtype"],
+            "encoder fingerprint": index["encoder"]["fingerprint"],
+            "sources": json.loads(json.dumps(index["sources"])),
+        }
+        previous_identity = {**previous, "encoder fingerprint": previous.get("encoder", {}).get("fingerprint")}
+        for key, value in identity.items():
+            if previous_identity.get(key) != value:
+                raise ValueError(
+                    f"`output_dir` {output_dir} holds a cache built with a different {key}; "
+                    "use another output_dir or delete it to rebuild."
+                )
+        index = previous
+    done = {(entry["source"], entry["position"]) for entry in index["episodes"]}
+    todo = [(s, i) for s, source in enumerate(sources) for i in range(len(source)) if (s, i) not in done]
+    if done:
+        logger.info(
+            "Resuming the latent cache at %s: %d episodes already encoded, %d to go.", output_dir, len(done), len(todo)
+        )
+
+    total = sum(sources[s].episode_length(i) * len(cameras[s]) for s, i in todo)
+    frame_bytes = encoder.config.num_latent_tokens * encoder.config.latent_dim * 2
+    progress = tqdm(total=total, desc="Encoding latents", unit="frame", disable=not show_progress)
+    reads = DataLoader(
+        _EpisodeReads(sources, todo, cameras), batch_size=None, num_workers=num_workers, collate_fn=_no_collate
+    )
+    pending, pending_bytes = [], 0
+    for item in reads:
+        if pending and pending[0]["source"] != item["source"]:
+            _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+            pending, pending_bytes = [], 0
+        item["latents"] = {
+            camera: encoder.encode(frames, normalize=False, batch_size=batch_size).cpu()
+            for camera, frames in item.pop("frames").items()
+        }
+        pending.append(item)
+        pending_bytes += len(item["episode"]) * len(item["latents"]) * frame_bytes
+        progress.update(len(item["episode"]) * len(item["latents"]))
+        if pending_bytes >= shard_size_mb * 2**20:
+            _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+            pending, pending_bytes = [], 0
+    if pending:
+        _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+    progress.close()
+
+    if encoder.config.num_statistics_frames > 0:
+        statistics = {"latent_mean": encoder.latent_mean.cpu(), "latent_std": encoder.latent_std.cpu()}
+        num_frames = encoder.config.num_statistics_frames
+    else:
+        mean, std, num_frames = compute_cache_statistics(
+            output_dir, encoder.config.latent_statistics_eps, show_progress
+        )
+        statistics = {"latent_mean": mean, "latent_std": std}
+        logger.info("The encoder has no latent statistics: computed them over the %d cached frames.", num_frames)
+    save_file(
+        {k: v.float().contiguous() for k, v in statistics.items()},
+        output_dir / STATISTICS_NAME,
+        metadata={"num_frames": str(num_frames)},
+    )
+    index["complete"] = True
+    _write_json(index_path, index)
+    return output_dir
+
+
+def _flush_shard(pending: list[dict], index: dict, output_dir: Path, dtype: torch.dtype) -> None:
+    """Writes the pending episodes of one source as the next shard, then records them in the index."""
+    shard_index = len(index["shards"])
+    relative = SHARD_PATH.format(shard_index=shard_index)
+    episodes = [p["episode"] for p in pending]
+    tensors = {
+        f"latents/{camera}": torch.cat([p["latents"][camera] for p in pending]).to(dtype)
+        for camera in pending[0]["latents"]
+    }
+    tensors["action_mask"] = torch.cat([e.action_mask for e in episodes])
+    tensors["frame_indices"] = torch.cat([e.frame_indices for e in episodes])
+    tensors["timestamps"] = torch.cat([e.timestamps for e in episodes])
+    if episodes[0].actions is not None:
+        tensors["actions"] = torch.cat([e.actions for e in episodes]).float()
+    if episodes[0].states is not None:
+        tensors["states"] = torch.cat([e.states for e in episodes]).float()
+    tmp = output_dir / (relative + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+    os.replace(tmp, output_dir / relative)
+
+    offset = 0
+    for item, episode in zip(pending, episodes):
+        index["episodes"].append(
+            {
+                "source": item["source"],
+                "position": item["position"],
+                "episode_index": episode.episode_index,
+                "length": len(episode),
+                "fps": episode.fps,
+                "shard": shard_index,
+                "offset": offset,
+            }
+        )
+        offset += len(episode)
+    index["shards"].append({"file": relative, "source": pending[0]["source"], "num_frames": offset})
+    _write_json(output_dir / INDEX_NAME, index)
+
+
+def compute_cache_statistics(
+    cache_dir: str | Path, eps: float = 1e-6, show_progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-position mean / std [N, C] of the raw latents of every shard and camera of a cache, and the frame count."""
+    cache_dir = Path(cache_dir)
+    index = json.loads((cache_dir / INDEX_NAME).read_text())
+    shape = (index["num_latent_tokens"], index["latent_dim"])
+    total, total_sq, count = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64), 0
+    for shard in tqdm(index["shards"], desc="Latent statistics", unit="shard", disable=not show_progress):
+        with safe_open(cache_dir / shard["file"], framework="pt") as handle:
+            for key in (k for k in handle.keys() if k.startswith("latents/")):
+                latents = handle.get_tensor(key).double()  # [F, N, C]
+                total += latents.sum(0)
+                total_sq += latents.square().sum(0)
+                count += latents.shape[0]
+    if count < 2:
+        raise ValueError(f"the cache at {cache_dir} must hold at least 2 frames to compute statistics, got {count}.")
+    mean = total / count
+    var = (total_sq / count - mean.square()).clamp_min(0.0) * count / (count - 1)
+    return mean.float(), (var + eps).sqrt().float(), count
+
+
+class LatentCacheSource:
+    """
+    Reads a latent cache with the interface of `LeRobotSource`: `len(source)` episodes, `episode_length(i)`,
+    `read_episode(i, start, stop, camera, generator)` -> `LatentEpisode`, `stats`, `action_dim`, `state_dim`.
+
+    Args:
+        cache_dir: folder written by `build_latent_cache`.
+        source: which of the cache's sources to read (position or name); may be None when it holds one.
+        normalize: return latents normalised with `latent_statistics.safetensors`.
+        name: dataset name for batch metadata; defaults to the source's name.
+    """
+
+    def __init__(
+        self, cache_dir: str | Path, source: int | str | None = None, normalize: bool = True, name: str | None = None
+    ):
+        self.cache_dir = Path(cache_dir)
+        index_path = self.cache_dir / INDEX_NAME
+        if not index_path.is_file():
+            raise FileNotFoundError(
+                f"`cache_dir` {self.cache_dir} has no {INDEX_NAME}; build it with build_latent_cache."
+            )
+        self.index = json.loads(index_path.read_text())
+        if not self.index.get("complete"):
+            raise ValueError(
+                f"the cache at {self.cache_dir} is unfinished; run build_latent_cache again to resume it."
+            )
+        names = [record["name"] for record in self.index["sources"]]
+        if source is None and len(names) > 1:
+            raise ValueError(f"`source` must name one of the cache's sources {names}, got None.")
+        source_id = 0 if source is None else names.index(source) if source in names else source
+        if not isinstance(source_id, int) or not 0 <= source_id < len(names):
+            raise ValueError(f"`source` must be one of {names} or a position below {len(names)}, got {source!r}.")
+        self.record = self.index["sources"][source_id]
+        self.name = name or self.record["name"]
+        self.fps, self.source_fps = float(self.record["fps"]), float(self.record["source_fps"])
+        self.camera_keys = self.record["camera_keys"]
+        self.camera_weights = torch.tensor(self.record["camera_weights"], dtype=torch.float64)
+        if self.camera_weights.sum() <= 0:
+            self.camera_weights = torch.ones(len(self.camera_keys), dtype=torch.float64)
+        self.camera_weights = self.camera_weights / self.camera_weights.sum()
+        self.action_key, self.state_key = self.record["action_key"], self.record["state_key"]
+        self.stats = {
+            key: {stat: np.asarray(v, dtype=np.float64) for stat, v in s.items()}
+            for key, s in self.record["stats"].items()
+        }
+        self.episodes = sorted(
+            (entry for entry in self.index["episodes"] if entry["source"] == source_id), key=lambda e: e["position"]
+        )
+        self.latent_mean = self.latent_std = None
+        if normalize:
+            statistics = load_file(self.cache_dir / STATISTICS_NAME)
+            self.latent_mean, self.latent_std = statistics["latent_mean"], statistics["latent_std"]
+        self._handles: dict[str, object] = {}
+        self._dims = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = {}  # safetensors handles do not pickle; each DataLoader worker opens its own
+        return state
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, episodes={len(self)}, fps={self.fps:g}, "
+            f"cameras={self.camera_keys})"
+        )
+
+    def _handle(self, shard: int):
+        file = self.index["shards"][shard]["file"]
+        if file not in self._handles:
+            self._handles[file] = safe_open(self.cache_dir / file, framework="pt")
+        return self._handles[file]
+
+    def _dimensions(self) -> tuple[int | None, int | None]:
+        if self._dims is None:
+            handle = self._handle(self.episodes[0]["shard"])
+            keys = set(handle.keys())
+            self._dims = tuple(
+                handle.get_slice(key).get_shape()[1] if key in keys else None for key in ("actions", "states")
+            )
+        return self._dims
+
+    @property
+    def action_dim(self) -> int | None:
+        """Size A of the actions, None for video-only data."""
+        return self._dimensions()[0]
+
+    @property
+    def state_dim(self) -> int | None:
+        """Size S of the proprio state, None without state."""
+        return self._dimensions()[1]
+
+    def episode_length(self, i: int) -> int:
+        """Number of frames of episode `i`."""
+        self._check_index(i)
+        return self.episodes[i]["length"]
+
+    def _check_index(self, i: int) -> None:
+        if not 0 <= i < len(self):
+            raise ValueError(f"episode position i must be in [0, {len(self)}), got {i}")
+
+    def read_episode(
+        self,
+        i: int,
+        start: int | None = None,
+        stop: int | None = None,
+        camera: str | None = None,
+        generator: torch.Generator | None = None,
+        decode_frames: bool = True,
+    ) -> LatentEpisode:
+        """
+        Reads frames `[start, stop)` of episode `i` by slicing its shard; `camera` None samples one with
+        `camera_weights`. `decode_frames=False` skips the latents (None), like `LeRobotSource.read_episode`.
+        """
+        self._check_index(i)
+        entry = self.episodes[i]
+        start = 0 if start is None else start
+        stop = entry["length"] if stop is None else stop
+        if not 0 <= start < stop <= entry["length"]:
+            raise ValueError(
+                f"start, stop must satisfy 0 <= start < stop <= {entry['length']} for episode {i}, got {start}, {stop}"
+            )
+        if camera is None:
+            camera = self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
+        elif camera not in self.camera_keys:
+            raise ValueError(f"camera {camera!r} is not one of this cache's cameras {self.camera_keys}")
+        handle = self._handle(entry["shard"])
+        rows = slice(entry["offset"] + start, entry["offset"] + stop)
+        keys = set(handle.keys())
+        latents = handle.get_slice(f"latents/{camera}")[rows].float() if decode_frames else None  # [T, N, C]
+        if latents is not None and self.latent_mean is not None:
+            latents = (latents - self.latent_mean) / self.latent_std
+        return LatentEpisode(
+            latents=latents,
+            actions=handle.get_slice("actions")[rows] if "actions" in keys else None,
+            action_mask=handle.get_slice("action_mask")[rows],
+            states=handle.get_slice("states")[rows] if "states" in keys else None,
+            timestamps=handle.get_slice("timestamps")[rows],
+            frame_indices=handle.get_slice("frame_indices")[rows],
+            episode_index=entry["episode_index"],
+            fps=entry["fps"],
+            camera=camera,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pre-encode LeRobot v3 datasets into a latent cache.")
+    parser.add_argument("--dataset", action="append", required=True, help="dataset folder or Hub repo id (repeatable)")
+    parser.add_argument("--encoder", required=True, help="ArgosDinoEncoder folder / Hub id, or a DINO checkpoint")
+    parser.add_argument("--out", required=True, help="cache folder (resumes an unfinished cache)")
+    parser.add_argument("--fps", type=float, default=None, help="resample every dataset to this fps")
+    parser.add_argument("--camera", action="append", default=None, help="camera key to encode (repeatable)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
+    parser.add_argument("--shard-size-mb", type=float, default=256.0)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+
+    encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(args.device)
+    sources = [LeRobotSource(dataset, fps=args.fps) for dataset in args.dataset]
+    had_statistics = encoder.config.num_statistics_frames > 0
+    out = build_latent_cache(
+        sources,
+        encoder,
+        args.out,
+        camera_keys=args.camera,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        shard_size_mb=args.shard_size_mb,
+        num_workers=args.num_workers,
+    )
+    if not had_statistics:
+        statistics = load_file(out / STATISTICS_NAME)
+        with safe_open(out / STATISTICS_NAME, framework="pt") as handle:
+            num_frames = int(handle.metadata()["num_frames"])
+        encoder.set_latent_statistics(
+            statistics["latent_mean"].to(args.device), statistics["latent_std"].to(args.device), num_frames
+        )
+        encoder.save_pretrained(out / "encoder")
+        logger.info("Saved the encoder with the cache's latent statistics to %s", out / "encoder")
+    logger.info("Latent cache ready at %s", out)
+
+
+if __name__ == "__main__":
+    main()

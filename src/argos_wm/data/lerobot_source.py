@@ -1,0 +1,408 @@
+"""`LeRobotSource`: episodes of a LeRobot v3.0 dataset (local folder or Hub repo), resampled to a target fps.
+
+A source reads one episode (or a clip window of it) at a time: the frames of one camera, decoded from the mp4
+file the episode shares with its neighbours, and the per-frame numbers (actions, proprio state, extra columns)
+from parquet. Actions follow the world model's convention: `actions[t]` is the action that led from frame t−1
+to frame t, accumulated over the source steps skipped by the resampling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+from .lerobot_writer import INFO_PATH, STATS_PATH
+from .video import decode_video_frames
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ACTION_KEY = "action"
+DEFAULT_STATE_KEY = "observation.state"
+ACTION_AGGREGATIONS = ("sum", "last", "mean")
+_HUB_ERRORS = (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled)
+
+
+@dataclass
+class Episode:
+    """One episode (or a clip window of it) of a `LeRobotSource`, resampled to the source's `fps`.
+
+    Attributes:
+        frames: uint8 `[T, H, W, 3]` frames of `camera` (black frames stay as stored); None without a camera.
+        actions: float32 `[T, A]`; `actions[t]` led from frame t−1 to frame t. Zeros where `action_mask` is False.
+            None for video-only data.
+        action_mask: bool `[T]`, False where `actions[t]` is unknown: the first frame of an episode (it has no
+            predecessor) and every frame of video-only data.
+        states: float32 `[T, S]` proprio of each frame; None when the dataset has no state.
+        extras: feature name -> float32 `[T, D]` of the extra columns asked for.
+        timestamps: float64 `[T]` seconds from the start of the episode.
+        frame_indices: int64 `[T]` frame indices in the original (non-resampled) episode.
+        episode_index: the dataset's `episode_index`.
+        fps: frames per second after resampling.
+        camera: the camera the frames come from.
+    """
+
+    frames: torch.Tensor | None
+    actions: torch.Tensor | None
+    action_mask: torch.Tensor
+    states: torch.Tensor | None
+    timestamps: torch.Tensor
+    frame_indices: torch.Tensor
+    episode_index: int
+    fps: float
+    camera: str | None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """Arrow column of scalars or (fixed-size) lists -> `[N, D]` numpy array."""
+    array = column.combine_chunks()
+    if pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        values = array.flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(len(array), -1)
+    return array.to_numpy(zero_copy_only=False).reshape(len(array), 1)
+
+
+def _is_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+
+
+class LeRobotSource:
+    """Reads episodes of a LeRobot v3.0 dataset.
+
+    Args:
+        root_or_repo_id: a local dataset folder, or a Hub dataset repo id (`"Gaugou/Soar"`). For a repo id,
+            `meta/` is fetched with `huggingface_hub.snapshot_download` and each data / video file is downloaded
+            the first time an episode needs it; offline, a `FileNotFoundError` says so.
+        camera_keys: cameras to read from (video features such as `"observation.images.image"`); None = all.
+        action_key: action feature. When the dataset has no feature of the default name `"action"`, the source
+            is video-only (`actions` None); any other missing name raises. None forces video-only.
+        state_key: proprio feature; like `action_key`, a missing default `"observation.state"` means no state.
+        fps: frames per second to resample to (nearest earlier frame); None keeps the dataset's fps.
+        extra_keys: further numeric features to return in `Episode.extras`, e.g. `observation.environment_state`.
+        action_aggregation: how the actions of skipped source steps are combined into one: `"sum"` (relative
+            actions), `"last"` (absolute targets) or `"mean"`.
+        camera_weights: camera key -> sampling weight, used when `read_episode` gets no `camera`;
+            None = uniform over `camera_keys`.
+        name: dataset name used in batch metadata; defaults to the repo id or folder name.
+        revision: Hub revision (branch, tag or commit), for repo ids only.
+        cache_dir: Hub cache folder, for repo ids only.
+
+    Example:
+        >>> source = LeRobotSource("pusht", fps=5, extra_keys=["observation.environment_state"])
+        >>> episode = source.read_episode(0, start=10, stop=26)
+        >>> episode.frames.shape, episode.actions.shape  # [16, 96, 96, 3], [16, 2]
+    """
+
+    def __init__(
+        self,
+        root_or_repo_id: str | Path,
+        camera_keys: list[str] | None = None,
+        action_key: str | None = DEFAULT_ACTION_KEY,
+        state_key: str | None = DEFAULT_STATE_KEY,
+        fps: float | None = None,
+        extra_keys: list[str] | tuple[str, ...] = (),
+        action_aggregation: str = "sum",
+        camera_weights: dict[str, float] | None = None,
+        name: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ):
+        self.repo_id, self.revision, self.cache_dir = None, revision, cache_dir
+        self.root = self._resolve_root(str(root_or_repo_id))
+        self.name = name or self.repo_id or self.root.name
+
+        self.info = self._load_json(INFO_PATH)
+        if self.info.get("codebase_version") != "v3.0":
+            raise ValueError(
+                f"{self.name} must be a LeRobot codebase_version 'v3.0' dataset, got {self.info.get('codebase_version')!r}"
+            )
+        self.features: dict[str, dict] = self.info["features"]
+        self.source_fps = float(self.info["fps"])
+        self.fps = self.source_fps if fps is None else float(fps)
+        if not 0 < self.fps <= self.source_fps:
+            raise ValueError(f"fps must be in (0, {self.source_fps}] (the dataset's fps), got {fps}")
+        self.stats = {
+            key: {stat: np.asarray(value, dtype=np.float64) for stat, value in stats.items()}
+            for key, stats in (self._load_json(STATS_PATH) if (self.root / STATS_PATH).exists() else {}).items()
+        }
+        if action_aggregation not in ACTION_AGGREGATIONS:
+            raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS}, got {action_aggregation!r}")
+        self.action_aggregation = action_aggregation
+
+        videos = [key for key, ft in self.features.items() if ft["dtype"] == "video"]
+        self.camera_keys = videos if camera_keys is None else list(camera_keys)
+        for key in self.camera_keys:
+            self._check_camera(key, videos)
+        self.camera_weights = self._normalise_camera_weights(camera_weights)
+        self.action_key = self._check_numeric_key("action_key", action_key, DEFAULT_ACTION_KEY)
+        self.state_key = self._check_numeric_key("state_key", state_key, DEFAULT_STATE_KEY)
+        self.extra_keys = [self._check_numeric_key("extra_keys", key, None) for key in extra_keys]
+
+        self.episodes = self._load_episodes()
+        tasks_path = self.root / "meta" / "tasks.parquet"
+        self.tasks = pd.read_parquet(tasks_path) if tasks_path.is_file() else None
+        self._data_cache: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    # ----------------------------------------------------------------------------------------------- loading
+    def _resolve_root(self, root_or_repo_id: str) -> Path:
+        path = Path(root_or_repo_id).expanduser()
+        if path.is_dir():
+            return path
+        if not _is_repo_id(root_or_repo_id):
+            parent = next((folder for folder in path.absolute().parents if folder.is_dir()), Path.cwd())
+            raise FileNotFoundError(
+                f"root_or_repo_id {root_or_repo_id!r} is neither an existing folder nor a Hub repo id 'owner/name'; "
+                f"{parent} holds {sorted(p.name for p in parent.iterdir())[:20]}"
+            )
+        self.repo_id = root_or_repo_id
+        try:
+            root = snapshot_download(
+                self.repo_id, repo_type="dataset", revision=self.revision, cache_dir=self.cache_dir, allow_patterns="meta/**"
+            )
+        except _HUB_ERRORS as error:
+            raise FileNotFoundError(
+                f"root_or_repo_id {root_or_repo_id!r} is not a local folder and its Hub dataset could not be downloaded "
+                f"(offline, private or missing): {error}"
+            ) from error
+        return Path(root)
+
+    def _local_file(self, relative_path: str) -> Path:
+        """Returns the local path of a dataset file, downloading it from the Hub for a repo id."""
+        path = self.root / relative_path
+        if path.is_file():
+            return path
+        if self.repo_id is not None:
+            try:
+                return Path(
+                    hf_hub_download(
+                        self.repo_id, relative_path, repo_type="dataset", revision=self.revision, cache_dir=self.cache_dir
+                    )
+                )
+            except _HUB_ERRORS as error:
+                raise FileNotFoundError(f"{relative_path} of {self.repo_id} could not be downloaded: {error}") from error
+        folder = next((parent for parent in path.parents if parent.is_dir()), self.root)
+        existing = sorted(str(p.relative_to(self.root)) for p in folder.iterdir()) if folder.is_dir() else []
+        raise FileNotFoundError(f"{relative_path} is missing from the dataset at {self.root}; {folder} holds {existing}")
+
+    def _load_json(self, relative_path: str) -> dict:
+        return json.loads(self._local_file(relative_path).read_text())
+
+    def _load_episodes(self) -> pd.DataFrame:
+        """Per-episode rows of `meta/episodes/chunk-*/file-*.parquet`, without the `stats/` columns."""
+        files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"the dataset at {self.root} has no meta/episodes/chunk-*/file-*.parquet")
+        tables = []
+        for path in files:
+            columns = [name for name in pq.read_schema(path).names if not name.startswith("stats/")]
+            tables.append(pq.read_table(path, columns=columns).to_pandas())
+        episodes = pd.concat(tables, ignore_index=True).sort_values("episode_index", ignore_index=True)
+        required = ["episode_index", "length", "data/chunk_index", "data/file_index"]
+        required += [f"videos/{key}/{column}" for key in self.camera_keys for column in ("chunk_index", "file_index", "from_timestamp")]
+        missing = [column for column in required if column not in episodes.columns]
+        if missing:
+            raise ValueError(f"meta/episodes of {self.name} lacks the columns {missing}; it has {list(episodes.columns)}")
+        return episodes
+
+    def _check_camera(self, key: str, videos: list[str]) -> None:
+        if key not in videos:
+            images = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
+            hint = f" (image features stored in parquet, {images}, are not supported)" if images else ""
+            raise ValueError(f"camera {key!r} is not a video feature of {self.name}; cameras are {videos}{hint}")
+
+    def _normalise_camera_weights(self, camera_weights: dict[str, float] | None) -> torch.Tensor | None:
+        if not self.camera_keys:
+            return None
+        if camera_weights is None:
+            return torch.ones(len(self.camera_keys), dtype=torch.float64) / len(self.camera_keys)
+        unknown = sorted(set(camera_weights) - set(self.camera_keys))
+        if unknown:
+            raise ValueError(f"camera_weights names unknown cameras {unknown}; cameras are {self.camera_keys}")
+        weights = torch.tensor([float(camera_weights.get(key, 0.0)) for key in self.camera_keys], dtype=torch.float64)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"camera_weights must be non-negative with a positive sum, got {camera_weights}")
+        return weights / weights.sum()
+
+    def _check_numeric_key(self, argument: str, key: str | None, default: str | None) -> str | None:
+        if key is None:
+            return None
+        numeric = [k for k, ft in self.features.items() if ft["dtype"] not in ("video", "image", "string")]
+        if key not in self.features:
+            if key == default:
+                logger.info("%s has no %r feature: %s is None for this source", self.name, key, argument)
+                return None
+            raise ValueError(f"{argument} {key!r} is not a feature of {self.name}; numeric features are {numeric}")
+        if key not in numeric:
+            raise ValueError(f"{argument} {key!r} of {self.name} must be numeric, got dtype {self.features[key]['dtype']!r}")
+        return key
+
+    def _read_data_file(self, chunk_index: int, file_index: int) -> dict[str, np.ndarray]:
+        """Columns of one data parquet file as `[N, D]` arrays, kept in a small cache."""
+        key = (chunk_index, file_index)
+        if key not in self._data_cache:
+            path = self._local_file(self.info["data_path"].format(chunk_index=chunk_index, file_index=file_index))
+            wanted = ["episode_index", "timestamp", self.action_key, self.state_key, *self.extra_keys]
+            wanted = [column for column in dict.fromkeys(wanted) if column is not None]
+            available = pq.read_schema(path).names
+            missing = [column for column in wanted if column not in available]
+            if missing:
+                raise ValueError(f"{path} lacks the columns {missing}; it has {available}")
+            table = pq.read_table(path, columns=wanted)
+            if len(self._data_cache) >= 4:
+                self._data_cache.pop(next(iter(self._data_cache)))
+            self._data_cache[key] = {column: _column_to_numpy(table[column]) for column in wanted}
+        return self._data_cache[key]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_data_cache"] = {}  # each DataLoader worker fills its own
+        return state
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, episodes={len(self)}, fps={self.fps:g} "
+            f"(source {self.source_fps:g}), cameras={self.camera_keys}, action_key={self.action_key!r}, "
+            f"state_key={self.state_key!r})"
+        )
+
+    @property
+    def action_dim(self) -> int | None:
+        """Size A of the actions, None for video-only data."""
+        return None if self.action_key is None else int(np.prod(self.features[self.action_key]["shape"]))
+
+    @property
+    def state_dim(self) -> int | None:
+        """Size S of the proprio state, None without state."""
+        return None if self.state_key is None else int(np.prod(self.features[self.state_key]["shape"]))
+
+    def _check_index(self, i: int) -> None:
+        if not 0 <= i < len(self):
+            raise ValueError(f"episode position i must be in [0, {len(self)}), got {i}")
+
+    def source_frame_indices(self, i: int) -> np.ndarray:
+        """`[T]` frame indices of episode `i` (its position, 0 ≤ i < len) kept by the resampling to `fps`."""
+        self._check_index(i)
+        length = int(self.episodes["length"].iloc[i])
+        step = self.source_fps / self.fps
+        num_frames = int(np.floor((length - 1) / step + 1e-6)) + 1
+        return np.floor(np.arange(num_frames) * step + 1e-6).astype(np.int64)
+
+    def episode_length(self, i: int) -> int:
+        """Number of frames of episode `i` after resampling to `fps`."""
+        return len(self.source_frame_indices(i))
+
+    def sample_camera(self, generator: torch.Generator | None = None) -> str:
+        """Draws a camera key with `camera_weights`."""
+        if not self.camera_keys:
+            raise ValueError(f"{self.name} has no camera to sample")
+        return self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
+
+    def read_episode(
+        self,
+        i: int,
+        start: int | None = None,
+        stop: int | None = None,
+        camera: str | None = None,
+        generator: torch.Generator | None = None,
+        decode_frames: bool = True,
+    ) -> Episode:
+        """Reads episode `i` (its position, 0 ≤ i < len), or only its resampled frames `[start, stop)`.
+
+        Only the video time range of those frames is decoded. `camera` picks the camera; None samples one with
+        `camera_weights` and `generator`. `decode_frames=False` skips the video (frames None).
+        """
+        self._check_index(i)
+        row = self.episodes.iloc[i]
+        kept = self.source_frame_indices(i)  # [T_resampled]
+        start = 0 if start is None else start
+        stop = len(kept) if stop is None else stop
+        if not 0 <= start < stop <= len(kept):
+            raise ValueError(f"start, stop must satisfy 0 <= start < stop <= {len(kept)} for episode {i}, got {start}, {stop}")
+        indices = kept[start:stop]  # [T] source frames of the clip
+        previous = kept[start - 1] if start > 0 else None  # source frame before the clip, if any
+
+        columns = self._read_data_file(int(row["data/chunk_index"]), int(row["data/file_index"]))
+        rows = np.flatnonzero(columns["episode_index"][:, 0] == int(row["episode_index"]))
+        if len(rows) != int(row["length"]):
+            raise ValueError(f"episode {int(row['episode_index'])} has {len(rows)} data rows but length {int(row['length'])}")
+        timestamps = columns["timestamp"][rows[indices], 0].astype(np.float64)
+
+        actions, action_mask = None, torch.zeros(len(indices), dtype=torch.bool)
+        if self.action_key is not None:
+            actions, has_previous = self._accumulate_actions(columns[self.action_key][rows], indices, previous)
+            action_mask = torch.from_numpy(has_previous)
+            actions = torch.from_numpy(actions)
+        states = None if self.state_key is None else torch.from_numpy(columns[self.state_key][rows[indices]].astype(np.float32))
+        extras = {key: torch.from_numpy(columns[key][rows[indices]].astype(np.float32)) for key in self.extra_keys}
+
+        frames = None
+        if self.camera_keys and decode_frames:
+            if camera is None:
+                camera = self.sample_camera(generator)
+            elif camera not in self.camera_keys:
+                raise ValueError(f"camera {camera!r} is not one of this source's cameras {self.camera_keys}")
+            video_path = self.info["video_path"].format(
+                video_key=camera,
+                chunk_index=int(row[f"videos/{camera}/chunk_index"]),
+                file_index=int(row[f"videos/{camera}/file_index"]),
+            )
+            from_timestamp = float(row[f"videos/{camera}/from_timestamp"])
+            frames = torch.from_numpy(decode_video_frames(self._local_file(video_path), from_timestamp + timestamps))
+
+        return Episode(
+            frames=frames,
+            actions=actions,
+            action_mask=action_mask,
+            states=states,
+            timestamps=torch.from_numpy(timestamps),
+            frame_indices=torch.from_numpy(indices),
+            episode_index=int(row["episode_index"]),
+            fps=self.fps,
+            camera=camera,
+            extras=extras,
+        )
+
+    def _accumulate_actions(
+        self, source_actions: np.ndarray, indices: np.ndarray, previous: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions that led to each kept frame.
+
+        `source_actions[k]` `[L, A]` is the action taken at source frame k (LeRobot's convention). The action that
+        led to kept frame `indices[t]` combines the source actions `previous_frame ... indices[t] - 1`. The first
+        frame of an episode has no predecessor: its action is zeros and its mask False.
+
+        Returns:
+            float32 actions `[T, A]` and a bool mask `[T]`.
+        """
+        starts = np.concatenate([[-1 if previous is None else previous], indices[:-1]])  # [T] predecessor frame
+        has_previous = starts >= 0
+        actions = np.zeros((len(indices), source_actions.shape[1]), dtype=np.float64)
+        if has_previous.any():
+            segment_starts, segment_stops = starts[has_previous], indices[has_previous]
+            window = source_actions[segment_starts[0] : segment_stops[-1]].astype(np.float64)
+            if self.action_aggregation == "last":
+                combined = source_actions[segment_stops - 1]
+            else:
+                combined = np.add.reduceat(window, segment_starts - segment_starts[0], axis=0)
+                if self.action_aggregation == "mean":
+                    combined = combined / (segment_stops - segment_starts)[:, None]
+            actions[has_previous] = combined
+        return actions.astype(np.float32), has_previous

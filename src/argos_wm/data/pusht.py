@@ -1,0 +1,272 @@
+"""PushT, the embedded default dataset: episodes recorded in gym-pusht and written as LeRobot v3.0.
+
+A noisy scripted pusher walks behind the T block (relative to a target point), pushes it there, and now and then
+wanders to random points instead. Each frame stores the 96×96 image (`observation.image`), the env action
+(`action`: the absolute 2-D target of the agent), the agent position (`observation.state`) and the full
+simulator state (`observation.environment_state`), in the form `env.reset(options={"reset_to_state": ...})`
+takes back, so planning can be scored against the simulator.
+
+    python -m argos_wm.data.pusht --episodes 300 --out data/pusht --workers 2
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from .lerobot_writer import LeRobotWriter
+from .video import VideoEncodingOptions
+
+logger = logging.getLogger(__name__)
+
+PUSHT_ENV_ID = "gym_pusht/PushT-v0"
+PUSHT_FPS = 10
+PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+ENVIRONMENT_STATE_NAMES = ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
+
+
+@dataclass
+class PushTRecordingConfig:
+    """Everything that shapes a generated PushT dataset."""
+
+    episodes: int = field(default=200, metadata={"help": "Number of episodes to record."})
+    out: str = field(default="outputs/pusht", metadata={"help": "Output folder of the LeRobot v3.0 dataset."})
+    seed: int = field(default=0, metadata={"help": "Episode e is recorded with seed `seed + e`."})
+    max_steps: int = field(default=150, metadata={"help": "Steps per episode (fewer when the block reaches the goal)."})
+    image_size: int = field(default=96, metadata={"help": "Height and width of the rendered frames (even)."})
+    workers: int = field(default=2, metadata={"help": "Processes simulating episodes in parallel (1 = in-process)."})
+    random_motion_probability: float = field(
+        default=0.25, metadata={"help": "Probability that a motion segment goes to a random point instead of pushing."}
+    )
+    goal_target_probability: float = field(
+        default=0.5, metadata={"help": "Probability that a push aims at the goal pose rather than a random point."}
+    )
+    action_noise_std: float = field(default=6.0, metadata={"help": "Std (pixels) of the Gaussian noise on actions."})
+    max_action_step: float = field(
+        default=30.0, metadata={"help": "Largest distance (pixels) between the agent and its commanded target."}
+    )
+    codec: str = field(default="libsvtav1", metadata={"help": "Video encoder: libsvtav1 (AV1) or libx264 (H.264)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing dataset at `out`."})
+
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.max_steps < 2:
+            raise ValueError(f"max_steps must be >= 2, got {self.max_steps}")
+        if self.image_size < 16 or self.image_size % 2:
+            raise ValueError(f"image_size must be an even number >= 16, got {self.image_size}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("random_motion_probability", "goal_target_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def block_center(env) -> np.ndarray:
+    """World position `[2]` of the T block's centre of gravity."""
+    block = env.block
+    return np.array(block.local_to_world(block.center_of_gravity))
+
+
+def environment_state(env) -> np.ndarray:
+    """Simulator state `[5]` (agent x, y, block x, y, angle) that `reset(options={"reset_to_state": ...})` restores.
+
+    gym-pusht sets the block position first and then its angle, which turns the block about its centre of gravity;
+    the stored block position is therefore the centre of gravity minus its local offset, which that reset maps back
+    onto the same pose.
+    """
+    block = env.block
+    position = block_center(env) - np.array(block.center_of_gravity)
+    return np.array([*env.agent.position, *position, block.angle % (2 * np.pi)], dtype=np.float64)
+
+
+class ScriptedPusher:
+    """A noisy scripted PushT policy: get behind the block relative to a target point, then push through it.
+
+    The episode is a sequence of motion segments. A push segment picks a target (the goal pose or a random
+    point), moves the agent to the side of the block opposite the target (around the block when needed) and
+    pushes through the block's centre. With `random_motion_probability` a segment instead wanders to a random
+    point. Actions are absolute targets `[2]`, at most `max_action_step` away from the agent, plus noise.
+    """
+
+    approach_distance = 80.0  # pixels behind the block's centre where a push starts
+    block_clearance = 75.0  # detour distance when the straight path would cross the block
+    segment_steps = (10, 30)  # range of steps per motion segment
+
+    def __init__(self, config: PushTRecordingConfig, rng: np.random.Generator):
+        self.config = config
+        self.rng = rng
+        self.steps_left = 0
+        self.target = None
+        self.random_motion = False
+
+    def _new_segment(self, env) -> None:
+        self.steps_left = int(self.rng.integers(*self.segment_steps))
+        self.random_motion = bool(self.rng.random() < self.config.random_motion_probability)
+        if self.random_motion or self.rng.random() >= self.config.goal_target_probability:
+            self.target = self.rng.uniform(80.0, 432.0, size=2)
+        else:
+            self.target = np.array(env.goal_pose[:2], dtype=np.float64)
+
+    def __call__(self, env) -> np.ndarray:
+        if self.steps_left <= 0:
+            self._new_segment(env)
+        self.steps_left -= 1
+        agent = np.array(env.agent.position)
+        waypoint = self.target if self.random_motion else self._push_waypoint(agent, block_center(env))
+        offset = waypoint - agent
+        distance = np.linalg.norm(offset)
+        if distance > self.config.max_action_step:
+            offset *= self.config.max_action_step / distance
+        action = agent + offset + self.rng.normal(0.0, self.config.action_noise_std, size=2)
+        return np.clip(action, 0.0, 512.0).astype(np.float32)
+
+    def _push_waypoint(self, agent: np.ndarray, center: np.ndarray) -> np.ndarray:
+        to_target = self.target - center
+        if np.linalg.norm(to_target) < 10.0:  # target reached: start another segment next step
+            self.steps_left = 0
+            return agent
+        direction = to_target / np.linalg.norm(to_target)
+        behind = center - self.approach_distance * direction
+        along = np.dot(agent - center, direction)
+        lateral = agent - center - along * direction
+        if np.linalg.norm(agent - behind) < 25.0 or (along < -40.0 and np.linalg.norm(lateral) < 30.0):
+            return center + 40.0 * direction  # in position: push through the block's centre
+        if along > -40.0 and np.linalg.norm(lateral) < self.block_clearance:  # the block is in the way: go around
+            side = lateral / max(np.linalg.norm(lateral), 1e-6) if np.linalg.norm(lateral) > 1e-6 else np.array([-direction[1], direction[0]])
+            return center + self.block_clearance * side - 0.5 * self.approach_distance * direction
+        return behind
+
+
+_WORKER_ENV = None
+
+
+def make_pusht_env(image_size: int = 96):
+    """gym-pusht's `PushT-v0` with `pixels_agent_pos` observations of `image_size`×`image_size` pixels."""
+    import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+    import gymnasium as gym
+
+    return gym.make(PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size)
+
+
+def _init_worker(image_size: int) -> None:
+    global _WORKER_ENV
+    _WORKER_ENV = make_pusht_env(image_size)
+
+
+def record_episode(config: PushTRecordingConfig, seed: int, env=None) -> dict[str, np.ndarray]:
+    """Simulates one episode with `ScriptedPusher`.
+
+    Frame t is the observation before action t (LeRobot's convention). Returns `frames` uint8 `[T, H, W, 3]`,
+    `action` float32 `[T, 2]`, `observation.state` `[T, 2]`, `observation.environment_state` `[T, 5]`,
+    `next.reward` `[T]`, `next.success` bool `[T]` and `block_displacement`, the distance (pixels) between the
+    block's first and last centre.
+    """
+    env = env if env is not None else _WORKER_ENV if _WORKER_ENV is not None else make_pusht_env(config.image_size)
+    observation, _ = env.reset(seed=seed)
+    simulator = env.unwrapped
+    policy = ScriptedPusher(config, np.random.default_rng(seed))
+    start_center = block_center(simulator)
+    frames, actions, states, env_states, rewards, successes = [], [], [], [], [], []
+    for _ in range(config.max_steps):
+        frames.append(observation["pixels"])
+        states.append(observation["agent_pos"])
+        env_states.append(environment_state(simulator))
+        action = policy(simulator)
+        observation, reward, terminated, _, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        successes.append(info["is_success"])
+        if terminated:
+            break
+    return {
+        "frames": np.stack(frames).astype(np.uint8),
+        "action": np.stack(actions).astype(np.float32),
+        "observation.state": np.stack(states).astype(np.float32),
+        "observation.environment_state": np.stack(env_states).astype(np.float32),
+        "next.reward": np.asarray(rewards, dtype=np.float32),
+        "next.success": np.asarray(successes, dtype=bool),
+        "block_displacement": float(np.linalg.norm(block_center(simulator) - start_center)),
+    }
+
+
+def _record_in_worker(arguments: tuple[PushTRecordingConfig, int]) -> dict[str, np.ndarray]:
+    return record_episode(*arguments)
+
+
+def generate_pusht_dataset(config: PushTRecordingConfig) -> dict[str, float]:
+    """Records `config.episodes` episodes and writes them to `config.out` as a LeRobot v3.0 dataset.
+
+    Returns a summary: `episodes`, `frames`, `seconds`, `episodes_per_second`, `mean_block_displacement` (pixels)
+    and `success_rate`.
+    """
+    begin = time.perf_counter()
+    jobs = [(config, config.seed + episode) for episode in range(config.episodes)]
+    displacements, successes, frames = [], [], 0
+    writer = LeRobotWriter(
+        Path(config.out),
+        fps=PUSHT_FPS,
+        robot_type="pusht",
+        video_options=VideoEncodingOptions(codec=config.codec),
+        feature_names={
+            "action": ["x", "y"],
+            "observation.state": ["x", "y"],
+            "observation.environment_state": ENVIRONMENT_STATE_NAMES,
+        },
+        overwrite=config.overwrite,
+    )
+    if config.workers == 1:
+        env = make_pusht_env(config.image_size)
+        episodes = (record_episode(config, seed, env) for _, seed in jobs)
+        pool = None
+    else:
+        # fork reuses the parent's imports (a spawned worker would re-import torch and transformers first)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        pool = context.Pool(config.workers, initializer=_init_worker, initargs=(config.image_size,))
+        episodes = pool.imap(_record_in_worker, jobs)
+    try:
+        with writer:
+            for episode in tqdm(episodes, total=config.episodes, desc="Recording PushT", unit="episode"):
+                images = episode.pop("frames")
+                displacements.append(episode.pop("block_displacement"))
+                successes.append(bool(episode["next.success"].any()))
+                frames += len(images)
+                writer.add_episode({"observation.image": images}, episode, task=PUSHT_TASK)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    seconds = time.perf_counter() - begin
+    return {
+        "episodes": config.episodes,
+        "frames": frames,
+        "seconds": seconds,
+        "episodes_per_second": config.episodes / seconds,
+        "mean_block_displacement": float(np.mean(displacements)),
+        "success_rate": float(np.mean(successes)),
+    }
+
+
+def main(args: list[str] | None = None) -> dict[str, float]:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    (config,) = HfArgumentParser(PushTRecordingConfig).parse_args_into_dataclasses(args=args)
+    summary = generate_pusht_dataset(config)
+    logger.info(
+        "Wrote %d episodes (%d frames) to %s in %.1f s: %.2f episodes/s, mean block displacement %.1f px, "
+        "success rate %.2f",
+        summary["episodes"], summary["frames"], config.out, summary["seconds"], summary["episodes_per_second"],
+        summary["mean_block_displacement"], summary["success_rate"],
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny LeRobot v3.0 datasets generated on the fly (never downloaded)."""
+
+import numpy as np
+import pytest
+
+from argos_wm.data.lerobot_writer import LeRobotWriter
+from argos_wm.data.video import VideoEncodingOptions
+
+
+def synthetic_frames(num_frames: int, size: int = 32, seed: int = 0, black: bool = False) -> np.ndarray:
+    """uint8 `[T, size, size, 3]`: a smooth background and a bright square whose position encodes the frame index."""
+    if black:
+        return np.zeros((num_frames, size, size, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:size, 0:size]
+    background = np.stack([x * 128 // size + seed % 3 * 30, y * 128 // size, np.full_like(x, 60 + 20 * (seed % 5))], axis=-1)
+    frames = np.repeat(background[None], num_frames, axis=0).astype(np.uint8)
+    square = size // 4
+    for t in range(num_frames):
+        row, col = (t * 5) % (size - square), (t * 3 + 7 * seed) % (size - square)
+        frames[t, row : row + square, col : col + square] = 255
+    return frames
+
+
+@pytest.fixture
+def make_lerobot_dataset(tmp_path):
+    """Factory writing a tiny dataset and returning `(root, episodes)`, `episodes` being what was written.
+
+    Arguments: `lengths` (frames per episode), `cameras` (names; a name ending in "black" gets black frames),
+    `action_dim` / `state_dim` (0 = none), `extras` (name -> dim), `fps`, `codec`, `frames_per_file`, `size`.
+    """
+
+    def make(
+        lengths=(12, 9, 15),
+        cameras=("observation.image",),
+        action_dim=2,
+        state_dim=3,
+        extras=None,
+        fps=10,
+        codec="libx264",
+        frames_per_file=10_000,
+        size=32,
+        name="dataset",
+    ):
+        rng = np.random.default_rng(0)
+        root = tmp_path / name
+        episodes = []
+        options = VideoEncodingOptions(codec=codec, crf=18 if codec == "libx264" else 25)
+        with LeRobotWriter(root, fps=fps, video_options=options, frames_per_file=frames_per_file) as writer:
+            for index, length in enumerate(lengths):
+                frames = {
+                    camera: synthetic_frames(length, size, seed=index + c, black=camera.endswith("black"))
+                    for c, camera in enumerate(cameras)
+                }
+                data = {}
+                if action_dim:
+                    data["action"] = rng.normal(size=(length, action_dim)).astype(np.float32)
+                if state_dim:
+                    data["observation.state"] = rng.normal(size=(length, state_dim)).astype(np.float32)
+                for key, dim in (extras or {}).items():
+                    data[key] = rng.normal(size=(length, dim)).astype(np.float32)
+                writer.add_episode(frames, data, task=f"task {index % 2}")
+                episodes.append({"frames": frames, **data})
+        return root, episodes
+
+    return make

@@ -1,0 +1,192 @@
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.data_loader import BatchSamplerShard
+from torch.utils.data import DataLoader
+
+from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
+from argos_wm.data.lerobot_source import LeRobotSource
+from argos_wm.data.lerobot_writer import LeRobotWriter
+from argos_wm.data.token_budget_sampler import TokenBudgetBatchSampler
+from argos_wm.data.video import VideoEncodingOptions
+from argos_wm.data.world_batch import collate_world_clips
+from argos_wm.data.world_dataset import ClipRequest, WorldDataset
+from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
+
+
+TINY_ENCODER = Path(__file__).resolve().parents[1] / "hub_configs" / "argos-dino-encoder-tiny"
+
+
+def write_dataset(root, lengths, action_dim=2, size=32, seed=0):
+    """A tiny LeRobot v3 dataset (one camera, moving square) with actions [T, action_dim] and states [T, 2]."""
+    rng = np.random.default_rng(seed)
+    with LeRobotWriter(root, fps=10, video_options=VideoEncodingOptions(codec="libx264", crf=18)) as writer:
+        for length in lengths:
+            images = np.zeros((length, size, size, 3), dtype=np.uint8)
+            for t in range(length):
+                images[t, 2 + t : 10 + t, 4:12] = 255
+            data = {
+                "action": rng.normal(3.0, 2.0, size=(length, action_dim)).astype(np.float32),
+                "observation.state": rng.normal(size=(length, 2)).astype(np.float32),
+            }
+            writer.add_episode({"observation.image": images}, data, task="push")
+    return Path(root)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("worlds")
+    return {
+        "robot": write_dataset(base / "robot", lengths=(6, 9, 12)),
+        "wide": write_dataset(base / "wide", lengths=(10, 10), action_dim=3, size=48, seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def mixture(roots):
+    sources = {
+        "bridge": LeRobotSource(roots["robot"]),
+        "epic": LeRobotSource(roots["robot"], action_key=None, state_key=None),  # video-only
+        "droid": LeRobotSource(roots["wide"]),
+    }
+    return WorldDataset(
+        sources,
+        weights={"bridge": 0.3, "epic": 0.5, "droid": 0.2},
+        action_dim=4,
+        state_dim=3,
+        image_size=32,
+        show_progress=False,
+    )
+
+
+def test_mixture_proportions_over_many_draws(mixture):
+    sampler = TokenBudgetBatchSampler(mixture, frames_per_batch=8, sequence_lengths=2, num_batches=400, seed=3)
+    counts = Counter(request.source for batch in sampler for request in batch)
+    total = sum(counts.values())
+    assert total == 400 * 4
+    for name, weight in {"bridge": 0.3, "epic": 0.5, "droid": 0.2}.items():
+        assert abs(counts[name] / total - weight) < 0.035, (name, counts)
+
+
+def test_alternating_lengths_keep_the_token_budget(mixture):
+    sampler = TokenBudgetBatchSampler(mixture, frames_per_batch=24, sequence_lengths={2: 0.8, 8: 0.2}, num_batches=300)
+    lengths = Counter()
+    for batch in sampler:
+        (length,) = {request.length for request in batch}
+        assert len(batch) * length == 24
+        lengths[length] += 1
+    assert abs(lengths[8] / 300 - 0.2) < 0.07 and lengths[2] > lengths[8]
+    loader = DataLoader(mixture, batch_sampler=sampler, collate_fn=collate_world_clips)
+    for batch, _ in zip(loader, range(6)):
+        assert batch.frames.shape[0] * batch.frames.shape[1] == 24 and batch.frames.shape[2:] == (3, 32, 32)
+
+
+def test_seed_determinism_and_epochs(mixture):
+    def draw(seed, epoch=0):
+        sampler = TokenBudgetBatchSampler(
+            mixture, frames_per_batch=8, sequence_lengths={2: 0.5, 4: 0.5}, num_batches=5, seed=seed
+        )
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert draw(0) == draw(0)
+    assert draw(0) != draw(1) and draw(0) != draw(0, epoch=1)
+    sampler = TokenBudgetBatchSampler(mixture, frames_per_batch=8, sequence_lengths={2: 0.5, 4: 0.5}, num_batches=5)
+    assert sampler.batch(3) == draw(0)[3]  # a batch does not depend on the ones before it
+
+    def tensors(num_workers):
+        loader = DataLoader(mixture, batch_sampler=sampler, collate_fn=collate_world_clips, num_workers=num_workers)
+        return [batch.to_dict() for batch in loader]
+
+    first, second = tensors(0), tensors(0)
+    for a, b in zip(first, second):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_accelerate_shards_whole_batches_across_processes(mixture):
+    sampler = TokenBudgetBatchSampler(mixture, frames_per_batch=8, sequence_lengths={2: 0.5, 8: 0.5}, num_batches=10)
+    shards = [list(BatchSamplerShard(sampler, num_processes=2, process_index=rank)) for rank in range(2)]
+    assert shards[0] == list(sampler)[0::2] and shards[1] == list(sampler)[1::2]
+
+
+def test_padding_masks_and_normalisation(mixture, roots):
+    source = mixture.sources["bridge"]
+    episode = source.read_episode(1, start=2, stop=6)
+    sample = mixture[ClipRequest("bridge", episode=1, start=2, length=4)]
+    stats = source.stats
+    expected = (episode.actions - torch.tensor(stats["action"]["mean"]).float()) / torch.tensor(
+        stats["action"]["std"]
+    ).float()
+    torch.testing.assert_close(sample["actions"][:, :2], expected)
+    assert sample["actions"].shape == (4, 4) and not sample["actions"][:, 2:].any()
+    assert sample["states"].shape == (4, 3) and not sample["states"][:, 2:].any() and sample["state_mask"].all()
+    assert sample["action_mask"].all() and sample["frames"].shape == (4, 3, 32, 32)
+    torch.testing.assert_close(mixture.denormalize("bridge", "actions", sample["actions"]), episode.actions)
+
+    first = mixture[ClipRequest("bridge", episode=0, start=0, length=3)]
+    assert first["action_mask"].tolist() == [False, True, True]  # the first frame of an episode has no action
+    no_actions = mixture[ClipRequest("bridge", episode=0, start=1, length=3, use_actions=False)]
+    assert not no_actions["action_mask"].any()
+    independent = mixture[ClipRequest("bridge", episode=0, start=1, length=3, independent_frames=True)]
+    assert independent["independent_frames"].all() and not independent["action_mask"].any()
+    video_only = mixture[ClipRequest("epic", episode=0, start=0, length=3)]
+    assert (
+        not video_only["action_mask"].any() and not video_only["state_mask"].any() and not video_only["actions"].any()
+    )
+    wide = mixture[ClipRequest("droid", episode=1, start=0, length=3)]
+    assert wide["frames"].shape == (3, 3, 32, 32) and wide["frames"].dtype == torch.uint8  # resized from 48 x 48
+
+    batch = collate_world_clips([mixture[ClipRequest("bridge", episode=0, start=0, length=10)], sample])
+    assert batch.frames.shape == (2, 6, 3, 32, 32)  # episode 0 has 6 frames: the 4-frame clip is padded
+    assert batch.frame_mask.tolist() == [[True] * 6, [True] * 4 + [False] * 2]
+    assert batch.metadata.dataset_names == ["bridge", "bridge"] and batch.metadata.frame_indices[1] == [2, 3, 4, 5]
+
+
+def test_resampled_source_statistics_are_computed(roots):
+    dataset = WorldDataset({"slow": LeRobotSource(roots["robot"], fps=5)}, show_progress=False)
+    slow = dataset.sources["slow"]
+    actions = torch.cat([slow.read_episode(i).actions[slow.read_episode(i).action_mask] for i in range(len(slow))])
+    torch.testing.assert_close(dataset.statistics["slow"]["actions"]["mean"], actions.mean(0))
+    assert dataset.weights == {"slow": 1.0} and dataset.action_dim == 2 and dataset.state_dim == 2
+    minmax = WorldDataset({"slow": slow}, normalization="min_max", show_progress=False)
+    samples = [minmax[ClipRequest("slow", episode=i, start=0, length=6)] for i in range(3)]
+    values = torch.cat([sample["actions"][sample["action_mask"]] for sample in samples])
+    assert values.min() == pytest.approx(-1, abs=1e-5) and values.max() == pytest.approx(1, abs=1e-5)
+    assert all(not sample["actions"][0].any() for sample in samples)  # unknown first actions stay zero
+
+
+def test_training_from_the_latent_cache(roots, tmp_path):
+    encoder = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)
+    cache = build_latent_cache(LeRobotSource(roots["robot"]), encoder, tmp_path / "cache", show_progress=False)
+    dataset = WorldDataset({"robot": LatentCacheSource(cache)}, action_dim=2, state_dim=2, show_progress=False)
+    sampler = TokenBudgetBatchSampler(dataset, frames_per_batch=8, sequence_lengths={4: 1.0}, num_batches=2)
+    batch = next(iter(DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_world_clips)))
+    assert batch.latents.shape == (2, 4, 64, 64) and batch.frames is None and batch.actions.shape == (2, 4, 2)
+    request = sampler.batch(0)[0]
+    frames = LeRobotSource(roots["robot"]).read_episode(request.episode, request.start, request.start + 4).frames
+    cached = dataset.sources["robot"]  # the encoder has no statistics: the cache computed them over its frames
+    raw = dataset[request]["latents"] * cached.latent_std + cached.latent_mean
+    torch.testing.assert_close(raw, encoder.encode(frames, normalize=False), atol=2e-2, rtol=1e-2)  # fp16 storage
+    with pytest.raises(ValueError, match="all give frames"):
+        WorldDataset({"a": LatentCacheSource(cache), "b": LeRobotSource(roots["robot"])}, show_progress=False)
+
+
+def test_bad_arguments_raise(mixture, roots):
+    source = LeRobotSource(roots["robot"])
+    with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
+        WorldDataset({"a": source}, weights={"a": 1.0, "nope": 1.0}, show_progress=False)
+    with pytest.raises(ValueError, match="`action_dim` must be at least"):
+        WorldDataset({"a": source}, action_dim=1, show_progress=False)
+    with pytest.raises(ValueError, match=r"use_action_probability.*\[0, 1\]"):
+        WorldDataset({"a": source}, use_action_probability={"a": 1.5}, show_progress=False)
+    with pytest.raises(ValueError, match="normalization"):
+        WorldDataset({"a": source}, normalization="zscore", show_progress=False)
+    with pytest.raises(ValueError, match="multiple of every sequence length"):
+        TokenBudgetBatchSampler(mixture, frames_per_batch=10, sequence_lengths={4: 1.0}, num_batches=1)
+    with pytest.raises(ValueError, match="sequence_lengths"):
+        TokenBudgetBatchSampler(mixture, frames_per_batch=8, sequence_lengths={0: 1.0}, num_batches=1)
+    with pytest.raises(ValueError, match="request.source"):
+        mixture[ClipRequest("unknown", episode=0, start=0, length=2)]
