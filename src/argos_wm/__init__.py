@@ -1,20 +1,52 @@
 """argos_wm: a Hub-native latent world model over frozen DINOv2 features."""
 
-from transformers import AutoConfig, AutoModel
-
+from .configuration_dino_encoder import ArgosDinoEncoderConfig
+from .configuration_rae_decoder import ArgosRAEDecoderConfig
 from .configuration_world_model import ArgosWorldModelConfig
-from .models.world_model_cache import WorldModelCache
+from .data import (
+    ClipRequest,
+    LatentCacheSource,
+    LeRobotSource,
+    TokenBudgetBatchSampler,
+    WorldBatch,
+    WorldBatchMetadata,
+    WorldDataset,
+    build_latent_cache,
+    collate_world_clips,
+)
+from .modeling_dino_encoder import ArgosDinoEncoder, ArgosDinoEncoderOutput
+from .modeling_rae_decoder import ArgosRAEDecoder, ArgosRAEDecoderOutput
 from .modeling_world_model import ArgosWorldModel, ArgosWorldModelOutput
+from .models.world_model_cache import WorldModelCache
+from .schedulers import ShortcutForcingScheduler, ShortcutForcingSchedulerOutput
+from .training import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLoss
 
-
-AutoConfig.register(ArgosWorldModelConfig.model_type, ArgosWorldModelConfig, exist_ok=True)
-AutoModel.register(ArgosWorldModelConfig, ArgosWorldModel, exist_ok=True)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgosDinoEncoder",
+    "ArgosDinoEncoderConfig",
+    "ArgosDinoEncoderOutput",
+    "ArgosRAEDecoder",
+    "ArgosRAEDecoderConfig",
+    "ArgosRAEDecoderOutput",
     "ArgosWorldModel",
     "ArgosWorldModelConfig",
     "ArgosWorldModelOutput",
+    "ClipRequest",
+    "DiffusionForcingLoss",
+    "ForcingLossOutput",
+    "LatentCacheSource",
+    "LeRobotSource",
+    "ShortcutForcingLoss",
+    "ShortcutForcingScheduler",
+    "ShortcutForcingSchedulerOutput",
+    "TokenBudgetBatchSampler",
+    "WorldBatch",
+    "WorldBatchMetadata",
+    "WorldDataset",
     "WorldModelCache",
+    "build_latent_cache",
+    "collate_world_clips",
 ]

@@ -1,12 +1,12 @@
 """Configuration of the Argos world model: a Dreamer-4-style block-causal space-time transformer over DINO latents."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 
 from .models.attention_kernels import ATTENTION_BACKENDS
 
 
-@strict(accept_kwargs=True)
+@strict
 class ArgosWorldModelConfig(PreTrainedConfig):
     r"""
     Configuration of [`ArgosWorldModel`]. Each frame is a block of tokens
@@ -136,5 +136,6 @@ class ArgosWorldModelConfig(PreTrainedConfig):
     def is_temporal_layer(self, layer_idx: int) -> bool:
         return (layer_idx + 1) % self.temporal_attention_interval == 0
 
+AutoConfig.register(ArgosWorldModelConfig.model_type, ArgosWorldModelConfig, exist_ok=True)
 
 __all__ = ["ArgosWorldModelConfig"]

@@ -13,7 +13,7 @@ import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from einops import rearrange
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
@@ -467,5 +467,6 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                 f"{signal_levels.max().item():.4g}]."
             )
 
+AutoModel.register(ArgosWorldModelConfig, ArgosWorldModel, exist_ok=True)
 
 __all__ = ["ArgosWorldModel", "ArgosWorldModelOutput", "ArgosWorldModelPreTrainedModel"]
