@@ -22,6 +22,7 @@ setup(
         "einops>=0.8",
         "av>=14",
         "pyarrow>=15",
+        "pandas>=2",
         "numpy>=1.26",
         "pyyaml>=6",
         "tqdm>=4.66",

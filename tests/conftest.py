@@ -12,7 +12,9 @@ def synthetic_frames(num_frames: int, size: int = 32, seed: int = 0, black: bool
     if black:
         return np.zeros((num_frames, size, size, 3), dtype=np.uint8)
     y, x = np.mgrid[0:size, 0:size]
-    background = np.stack([x * 128 // size + seed % 3 * 30, y * 128 // size, np.full_like(x, 60 + 20 * (seed % 5))], axis=-1)
+    background = np.stack(
+        [x * 128 // size + seed % 3 * 30, y * 128 // size, np.full_like(x, 60 + 20 * (seed % 5))], axis=-1
+    )
     frames = np.repeat(background[None], num_frames, axis=0).astype(np.uint8)
     square = size // 4
     for t in range(num_frames):

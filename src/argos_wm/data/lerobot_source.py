@@ -128,7 +128,8 @@ class LeRobotSource:
         self.info = self._load_json(INFO_PATH)
         if self.info.get("codebase_version") != "v3.0":
             raise ValueError(
-                f"{self.name} must be a LeRobot codebase_version 'v3.0' dataset, got {self.info.get('codebase_version')!r}"
+                f"{self.name} must be a LeRobot codebase_version 'v3.0' dataset, "
+                f"got {self.info.get('codebase_version')!r}"
             )
         self.features: dict[str, dict] = self.info["features"]
         self.source_fps = float(self.info["fps"])
@@ -171,12 +172,16 @@ class LeRobotSource:
         self.repo_id = root_or_repo_id
         try:
             root = snapshot_download(
-                self.repo_id, repo_type="dataset", revision=self.revision, cache_dir=self.cache_dir, allow_patterns="meta/**"
+                self.repo_id,
+                repo_type="dataset",
+                revision=self.revision,
+                cache_dir=self.cache_dir,
+                allow_patterns="meta/**",
             )
         except _HUB_ERRORS as error:
             raise FileNotFoundError(
-                f"root_or_repo_id {root_or_repo_id!r} is not a local folder and its Hub dataset could not be downloaded "
-                f"(offline, private or missing): {error}"
+                f"root_or_repo_id {root_or_repo_id!r} is not a local folder and its Hub dataset could not be "
+                f"downloaded (offline, private or missing): {error}"
             ) from error
         return Path(root)
 
@@ -189,14 +194,22 @@ class LeRobotSource:
             try:
                 return Path(
                     hf_hub_download(
-                        self.repo_id, relative_path, repo_type="dataset", revision=self.revision, cache_dir=self.cache_dir
+                        self.repo_id,
+                        relative_path,
+                        repo_type="dataset",
+                        revision=self.revision,
+                        cache_dir=self.cache_dir,
                     )
                 )
             except _HUB_ERRORS as error:
-                raise FileNotFoundError(f"{relative_path} of {self.repo_id} could not be downloaded: {error}") from error
+                raise FileNotFoundError(
+                    f"{relative_path} of {self.repo_id} could not be downloaded: {error}"
+                ) from error
         folder = next((parent for parent in path.parents if parent.is_dir()), self.root)
         existing = sorted(str(p.relative_to(self.root)) for p in folder.iterdir()) if folder.is_dir() else []
-        raise FileNotFoundError(f"{relative_path} is missing from the dataset at {self.root}; {folder} holds {existing}")
+        raise FileNotFoundError(
+            f"{relative_path} is missing from the dataset at {self.root}; {folder} holds {existing}"
+        )
 
     def _load_json(self, relative_path: str) -> dict:
         return json.loads(self._local_file(relative_path).read_text())
@@ -212,10 +225,16 @@ class LeRobotSource:
             tables.append(pq.read_table(path, columns=columns).to_pandas())
         episodes = pd.concat(tables, ignore_index=True).sort_values("episode_index", ignore_index=True)
         required = ["episode_index", "length", "data/chunk_index", "data/file_index"]
-        required += [f"videos/{key}/{column}" for key in self.camera_keys for column in ("chunk_index", "file_index", "from_timestamp")]
+        required += [
+            f"videos/{key}/{column}"
+            for key in self.camera_keys
+            for column in ("chunk_index", "file_index", "from_timestamp")
+        ]
         missing = [column for column in required if column not in episodes.columns]
         if missing:
-            raise ValueError(f"meta/episodes of {self.name} lacks the columns {missing}; it has {list(episodes.columns)}")
+            raise ValueError(
+                f"meta/episodes of {self.name} lacks the columns {missing}; it has {list(episodes.columns)}"
+            )
         return episodes
 
     def _check_camera(self, key: str, videos: list[str]) -> None:
@@ -247,7 +266,9 @@ class LeRobotSource:
                 return None
             raise ValueError(f"{argument} {key!r} is not a feature of {self.name}; numeric features are {numeric}")
         if key not in numeric:
-            raise ValueError(f"{argument} {key!r} of {self.name} must be numeric, got dtype {self.features[key]['dtype']!r}")
+            raise ValueError(
+                f"{argument} {key!r} of {self.name} must be numeric, got dtype {self.features[key]['dtype']!r}"
+            )
         return key
 
     def _read_data_file(self, chunk_index: int, file_index: int) -> dict[str, np.ndarray]:
@@ -335,14 +356,18 @@ class LeRobotSource:
         start = 0 if start is None else start
         stop = len(kept) if stop is None else stop
         if not 0 <= start < stop <= len(kept):
-            raise ValueError(f"start, stop must satisfy 0 <= start < stop <= {len(kept)} for episode {i}, got {start}, {stop}")
+            raise ValueError(
+                f"start, stop must satisfy 0 <= start < stop <= {len(kept)} for episode {i}, got {start}, {stop}"
+            )
         indices = kept[start:stop]  # [T] source frames of the clip
         previous = kept[start - 1] if start > 0 else None  # source frame before the clip, if any
 
         columns = self._read_data_file(int(row["data/chunk_index"]), int(row["data/file_index"]))
         rows = np.flatnonzero(columns["episode_index"][:, 0] == int(row["episode_index"]))
         if len(rows) != int(row["length"]):
-            raise ValueError(f"episode {int(row['episode_index'])} has {len(rows)} data rows but length {int(row['length'])}")
+            raise ValueError(
+                f"episode {int(row['episode_index'])} has {len(rows)} data rows but length {int(row['length'])}"
+            )
         timestamps = columns["timestamp"][rows[indices], 0].astype(np.float64)
 
         actions, action_mask = None, torch.zeros(len(indices), dtype=torch.bool)
@@ -350,7 +375,11 @@ class LeRobotSource:
             actions, has_previous = self._accumulate_actions(columns[self.action_key][rows], indices, previous)
             action_mask = torch.from_numpy(has_previous)
             actions = torch.from_numpy(actions)
-        states = None if self.state_key is None else torch.from_numpy(columns[self.state_key][rows[indices]].astype(np.float32))
+        states = (
+            None
+            if self.state_key is None
+            else torch.from_numpy(columns[self.state_key][rows[indices]].astype(np.float32))
+        )
         extras = {key: torch.from_numpy(columns[key][rows[indices]].astype(np.float32)) for key in self.extra_keys}
 
         frames = None

@@ -126,7 +126,9 @@ class LeRobotWriter:
         self._file_frames = 0
         self._video_writers: dict[str, VideoWriter] = {}
 
-    def add_episode(self, frames: dict[str, np.ndarray], data: dict[str, np.ndarray] | None = None, task: str = "") -> int:
+    def add_episode(
+        self, frames: dict[str, np.ndarray], data: dict[str, np.ndarray] | None = None, task: str = ""
+    ) -> int:
         """Appends one episode and returns its `episode_index`.
 
         Args:
@@ -160,7 +162,9 @@ class LeRobotWriter:
         }
         for key, images in frames.items():
             if key not in self._video_writers:
-                path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=self.chunk_index, file_index=self.file_index)
+                path = self.root / VIDEO_PATH.format(
+                    video_key=key, chunk_index=self.chunk_index, file_index=self.file_index
+                )
                 self._video_writers[key] = VideoWriter(path, self.fps, self.video_options)
             writer = self._video_writers[key]
             episode[f"videos/{key}/chunk_index"] = self.chunk_index
@@ -226,7 +230,9 @@ class LeRobotWriter:
 
     def _check_matches_features(self, frames: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> None:
         cameras = sorted(key for key, ft in self.features.items() if ft["dtype"] == "video")
-        columns = sorted(key for key, ft in self.features.items() if ft["dtype"] != "video" and key not in DEFAULT_COLUMNS)
+        columns = sorted(
+            key for key, ft in self.features.items() if ft["dtype"] != "video" and key not in DEFAULT_COLUMNS
+        )
         if sorted(frames) != cameras or sorted(data) != columns:
             raise ValueError(
                 f"every episode must have the cameras {cameras} and data {columns} of the first episode, "
@@ -286,7 +292,9 @@ class LeRobotWriter:
         stats = {}
         for key, running in self.stats.items():
             is_video = self.features[key]["dtype"] == "video"  # image statistics are per channel, in [0, 1]
-            stats[key] = running.to_dict([3, 1, 1] if is_video else self.features[key]["shape"], 1 / 255 if is_video else 1.0)
+            stats[key] = running.to_dict(
+                [3, 1, 1] if is_video else self.features[key]["shape"], 1 / 255 if is_video else 1.0
+            )
         (self.root / "meta").mkdir(parents=True, exist_ok=True)
         (self.root / INFO_PATH).write_text(json.dumps(info, indent=4))
         (self.root / STATS_PATH).write_text(json.dumps(stats, indent=4))

@@ -39,7 +39,9 @@ class PushTRecordingConfig:
     episodes: int = field(default=200, metadata={"help": "Number of episodes to record."})
     out: str = field(default="outputs/pusht", metadata={"help": "Output folder of the LeRobot v3.0 dataset."})
     seed: int = field(default=0, metadata={"help": "Episode e is recorded with seed `seed + e`."})
-    max_steps: int = field(default=150, metadata={"help": "Steps per episode (fewer when the block reaches the goal)."})
+    max_steps: int = field(
+        default=150, metadata={"help": "Steps per episode (fewer when the block reaches the goal)."}
+    )
     image_size: int = field(default=96, metadata={"help": "Height and width of the rendered frames (even)."})
     workers: int = field(default=2, metadata={"help": "Processes simulating episodes in parallel (1 = in-process)."})
     random_motion_probability: float = field(
@@ -96,8 +98,12 @@ class ScriptedPusher:
     point. Actions are absolute targets `[2]`, at most `max_action_step` away from the agent, plus noise.
     """
 
-    approach_distance = 80.0  # pixels behind the block's centre where a push starts
-    block_clearance = 75.0  # detour distance when the straight path would cross the block
+    # geometry of a push, in pixels of the 512×512 PushT world
+    approach_distance = 80.0  # distance behind the block's centre where a push starts
+    push_depth = 40.0  # the push aims this far beyond the block's centre
+    in_position_radius = 25.0  # the agent is in position when this close to the approach point or on the push line
+    block_clearance = 75.0  # lateral distance kept when going around the block
+    target_radius = 10.0  # the block's centre is at the target when this close
     segment_steps = (10, 30)  # range of steps per motion segment
 
     def __init__(self, config: PushTRecordingConfig, rng: np.random.Generator):
@@ -130,19 +136,20 @@ class ScriptedPusher:
 
     def _push_waypoint(self, agent: np.ndarray, center: np.ndarray) -> np.ndarray:
         to_target = self.target - center
-        if np.linalg.norm(to_target) < 10.0:  # target reached: start another segment next step
+        if np.linalg.norm(to_target) < self.target_radius:  # target reached: start another segment next step
             self.steps_left = 0
             return agent
         direction = to_target / np.linalg.norm(to_target)
-        behind = center - self.approach_distance * direction
-        along = np.dot(agent - center, direction)
+        along = np.dot(agent - center, direction)  # < 0 behind the block
         lateral = agent - center - along * direction
-        if np.linalg.norm(agent - behind) < 25.0 or (along < -40.0 and np.linalg.norm(lateral) < 30.0):
-            return center + 40.0 * direction  # in position: push through the block's centre
-        if along > -40.0 and np.linalg.norm(lateral) < self.block_clearance:  # the block is in the way: go around
-            side = lateral / max(np.linalg.norm(lateral), 1e-6) if np.linalg.norm(lateral) > 1e-6 else np.array([-direction[1], direction[0]])
-            return center + self.block_clearance * side - 0.5 * self.approach_distance * direction
-        return behind
+        distance_to_line = np.linalg.norm(lateral)
+        behind = along < -self.approach_distance / 2
+        if behind and distance_to_line < self.in_position_radius:
+            return center + self.push_depth * direction  # in position: push through the block's centre
+        if not behind and distance_to_line < self.block_clearance:  # the block is in the way: go around it
+            side = lateral / distance_to_line if distance_to_line > 1e-6 else np.array([-direction[1], direction[0]])
+            return center + self.block_clearance * side - self.approach_distance / 2 * direction
+        return center - self.approach_distance * direction
 
 
 _WORKER_ENV = None
@@ -153,7 +160,9 @@ def make_pusht_env(image_size: int = 96):
     import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
     import gymnasium as gym
 
-    return gym.make(PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size)
+    return gym.make(
+        PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size
+    )
 
 
 def _init_worker(image_size: int) -> None:
@@ -262,8 +271,13 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     logger.info(
         "Wrote %d episodes (%d frames) to %s in %.1f s: %.2f episodes/s, mean block displacement %.1f px, "
         "success rate %.2f",
-        summary["episodes"], summary["frames"], config.out, summary["seconds"], summary["episodes_per_second"],
-        summary["mean_block_displacement"], summary["success_rate"],
+        summary["episodes"],
+        summary["frames"],
+        config.out,
+        summary["seconds"],
+        summary["episodes_per_second"],
+        summary["mean_block_displacement"],
+        summary["success_rate"],
     )
     return summary
 

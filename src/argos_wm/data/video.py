@@ -109,7 +109,9 @@ class VideoEncodingOptions:
                 raise ValueError(f"codec must be one of {SUPPORTED_ENCODERS}, got {name!r}")
             if name in av.codecs_available:
                 return name
-        raise ValueError(f"neither codec {self.codec!r} nor fallback_codec {self.fallback_codec!r} is in PyAV's FFmpeg")
+        raise ValueError(
+            f"neither codec {self.codec!r} nor fallback_codec {self.fallback_codec!r} is in PyAV's FFmpeg"
+        )
 
 
 _DEFAULT_PRESETS = {"libsvtav1": "11", "libx264": "veryfast"}
@@ -145,7 +147,9 @@ class VideoWriter:
 
     def _open(self, height: int, width: int) -> None:
         if height % 2 or width % 2:
-            raise ValueError(f"frames must have an even height and width for {self.options.pix_fmt}, got {height}x{width}")
+            raise ValueError(
+                f"frames must have an even height and width for {self.options.pix_fmt}, got {height}x{width}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration banner to stderr otherwise
         self._container = av.open(str(self.path), mode="w")

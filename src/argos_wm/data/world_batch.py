@@ -78,13 +78,21 @@ class WorldBatch:
 
     def __post_init__(self):
         if (self.frames is None) == (self.latents is None):
-            raise ValueError("WorldBatch needs exactly one of frames and latents, got "
-                             f"frames={'set' if self.frames is not None else None}, "
-                             f"latents={'set' if self.latents is not None else None}")
-        if self.frames is not None and (self.frames.dtype != torch.uint8 or self.frames.ndim != 5 or self.frames.shape[2] != 3):
-            raise ValueError(f"frames must be uint8 [B, T, 3, H, W], got {self.frames.dtype} {tuple(self.frames.shape)}")
+            raise ValueError(
+                "WorldBatch needs exactly one of frames and latents, got "
+                f"frames={'set' if self.frames is not None else None}, "
+                f"latents={'set' if self.latents is not None else None}"
+            )
+        if self.frames is not None and (
+            self.frames.dtype != torch.uint8 or self.frames.ndim != 5 or self.frames.shape[2] != 3
+        ):
+            raise ValueError(
+                f"frames must be uint8 [B, T, 3, H, W], got {self.frames.dtype} {tuple(self.frames.shape)}"
+            )
         if self.latents is not None and (not self.latents.is_floating_point() or self.latents.ndim != 4):
-            raise ValueError(f"latents must be float [B, T, N, C], got {self.latents.dtype} {tuple(self.latents.shape)}")
+            raise ValueError(
+                f"latents must be float [B, T, N, C], got {self.latents.dtype} {tuple(self.latents.shape)}"
+            )
         batch_size, num_frames = self.shape
         device = self.video.device
 
@@ -92,7 +100,9 @@ class WorldBatch:
             if value is None:
                 return torch.full((batch_size, num_frames), default, dtype=torch.bool, device=device)
             if value.dtype != torch.bool or tuple(value.shape) != (batch_size, num_frames):
-                raise ValueError(f"{name} must be bool [{batch_size}, {num_frames}], got {value.dtype} {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name} must be bool [{batch_size}, {num_frames}], got {value.dtype} {tuple(value.shape)}"
+                )
             return value
 
         for name in ("actions", "states"):
@@ -116,8 +126,10 @@ class WorldBatch:
         """`(B, T)`: batch size and number of frames per clip."""
         return tuple(self.video.shape[:2])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None, non_blocking: bool = False) -> WorldBatch:
-        """Returns a copy with every tensor on `device`; `dtype` casts the floating tensors (latents, actions, states)."""
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None, non_blocking: bool = False
+    ) -> WorldBatch:
+        """Returns a copy with every tensor on `device`; `dtype` casts the floating ones (latents, actions, states)."""
         moved = {}
         for name in _TENSOR_FIELDS:
             value = getattr(self, name)
@@ -128,11 +140,18 @@ class WorldBatch:
 
     def pin_memory(self) -> WorldBatch:
         """Pins every tensor (used by `torch.utils.data.DataLoader(pin_memory=True)`)."""
-        return replace(self, **{name: getattr(self, name).pin_memory() for name in _TENSOR_FIELDS if getattr(self, name) is not None})
+        return replace(
+            self,
+            **{name: getattr(self, name).pin_memory() for name in _TENSOR_FIELDS if getattr(self, name) is not None},
+        )
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         """The tensors that are set, by name (metadata left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in _TENSOR_FIELDS and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in _TENSOR_FIELDS and getattr(self, f.name) is not None
+        }
 
 
 def _pad_time(value: torch.Tensor, length: int) -> torch.Tensor:
@@ -154,7 +173,9 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
         raise ValueError("samples must hold at least one clip, got an empty list")
     video_key = "frames" if "frames" in samples[0] else "latents"
     if any(video_key not in sample for sample in samples):
-        raise ValueError(f"every sample must hold {video_key!r} like the first one, got keys {[sorted(s) for s in samples]}")
+        raise ValueError(
+            f"every sample must hold {video_key!r} like the first one, got keys {[sorted(s) for s in samples]}"
+        )
     lengths = [len(sample[video_key]) for sample in samples]
     length = max(lengths)
 
@@ -167,7 +188,7 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
         if len(shapes) > 1:
             raise ValueError(f"every sample's {key} must have the same per-frame shape, got {sorted(shapes)}")
         values, masks = [], []
-        for value, sample, clip_length in zip(present, samples, lengths):
+        for value, sample, clip_length in zip(present, samples, lengths, strict=True):
             if value is None:
                 value = template.new_zeros((clip_length, *template.shape[1:]))
                 mask = torch.zeros(clip_length, dtype=torch.bool)
@@ -183,7 +204,10 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
     states, state_mask = stack("states", "state_mask")
     independent = [sample.get("independent_frames") for sample in samples]
     independent_frames = torch.stack(
-        [_pad_time(torch.zeros(n, dtype=torch.bool) if flags is None else flags.bool(), length) for flags, n in zip(independent, lengths)]
+        [
+            _pad_time(torch.zeros(n, dtype=torch.bool) if flags is None else flags.bool(), length)
+            for flags, n in zip(independent, lengths, strict=True)
+        ]
     )
     metadata = None
     if any("dataset_name" in sample for sample in samples):
