@@ -40,7 +40,8 @@ def test_round_trip_returns_written_frames_actions_states(make_lerobot_dataset, 
         assert episode.actions[0].abs().sum() == 0
         torch.testing.assert_close(episode.states, torch.from_numpy(expected["observation.state"]))
         torch.testing.assert_close(
-            episode.extras["observation.environment_state"], torch.from_numpy(expected["observation.environment_state"])
+            episode.extras["observation.environment_state"],
+            torch.from_numpy(expected["observation.environment_state"]),
         )
         assert episode.timestamps.tolist() == pytest.approx(np.arange(len(frames)) / 10)
         assert episode.episode_index == i and episode.camera == "observation.image" and episode.fps == 10
@@ -103,7 +104,11 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
             "names": ["height", "width", "rgb"],
             "info": {"video.fps": float(fps), "video.codec": "av1", "video.pix_fmt": "yuv420p", "has_audio": False},
         },
-        "action": {"dtype": "float32", "shape": [7], "names": {"motors": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]}},
+        "action": {
+            "dtype": "float32",
+            "shape": [7],
+            "names": {"motors": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]},
+        },
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
         "frame_index": {"dtype": "int64", "shape": [1], "names": None},
         "episode_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -111,8 +116,14 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
         "task_index": {"dtype": "int64", "shape": [1], "names": None},
     }
     info = {
-        "codebase_version": "v3.0", "robot_type": "widowx", "total_episodes": len(lengths), "total_frames": sum(lengths),
-        "total_tasks": 1, "chunks_size": 1000, "fps": fps, "splits": {"train": f"0:{len(lengths)}"},
+        "codebase_version": "v3.0",
+        "robot_type": "widowx",
+        "total_episodes": len(lengths),
+        "total_frames": sum(lengths),
+        "total_tasks": 1,
+        "chunks_size": 1000,
+        "fps": fps,
+        "splits": {"train": f"0:{len(lengths)}"},
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": features,
@@ -125,32 +136,55 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
     )
     actions, frames, rows, episodes = [], [], [], []
     offset = 0
-    with VideoWriter(root / "videos/observation.images.image/chunk-000/file-000.mp4", fps, VideoEncodingOptions("libsvtav1")) as video:
+    with VideoWriter(
+        root / "videos/observation.images.image/chunk-000/file-000.mp4", fps, VideoEncodingOptions("libsvtav1")
+    ) as video:
         for episode_index, length in enumerate(lengths):
             episode_actions = rng.normal(size=(length, 7)).astype(np.float32)
             episode_frames = synthetic_frames(length, size, seed=episode_index)
-            episodes.append({
-                "episode_index": episode_index, "tasks": ["put the spoon in the pot"], "length": length,
-                "data/chunk_index": 0, "data/file_index": 0,
-                "dataset_from_index": offset, "dataset_to_index": offset + length,
-                "videos/observation.images.image/chunk_index": 0, "videos/observation.images.image/file_index": 0,
-                "videos/observation.images.image/from_timestamp": video.timestamp,
-                "videos/observation.images.image/to_timestamp": video.timestamp + length / fps,
-                "stats/action/mean": episode_actions.mean(0).tolist(),
-            })
+            episodes.append(
+                {
+                    "episode_index": episode_index,
+                    "tasks": ["put the spoon in the pot"],
+                    "length": length,
+                    "data/chunk_index": 0,
+                    "data/file_index": 0,
+                    "dataset_from_index": offset,
+                    "dataset_to_index": offset + length,
+                    "videos/observation.images.image/chunk_index": 0,
+                    "videos/observation.images.image/file_index": 0,
+                    "videos/observation.images.image/from_timestamp": video.timestamp,
+                    "videos/observation.images.image/to_timestamp": video.timestamp + length / fps,
+                    "stats/action/mean": episode_actions.mean(0).tolist(),
+                }
+            )
             video.write(episode_frames)
             for t in range(length):
-                rows.append({
-                    "action": episode_actions[t].tolist(), "timestamp": t / fps, "frame_index": t,
-                    "episode_index": episode_index, "index": offset + t, "task_index": 0, "language_instruction": "spoon",
-                })
+                rows.append(
+                    {
+                        "action": episode_actions[t].tolist(),
+                        "timestamp": t / fps,
+                        "frame_index": t,
+                        "episode_index": episode_index,
+                        "index": offset + t,
+                        "task_index": 0,
+                        "language_instruction": "spoon",
+                    }
+                )
             actions.append(episode_actions)
             frames.append(episode_frames)
             offset += length
-    schema = pa.schema([
-        ("action", pa.list_(pa.float32())), ("timestamp", pa.float32()), ("frame_index", pa.int64()),
-        ("episode_index", pa.int64()), ("index", pa.int64()), ("task_index", pa.int64()), ("language_instruction", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("action", pa.list_(pa.float32())),
+            ("timestamp", pa.float32()),
+            ("frame_index", pa.int64()),
+            ("episode_index", pa.int64()),
+            ("index", pa.int64()),
+            ("task_index", pa.int64()),
+            ("language_instruction", pa.string()),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / "data" / "chunk-000" / "file-000.parquet")
     pd.DataFrame(episodes).to_parquet(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
     return actions, frames
