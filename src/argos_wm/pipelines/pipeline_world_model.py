@@ -1,0 +1,562 @@
+"""`WorldModelPipeline`: action-conditioned rollouts and goal-conditioned planning with the Argos world model.
+
+A rollout fills the world model's KV cache once with the context frames (re-noised to `context_signal_level`, as in
+training), then predicts each future frame with `num_inference_steps` shortcut steps that only read the cache, and
+appends the finished frame (re-noised to the context level) with one more call. Planning scores many candidate action
+sequences from one context by repeating that cache over the candidates and rolling them out as one batch.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils.torch_utils import randn_tensor
+from transformers.image_processing_utils import BaseImageProcessor
+
+from ..modeling_dino_encoder import ArgosDinoEncoder
+from ..modeling_rae_decoder import ArgosRAEDecoder
+from ..modeling_world_model import ArgosWorldModel
+from ..models.world_model_cache import WorldModelCache
+from ..planning.cem import CEMPlanner
+from ..planning.costs import GoalCost
+from ..planning.gradient import GradientPlanner
+from ..planning.mppi import MPPIPlanner
+from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
+from .action_state_normalizer import ActionStateNormalizer
+from .pipeline_output import PlanOutput, RolloutOutput
+
+OUTPUT_TYPES = ("latent", "pt", "np", "pil")
+PLANNERS = {"cem": CEMPlanner, "mppi": MPPIPlanner, "gradient": GradientPlanner}
+
+FrameInputs = dict[str, torch.Tensor | None]
+"""Keyword arguments of `ArgosWorldModel.forward` for some frames: latents, signal_levels, step_sizes, actions,
+action_mask, states, state_mask (each `[P, T, ...]`, None where the model takes no actions / states)."""
+
+
+def _shape(value) -> str:
+    return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
+
+
+def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
+    """Concatenates the inputs of two frame blocks along time."""
+    return {key: None if first[key] is None else torch.cat([first[key], second[key]], dim=1) for key in first}
+
+
+class WorldModelPipeline(DiffusionPipeline):
+    r"""
+    Rollouts and planning with an [`ArgosWorldModel`] in (normalised) DINO latent space.
+
+    Args:
+        world_model ([`ArgosWorldModel`]): the block-causal dynamics transformer.
+        scheduler ([`ShortcutForcingScheduler`]): the shortcut / flow-matching sampler.
+        encoder ([`ArgosDinoEncoder`], *optional*): the frozen DINO encoder; needed for image inputs.
+        image_processor ([`~transformers.BaseImageProcessor`], *optional*): preprocesses images into the encoder's
+            `pixel_values` (e.g. DINOv2's `BitImageProcessor`); without it the encoder's own `preprocess` is used.
+        decoder ([`ArgosRAEDecoder`], *optional*): the RAE decoder; needed for `output_type` "pt", "np" and "pil".
+        normalizer ([`ActionStateNormalizer`], *optional*): the dataset's action / proprio statistics; without it
+            actions and states are taken as already normalised.
+
+    Example:
+    ```python
+    >>> pipe = WorldModelPipeline.from_pretrained("outputs/demo/pipeline")
+    >>> out = pipe.rollout(context=frames[None, :4], context_states=states[None, :4], actions=actions[None, 4:9])
+    >>> out.latents.shape  # [1, 5, N, C]
+    ```
+    """
+
+    model_cpu_offload_seq = "encoder->world_model->decoder"
+    _optional_components = ["encoder", "image_processor", "decoder", "normalizer"]
+
+    def __init__(
+        self,
+        world_model: ArgosWorldModel,
+        scheduler: ShortcutForcingScheduler,
+        encoder: ArgosDinoEncoder | None = None,
+        image_processor: BaseImageProcessor | None = None,
+        decoder: ArgosRAEDecoder | None = None,
+        normalizer: ActionStateNormalizer | None = None,
+    ):
+        super().__init__()
+        config = world_model.config
+        if normalizer is not None and (normalizer.config.action_dim, normalizer.config.state_dim) != (
+            config.action_dim,
+            config.state_dim,
+        ):
+            raise ValueError(
+                f"normalizer must match the world model's (action_dim, state_dim) = ({config.action_dim}, "
+                f"{config.state_dim}); got ({normalizer.config.action_dim}, {normalizer.config.state_dim})."
+            )
+        if encoder is not None and (encoder.config.num_latent_tokens, encoder.config.latent_dim) != (
+            config.latent_tokens,
+            config.latent_channels,
+        ):
+            raise ValueError(
+                f"encoder latents must be [N, C] = [{config.latent_tokens}, {config.latent_channels}] like the world "
+                f"model's; got [{encoder.config.num_latent_tokens}, {encoder.config.latent_dim}]."
+            )
+        self.register_modules(
+            world_model=world_model,
+            scheduler=scheduler,
+            encoder=encoder,
+            image_processor=image_processor,
+            decoder=decoder,
+            normalizer=normalizer,
+        )
+
+    # ------------------------------------------------------------------------------------------ pre/post-processing
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images `[B, T, H, W, 3]` / `[B, T, 3, H, W]` (uint8 or float) -> normalised latents `[B, T, N, C]`."""
+        if self.encoder is None:
+            raise ValueError("Image inputs need an encoder: build the pipeline with `encoder=` or pass latents.")
+        images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        if images.ndim != 5 or 3 not in (images.shape[2], images.shape[-1]):
+            raise ValueError(f"images must have shape [B, T, H, W, 3] or [B, T, 3, H, W]; got {_shape(images)}.")
+        if self.image_processor is None:
+            latents = self.encoder.encode(images.to(self._execution_device))
+        else:
+            frames = images.flatten(0, 1).cpu().numpy()  # [B, T, ...] -> [B*T, ...]
+            pixel_values = self.image_processor(images=list(frames), return_tensors="pt").pixel_values
+            latents = self.encoder(pixel_values.to(self._execution_device)).latents
+            latents = latents.unflatten(0, images.shape[:2])
+        return latents.to(self.world_model.dtype)
+
+    def decode_latents(self, latents: torch.Tensor, output_type: str):
+        """Latents `[B, H, N, C]` -> frames: `[B, H, 3, h, w]` tensor ("pt"), `[B, H, h, w, 3]` array ("np") or
+        lists of PIL images ("pil"), all in [0, 1]."""
+        if self.decoder is None:
+            raise ValueError(f"output_type={output_type!r} needs a decoder; build the pipeline with `decoder=`.")
+        frames = self.decoder.decode(latents.to(self.decoder.dtype)).float()  # [B, H, 3, h, w]
+        if output_type == "pt":
+            return frames
+        arrays = VaeImageProcessor.pt_to_numpy(frames.flatten(0, 1)).reshape(*frames.shape[:2], *frames.shape[3:], 3)
+        if output_type == "np":
+            return arrays
+        return [VaeImageProcessor.numpy_to_pil(episode) for episode in arrays]
+
+    def _normalize(self, kind: str, values: torch.Tensor) -> torch.Tensor:
+        values = values.to(self._execution_device, torch.float32)
+        if self.normalizer is not None:
+            values = getattr(self.normalizer, f"normalize_{kind}s")(values)
+        return values
+
+    def _denormalize(self, kind: str, values: torch.Tensor) -> torch.Tensor:
+        values = values.float()
+        if self.normalizer is not None:
+            values = getattr(self.normalizer, f"denormalize_{kind}s")(values)
+        return values
+
+    # ------------------------------------------------------------------------------------------------ input checks
+    def _context_latents(self, images, latents, name: str) -> torch.Tensor:
+        """Context images or latents -> latents `[B, T, N, C]` (a single `[B, ...]` frame gets T = 1)."""
+        if (images is None) == (latents is None):
+            raise ValueError(f"Give exactly one of `{name}` (images) and `{name}_latents`.")
+        config = self.world_model.config
+        if images is not None:
+            images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+            return self.encode_images(images[:, None] if images.ndim == 4 else images)
+        expected = f"[B, T, {config.latent_tokens}, {config.latent_channels}]"
+        if not torch.is_tensor(latents) or latents.ndim != 4 or tuple(latents.shape[2:]) != (
+            config.latent_tokens,
+            config.latent_channels,
+        ):
+            raise ValueError(f"{name}_latents must have shape {expected}; got {_shape(latents)}.")
+        return latents.to(self._execution_device, self.world_model.dtype)
+
+    def _check_sequence(self, name: str, values, batch: int, frames: int | None, size: int) -> torch.Tensor:
+        """Validates `[B, T, size]` (T = `frames` unless None) and returns it as a float tensor."""
+        if not torch.is_tensor(values):
+            values = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        expected = (batch, frames if frames is not None else "T", size)
+        if values.ndim != 3 or values.shape[0] != batch or values.shape[2] != size or (
+            frames is not None and values.shape[1] != frames
+        ):
+            raise ValueError(f"{name} must have shape [B, T, {size}] = {expected}; got {_shape(values)}.")
+        return values.float()
+
+    def _check_actions(self, actions, batch: int) -> torch.Tensor:
+        """Future actions `[B, H, A]` (raw units) -> normalised `[B, H, A]`."""
+        action_dim = self.world_model.config.action_dim
+        if actions is None:
+            raise ValueError(f"actions must be given, shape [B, H, {action_dim}] with horizon H >= 1.")
+        actions = self._check_sequence("actions", actions, batch, None, action_dim)
+        if actions.shape[1] < 1:
+            raise ValueError(f"actions must hold at least one future step (horizon H >= 1); got {_shape(actions)}.")
+        if not bool(torch.isfinite(actions).all()):
+            raise ValueError("actions contains NaN or infinite values.")
+        return self._normalize("action", actions)
+
+    def _prepare_context(
+        self, latents: torch.Tensor, states, actions, context_signal_level: float, generator
+    ) -> FrameInputs:
+        """Context latents `[B, T, N, C]`, raw states `[B, T, S]` and actions `[B, T, A]` (NaN rows: unknown) ->
+        model inputs re-noised to `context_signal_level`."""
+        if not 0.0 <= context_signal_level <= 1.0:
+            raise ValueError(f"context_signal_level must be in [0, 1]; got {context_signal_level}.")
+        config = self.world_model.config
+        batch, frames = latents.shape[:2]
+        device = latents.device
+        inputs: FrameInputs = {"actions": None, "action_mask": None, "states": None, "state_mask": None}
+        if config.action_dim > 0:
+            if actions is None:
+                inputs["actions"] = torch.zeros(batch, frames, config.action_dim, device=device)
+                inputs["action_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+            else:
+                actions = self._check_sequence("context_actions", actions, batch, frames, config.action_dim)
+                inputs["action_mask"] = torch.isfinite(actions).all(-1).to(device)
+                known = inputs["action_mask"][..., None]
+                inputs["actions"] = self._normalize("action", actions.nan_to_num(0.0)) * known
+        elif actions is not None:
+            raise ValueError("context_actions were given but the world model takes no actions (action_dim == 0).")
+        if config.state_dim > 0:
+            if states is None:
+                clean_states = torch.zeros(batch, frames, config.state_dim, device=device)
+                inputs["state_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+            else:
+                states = self._check_sequence("context_states", states, batch, frames, config.state_dim)
+                clean_states = self._normalize("state", states)
+                inputs["state_mask"] = torch.ones(batch, frames, dtype=torch.bool, device=device)
+        elif states is not None:
+            raise ValueError("context_states were given but the world model has no state token (state_dim == 0).")
+        level = torch.full((batch, frames), float(context_signal_level), device=device)
+        noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+        inputs["latents"] = self.scheduler.add_noise(latents, noise, level)
+        if config.state_dim > 0:
+            noise = randn_tensor(clean_states.shape, generator=generator, device=device, dtype=latents.dtype)
+            inputs["states"] = self.scheduler.add_noise(clean_states.to(latents.dtype), noise, level)
+        inputs["signal_levels"] = level
+        inputs["step_sizes"] = torch.full_like(level, self.scheduler.min_step_size)
+        return inputs
+
+    # ----------------------------------------------------------------------------------------------- the sampler
+    def _model_step_size(self) -> float:
+        """Step size given to the model: `1/K`, or the finest step for a model trained without shortcuts."""
+        return self.scheduler.step_size if self.scheduler.config.use_shortcut else self.scheduler.min_step_size
+
+    def _scheduler_step(self, prediction: torch.Tensor, signal_level: float, sample: torch.Tensor) -> torch.Tensor:
+        """One step from the model's clean prediction, in the form the scheduler's `prediction_type` expects."""
+        if self.scheduler.config.prediction_type == "velocity":
+            prediction = self.scheduler.velocity_from_sample(prediction, sample, signal_level)
+        return self.scheduler.step(prediction, signal_level, sample).prev_sample
+
+    def _frame_inputs(self, latents, states, actions, signal_level: float, step_size: float) -> FrameInputs:
+        """Inputs of one new frame: latents `[P, 1, N, C]`, states `[P, 1, S]` or None, actions `[P, 1, A]` or None."""
+        batch, device = latents.shape[0], latents.device
+        known = torch.ones(batch, 1, dtype=torch.bool, device=device)
+        return {
+            "latents": latents,
+            "signal_levels": torch.full((batch, 1), signal_level, device=device),
+            "step_sizes": torch.full((batch, 1), step_size, device=device),
+            "actions": actions,
+            "action_mask": None if actions is None else known,
+            "states": states,
+            "state_mask": None if states is None else known,
+        }
+
+    def _generate(
+        self,
+        actions: torch.Tensor,
+        context_signal_level: float,
+        generator: torch.Generator | None,
+        cache: WorldModelCache | None = None,
+        history: FrameInputs | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """
+        Predicts the future frames one at a time and yields `(latents [P, 1, N, C], normalised states [P, 1, S] or
+        None)`. With `cache` (context already in it) the K denoising steps read it and each finished frame is
+        appended once; with `history` (the context's model inputs) every step recomputes the whole sequence (the
+        reference path). Both draw the same noise in the same order. `set_timesteps` must have been called.
+        """
+        config = self.world_model.config
+        batch, horizon = actions.shape[:2]
+        dtype, device = self.world_model.dtype, actions.device
+        latent_shape = (batch, 1, config.latent_tokens, config.latent_channels)
+        state_shape = (batch, 1, config.state_dim)
+        step_size = self._model_step_size()
+        previous = None
+        for h in range(horizon):
+            action = actions[:, h : h + 1].to(dtype) if config.action_dim > 0 else None
+            if previous is not None:
+                latents, states, previous_action = previous
+                level = float(context_signal_level)
+                noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+                latents = self.scheduler.add_noise(latents, noise, level)
+                if states is not None:
+                    noise = randn_tensor(state_shape, generator=generator, device=device, dtype=dtype)
+                    states = self.scheduler.add_noise(states, noise, level)
+                finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
+                if cache is not None:
+                    self.world_model(**finished, past_key_values=cache, use_cache=True)
+                else:
+                    history = _cat_frames(history, finished)
+            latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+            states = None
+            if config.state_dim > 0:
+                states = randn_tensor(state_shape, generator=generator, device=device, dtype=dtype)
+            for signal_level in self.scheduler.timesteps.tolist():
+                frame = self._frame_inputs(latents, states, action, signal_level, step_size)
+                if cache is not None:
+                    output = self.world_model(**frame, past_key_values=cache)
+                    prediction, state_prediction = output.sample, output.state_sample
+                else:
+                    output = self.world_model(**_cat_frames(history, frame))
+                    prediction = output.sample[:, -1:]
+                    state_prediction = None if output.state_sample is None else output.state_sample[:, -1:]
+                latents = self._scheduler_step(prediction, signal_level, latents)
+                if states is not None:
+                    states = self._scheduler_step(state_prediction, signal_level, states)
+            previous = (latents, states, action)
+            yield latents, states
+
+    def _start(
+        self,
+        context,
+        context_latents,
+        context_states,
+        context_actions,
+        actions,
+        num_inference_steps: int,
+        context_signal_level: float,
+        generator,
+        output_type: str,
+        use_cache: bool,
+    ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor | None]], int]:
+        """Checks the rollout inputs, prepares the context; returns the frame generator of `_generate` and H."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}; got {output_type!r}.")
+        if output_type != "latent" and self.decoder is None:
+            raise ValueError(f"output_type={output_type!r} needs a decoder; build the pipeline with `decoder=`.")
+        latents = self._context_latents(context, context_latents, "context")
+        actions = self._check_actions(actions, latents.shape[0])
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        inputs = self._prepare_context(latents, context_states, context_actions, context_signal_level, generator)
+        horizon = actions.shape[1]
+        if not use_cache:
+            return self._generate(actions, context_signal_level, generator, history=inputs), horizon
+        cache = self.world_model(**inputs, use_cache=True).past_key_values
+        return self._generate(actions, context_signal_level, generator, cache=cache), horizon
+
+    # ------------------------------------------------------------------------------------------------ public API
+    @torch.no_grad()
+    def rollout_stream(
+        self,
+        context: torch.Tensor | np.ndarray | None = None,
+        context_latents: torch.Tensor | None = None,
+        context_states: torch.Tensor | np.ndarray | None = None,
+        context_actions: torch.Tensor | np.ndarray | None = None,
+        actions: torch.Tensor | np.ndarray | None = None,
+        num_inference_steps: int = 4,
+        context_signal_level: float = 0.9,
+        generator: torch.Generator | None = None,
+        output_type: str = "latent",
+        use_cache: bool = True,
+    ) -> Iterator[RolloutOutput]:
+        """
+        The streaming form of [`~WorldModelPipeline.rollout`] (same arguments): yields one [`RolloutOutput`] per
+        predicted frame (`latents` `[B, 1, N, C]`, `states` `[B, 1, S]`, `frames` of that frame), computed only when
+        the consumer asks for it, for interactive use. With the same `generator` seed it yields exactly the frames
+        of `rollout`.
+        """
+        frames, _ = self._start(
+            context, context_latents, context_states, context_actions, actions,
+            num_inference_steps, context_signal_level, generator, output_type, use_cache,
+        )  # fmt: skip
+        for latents, states in frames:
+            yield RolloutOutput(
+                latents=latents,
+                states=None if states is None else self._denormalize("state", states),
+                frames=None if output_type == "latent" else self.decode_latents(latents, output_type),
+            )
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        context: torch.Tensor | np.ndarray | None = None,
+        context_latents: torch.Tensor | None = None,
+        context_states: torch.Tensor | np.ndarray | None = None,
+        context_actions: torch.Tensor | np.ndarray | None = None,
+        actions: torch.Tensor | np.ndarray | None = None,
+        num_inference_steps: int = 4,
+        context_signal_level: float = 0.9,
+        generator: torch.Generator | None = None,
+        output_type: str = "latent",
+        use_cache: bool = True,
+    ) -> RolloutOutput:
+        r"""
+        Predicts the future frames that `actions` lead to from a context.
+
+        Args:
+            context (`torch.Tensor` or `np.ndarray`, *optional*): context images `[B, T, H, W, 3]` / `[B, T, 3, H, W]`
+                (or one frame `[B, H, W, 3]`), uint8 or float in [0, 1]; encoded with the frozen encoder.
+            context_latents (`torch.Tensor` `[B, T, N, C]`, *optional*): normalised context latents instead of images.
+            context_states (`[B, T, S]`, *optional*): proprio of the context frames, raw units.
+            context_actions (`[B, T, A]`, *optional*): `context_actions[:, t]` led to context frame t, raw units;
+                rows of NaN (and None) mark unknown actions.
+            actions (`[B, H, A]`): future actions, raw units; `actions[:, h]` leads to predicted frame h.
+            num_inference_steps (`int`, defaults to 4): K shortcut steps per frame, a power of two.
+            context_signal_level (`float`, defaults to 0.9): signal level the context (and every finished frame)
+                is re-noised to before it enters the cache.
+            generator (`torch.Generator`, *optional*): makes the noise, hence the rollout, reproducible.
+            output_type (`str`, defaults to `"latent"`): `"latent"` (no decoding), `"pt"`, `"np"` or `"pil"`.
+            use_cache (`bool`, defaults to True): the KV-cached sampler; False recomputes the whole sequence at every
+                step (the reference path, same noise, same result within float tolerance).
+
+        Returns:
+            [`RolloutOutput`]: `latents` `[B, H, N, C]`, `states` `[B, H, S]` (raw units; None without a state
+            token) and `frames` (decoded, None for `"latent"`).
+        """
+        frames, horizon = self._start(
+            context, context_latents, context_states, context_actions, actions,
+            num_inference_steps, context_signal_level, generator, output_type, use_cache,
+        )  # fmt: skip
+        latents, states = [], []
+        for frame_latents, frame_states in self.progress_bar(frames, total=horizon):
+            latents.append(frame_latents)
+            states.append(frame_states)
+        latents = torch.cat(latents, dim=1)
+        return RolloutOutput(
+            latents=latents,
+            states=None if states[0] is None else self._denormalize("state", torch.cat(states, dim=1)),
+            frames=None if output_type == "latent" else self.decode_latents(latents, output_type),
+        )
+
+    __call__ = rollout
+
+    def _action_bounds(self, bound, batch: int, name: str) -> torch.Tensor | None:
+        """Raw bound (scalar, `[A]` or `[B, A]`) -> normalised `[B, A]`."""
+        if bound is None:
+            return None
+        action_dim = self.world_model.config.action_dim
+        bound = torch.as_tensor(bound, dtype=torch.float32)
+        if bound.ndim == 0:
+            bound = bound.expand(action_dim)
+        if bound.shape[-1] != action_dim or bound.ndim > 2 or (bound.ndim == 2 and bound.shape[0] != batch):
+            raise ValueError(f"{name} must be a scalar, [A] or [B, A] with A = {action_dim}; got {_shape(bound)}.")
+        return self._normalize("action", bound.expand(batch, action_dim))
+
+    def _goal(self, goal, goal_latents, goal_states, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Goal image `[B, H, W, 3]` or latents `[B, N, C]`, raw proprio `[B, S]` -> normalised latents and states."""
+        config = self.world_model.config
+        if goal is not None:
+            goal = torch.as_tensor(np.asarray(goal) if not torch.is_tensor(goal) else goal)
+            if goal.ndim != 4 or goal.shape[0] != batch:
+                raise ValueError(f"goal must be one image per batch element, [B={batch}, H, W, 3]; got {_shape(goal)}.")
+            goal_latents = self._context_latents(goal[:, None], None, "goal")[:, 0]
+        elif goal_latents is None:
+            raise ValueError("Give exactly one of `goal` (an image) and `goal_latents`.")
+        expected = (batch, config.latent_tokens, config.latent_channels)
+        if not torch.is_tensor(goal_latents) or tuple(goal_latents.shape) != expected:
+            raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {_shape(goal_latents)}.")
+        if goal_states is not None:
+            if config.state_dim == 0:
+                raise ValueError("goal_states were given but the world model has no state token (state_dim == 0).")
+            goal_states = torch.as_tensor(np.asarray(goal_states, dtype=np.float32))
+            if tuple(goal_states.shape) != (batch, config.state_dim):
+                raise ValueError(
+                    f"goal_states must have shape [B, S] = {(batch, config.state_dim)}; got {_shape(goal_states)}."
+                )
+            goal_states = self._normalize("state", goal_states)
+        return goal_latents.to(self._execution_device, self.world_model.dtype), goal_states
+
+    def plan(
+        self,
+        observation: torch.Tensor | np.ndarray | None = None,
+        observation_latents: torch.Tensor | None = None,
+        observation_states: torch.Tensor | np.ndarray | None = None,
+        goal: torch.Tensor | np.ndarray | None = None,
+        goal_latents: torch.Tensor | None = None,
+        goal_states: torch.Tensor | np.ndarray | None = None,
+        horizon: int = 5,
+        planner: str | CEMPlanner | MPPIPlanner | GradientPlanner = "cem",
+        num_samples: int = 300,
+        num_elites: int = 30,
+        iterations: int = 30,
+        action_low: float | torch.Tensor | np.ndarray | None = None,
+        action_high: float | torch.Tensor | np.ndarray | None = None,
+        state_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+        observation_actions: torch.Tensor | np.ndarray | None = None,
+        init_actions: torch.Tensor | np.ndarray | None = None,
+        num_inference_steps: int = 4,
+        context_signal_level: float = 0.9,
+        metric: str = "mse",
+        cost_steps: str = "final",
+        action_weight: float = 0.0,
+        show_progress: bool = True,
+    ) -> PlanOutput:
+        r"""
+        Searches the action sequence whose predicted outcome is closest to a goal (DINO-WM's objective).
+
+        Args:
+            observation (*optional*): current images `[B, T, H, W, 3]` (or `[B, H, W, 3]`), the planning context.
+            observation_latents (`torch.Tensor` `[B, T, N, C]`, *optional*): normalised latents instead of images.
+            observation_states (`[B, T, S]`, *optional*): proprio of the observations, raw units.
+            goal (*optional*): goal image `[B, H, W, 3]` / `[B, 3, H, W]`.
+            goal_latents (`torch.Tensor` `[B, N, C]`, *optional*): normalised goal latents instead of an image.
+            goal_states (`[B, S]`, *optional*): goal proprio, raw units (scored with `state_weight`).
+            horizon (`int`, defaults to 5): planned steps H.
+            planner (`str` or planner, defaults to `"cem"`): `"cem"`, `"mppi"`, `"gradient"`, or a configured
+                [`CEMPlanner`] / [`MPPIPlanner`] / [`GradientPlanner`] (then the three sizes below are ignored).
+            num_samples, num_elites, iterations (`int`): sizes of the string planners (DINO-WM: 300, 30, 30).
+            action_low, action_high (*optional*): action bounds in raw units, a scalar, `[A]` or `[B, A]`.
+            state_weight (`float`, defaults to 1.0): weight of the proprio distance in the cost.
+            generator (`torch.Generator`, *optional*): for reproducible planning.
+            observation_actions (`[B, T, A]`, *optional*): actions that led to the observations (NaN: unknown).
+            init_actions (`[B, H, A]`, *optional*): warm start (raw units), e.g. the previous plan shifted by one.
+            num_inference_steps (`int`, defaults to 4): shortcut steps per predicted frame.
+            context_signal_level (`float`, defaults to 0.9): re-noising level of the context.
+            metric (`str`, defaults to `"mse"`): `"mse"` or `"l1"`; `cost_steps`: `"final"` (the horizon frame) or
+                `"all"` (mean over the predicted frames); `action_weight`: action-magnitude penalty.
+
+        Returns:
+            [`PlanOutput`]: `actions` `[B, H, A]` (raw units, within the bounds) and `cost` `[B]`.
+        """
+        config = self.world_model.config
+        if config.action_dim == 0:
+            raise ValueError("plan needs a world model that takes actions (config.action_dim > 0).")
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1; got {horizon!r}.")
+        if isinstance(planner, str):
+            if planner not in PLANNERS:
+                raise ValueError(f"planner must be one of {tuple(PLANNERS)} or a planner instance; got {planner!r}.")
+            sizes = {"num_samples": num_samples, "iterations": iterations}
+            planner = CEMPlanner(num_elites=num_elites, **sizes) if planner == "cem" else PLANNERS[planner](**sizes)
+        cost = GoalCost(metric=metric, cost_steps=cost_steps, state_weight=state_weight, action_weight=action_weight)
+
+        with torch.no_grad():
+            latents = self._context_latents(observation, observation_latents, "observation")
+            batch = latents.shape[0]
+            goal_latents, goal_states = self._goal(goal, goal_latents, goal_states, batch)
+            low = self._action_bounds(action_low, batch, "action_low")
+            high = self._action_bounds(action_high, batch, "action_high")
+            init_mean = torch.zeros(batch, horizon, config.action_dim, device=self._execution_device)
+            if init_actions is not None:
+                init_actions = self._check_sequence("init_actions", init_actions, batch, horizon, config.action_dim)
+                init_mean = self._normalize("action", init_actions)
+            self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+            inputs = self._prepare_context(
+                latents, observation_states, observation_actions, context_signal_level, generator
+            )
+            context_cache = self.world_model(**inputs, use_cache=True).past_key_values
+
+        def cost_fn(candidates: torch.Tensor) -> torch.Tensor:
+            """Normalised candidates `[B, M, H, A]` -> costs `[B, M]`, all rolled out as one batch."""
+            num_candidates = candidates.shape[1]
+            flat = candidates.flatten(0, 1)  # [B, M, H, A] -> [B*M, H, A]
+            cache = context_cache.copy().batch_repeat_interleave(num_candidates)
+            frames = list(self._generate(flat, context_signal_level, generator, cache=cache))
+            predicted = torch.cat([frame[0] for frame in frames], dim=1)  # [B*M, H, N, C]
+            predicted_states = None if frames[0][1] is None else torch.cat([frame[1] for frame in frames], dim=1)
+            goal_state_batch = None if goal_states is None else goal_states.repeat_interleave(num_candidates, 0)
+            goal_latent_batch = goal_latents.repeat_interleave(num_candidates, 0)
+            costs = cost(predicted, goal_latent_batch, predicted_states, goal_state_batch, flat)
+            return costs.view(batch, num_candidates)
+
+        with torch.set_grad_enabled(planner.requires_grad):
+            actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
+        return PlanOutput(actions=self._denormalize("action", actions.detach()), cost=costs.detach())
+
+
+__all__ = ["WorldModelPipeline"]

@@ -1,0 +1,144 @@
+"""Receding-horizon model-predictive control of a gymnasium environment with a `WorldModelPipeline`."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class MPCOutput:
+    """
+    Result of [`mpc`].
+
+    Args:
+        observation (`dict`): the environment's last observation.
+        actions (`np.ndarray` `[T, A]`): the model-step actions executed (each held for `frameskip` env steps).
+        plan_costs (`list[float]`): the model's cost of every plan made.
+        plan_seconds (`list[float]`): wall time of every plan.
+        stopped (`bool`): True when `stop_fn` ended the loop before the step budget ran out.
+    """
+
+    observation: dict
+    actions: np.ndarray
+    plan_costs: list[float] = field(default_factory=list)
+    plan_seconds: list[float] = field(default_factory=list)
+    stopped: bool = False
+
+
+def _shift_plan(plan: torch.Tensor, executed: int, horizon: int) -> torch.Tensor | None:
+    """Warm start: the unexecuted part of the last plan `[1, H, A]`, padded by its last action to `horizon`."""
+    remaining = plan[:, executed:]
+    if remaining.shape[1] == 0:
+        return None
+    padding = remaining[:, -1:].expand(-1, max(horizon - remaining.shape[1], 0), -1)
+    return torch.cat([remaining, padding], dim=1)[:, :horizon]
+
+
+def mpc(
+    env,
+    pipe,
+    goal: dict,
+    observation: dict,
+    horizon: int = 5,
+    execute_steps: int = 1,
+    frameskip: int = 1,
+    max_steps: int | None = None,
+    num_context_frames: int = 1,
+    image_key: str = "pixels",
+    state_key: str | None = "agent_pos",
+    stop_fn: Callable[[object, dict], bool] | None = None,
+    warm_start: bool = True,
+    generator: torch.Generator | None = None,
+    **plan_kwargs,
+) -> MPCOutput:
+    r"""
+    Plans `horizon` model steps towards `goal`, executes the first `execute_steps` of them (each action held for
+    `frameskip` environment steps), observes, and replans, until `max_steps` model steps were executed or `stop_fn`
+    says the task is done. The horizon shrinks as the step budget runs out, so the last plan ends at the budget.
+
+    Args:
+        env: a gymnasium environment, already reset to the start state (its last observation is `observation`).
+        pipe ([`WorldModelPipeline`]): the world model pipeline, with an encoder.
+        goal (`dict`): the goal observation in the environment's format (`goal[image_key]` image, `goal[state_key]`
+            proprio).
+        observation (`dict`): the current observation, same format.
+        horizon (`int`, defaults to 5): planned model steps per plan.
+        execute_steps (`int`, defaults to 1): model steps executed before replanning.
+        frameskip (`int`, defaults to 1): environment steps per model step.
+        max_steps (`int`, *optional*): model steps to execute in all; defaults to `horizon`.
+        num_context_frames (`int`, defaults to 1): past observations (and the actions between them) given to the
+            model as context.
+        image_key, state_key (`str`): observation keys of the image and the proprio (`state_key=None`: no proprio).
+        stop_fn (`Callable[[env, observation], bool]`, *optional*): checked after each executed chunk; True ends
+            the loop (e.g. the task's success test).
+        warm_start (`bool`, defaults to True): start each plan from the previous plan's unexecuted actions.
+        generator (`torch.Generator`, *optional*): for reproducible planning.
+        plan_kwargs: passed to [`WorldModelPipeline.plan`] (`planner`, `num_samples`, `action_low`, ...).
+
+    Returns:
+        [`MPCOutput`].
+    """
+    max_steps = horizon if max_steps is None else max_steps
+    for name, value in (("horizon", horizon), ("execute_steps", execute_steps), ("frameskip", frameskip),
+                        ("max_steps", max_steps), ("num_context_frames", num_context_frames)):  # fmt: skip
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    action_dim = pipe.world_model.config.action_dim
+
+    def encode(obs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        latents = pipe.encode_images(np.asarray(obs[image_key])[None, None])  # [1, 1, N, C]
+        if state_key is None:
+            return latents, None
+        return latents, torch.as_tensor(np.asarray(obs[state_key], dtype=np.float32))[None, None]
+
+    goal_latents, goal_states = encode(goal)
+    latents, states = encode(observation)
+    actions = torch.full((1, 1, action_dim), float("nan"))  # the first context frame's action is unknown
+    result = MPCOutput(observation=observation, actions=np.zeros((0, action_dim), dtype=np.float32))
+    executed, plan = 0, None
+    while executed < max_steps:
+        plan_horizon = min(horizon, max_steps - executed)
+        init_actions = _shift_plan(plan, execute_steps, plan_horizon) if warm_start and plan is not None else None
+        start = time.perf_counter()
+        output = pipe.plan(
+            observation_latents=latents,
+            observation_states=states,
+            observation_actions=actions,
+            goal_latents=goal_latents[:, 0],
+            goal_states=None if goal_states is None else goal_states[:, 0],
+            horizon=plan_horizon,
+            init_actions=init_actions,
+            generator=generator,
+            **plan_kwargs,
+        )
+        result.plan_seconds.append(time.perf_counter() - start)
+        result.plan_costs.append(float(output.cost[0]))
+        plan = output.actions.cpu()
+        done = False
+        for action in plan[0, :execute_steps]:
+            for _ in range(frameskip):
+                observation, _, terminated, truncated, _ = env.step(action.numpy())
+                done = done or terminated or truncated
+                if done:
+                    break
+            executed += 1
+            result.actions = np.concatenate([result.actions, action.numpy()[None]])
+            new_latents, new_states = encode(observation)
+            latents = torch.cat([latents, new_latents], dim=1)[:, -num_context_frames:]
+            states = None if states is None else torch.cat([states, new_states], dim=1)[:, -num_context_frames:]
+            actions = torch.cat([actions, action[None, None]], dim=1)[:, -num_context_frames:]
+            if done or executed >= max_steps:
+                break
+        result.observation = observation
+        if stop_fn is not None and stop_fn(env, observation):
+            result.stopped = True
+            break
+        if done:
+            break
+    return result
+
+
+__all__ = ["MPCOutput", "mpc"]

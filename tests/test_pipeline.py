@@ -1,0 +1,231 @@
+"""WorldModelPipeline: rollout shapes, reproducibility, cached vs reference path, streaming, save/load, input checks."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
+from argos_wm.configuration_dino_encoder import ArgosDinoEncoderConfig
+from argos_wm.configuration_rae_decoder import ArgosRAEDecoderConfig
+from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
+from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
+from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
+from argos_wm.schedulers import ShortcutForcingScheduler
+
+TINY = dict(
+    latent_channels=16,
+    latent_tokens=4,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=64,
+    latent_bottleneck_dim=8,
+    num_register_tokens=1,
+    action_dim=2,
+    state_dim=2,
+    max_shortcut_steps=16,
+    temporal_attention_interval=2,
+    temporal_context_length=16,
+    signal_embedding_dim=16,
+)
+LATENT_SHAPE = (TINY["latent_tokens"], TINY["latent_channels"])
+STATS = {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}
+
+
+def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:
+    """Randomises the zero-initialised output layers so that every input visibly moves the predictions."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "latent_out" in name or "state_out" in name:
+                param.normal_(std=0.3)
+    return model.eval()
+
+
+def make_pipeline(**overrides) -> WorldModelPipeline:
+    torch.manual_seed(0)
+    model = randomize_outputs(ArgosWorldModel(ArgosWorldModelConfig(**{**TINY, **overrides})))
+    normalizer = ActionStateNormalizer.from_statistics(STATS, STATS)
+    pipe = WorldModelPipeline(model, ShortcutForcingScheduler(max_shortcut_steps=16), normalizer=normalizer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_inputs(batch: int = 2, context: int = 3, horizon: int = 4, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    context_actions = torch.rand(batch, context, 2, generator=generator) * 512
+    context_actions[:, 0] = float("nan")  # the first context frame's action is unknown
+    return {
+        "context_latents": torch.randn(batch, context, *LATENT_SHAPE, generator=generator),
+        "context_states": torch.rand(batch, context, 2, generator=generator) * 512,
+        "context_actions": context_actions,
+        "actions": torch.rand(batch, horizon, 2, generator=generator) * 512,
+    }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one intra-op thread is faster than two fighting over the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pipe() -> WorldModelPipeline:
+    return make_pipeline()
+
+
+def test_rollout_shapes_and_reproducibility(pipe):
+    inputs = make_inputs()
+    first = pipe.rollout(**inputs, generator=seeded(0))
+    again = pipe.rollout(**inputs, generator=seeded(0))
+    other = pipe.rollout(**inputs, generator=seeded(1))
+    assert first.latents.shape == (2, 4, TINY["latent_tokens"], TINY["latent_channels"])
+    assert first.states.shape == (2, 4, 2)
+    assert first.frames is None
+    torch.testing.assert_close(first.latents, again.latents, rtol=0, atol=0)
+    torch.testing.assert_close(first.states, again.states, rtol=0, atol=0)
+    assert (first.latents - other.latents).abs().max() > 1e-3
+    # states come back in raw units: the normalised predictions are O(1), the raw ones O(100) around the mean 256
+    assert first.states.abs().mean() > 20
+
+
+@pytest.mark.parametrize("num_inference_steps", [1, 4])
+def test_cached_rollout_equals_reference_path(num_inference_steps):
+    # a short temporal window, so the rollout also slides past it
+    pipe = make_pipeline(temporal_context_length=4)
+    inputs = make_inputs(context=3, horizon=4)
+    cached = pipe.rollout(**inputs, num_inference_steps=num_inference_steps, generator=seeded(3))
+    reference = pipe.rollout(**inputs, num_inference_steps=num_inference_steps, generator=seeded(3), use_cache=False)
+    torch.testing.assert_close(cached.latents, reference.latents, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cached.states, reference.states, rtol=1e-4, atol=1e-3)
+
+
+def test_denoising_steps_do_not_grow_the_cache(pipe):
+    calls = []
+
+    def record(module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        calls.append((None if cache is None else cache.num_frames, kwargs.get("use_cache", False)))
+
+    handle = pipe.world_model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        pipe.rollout(**make_inputs(context=3, horizon=3), num_inference_steps=2, generator=seeded(0))
+    finally:
+        handle.remove()
+    # the context fills the cache once; each frame: 2 read-only denoising steps, then one append (not after the last)
+    expected = [(None, True)] + [(3, False)] * 2 + [(3, True)] + [(4, False)] * 2 + [(4, True)] + [(5, False)] * 2
+    assert calls == expected
+
+
+def test_stream_equals_rollout(pipe):
+    inputs = make_inputs()
+    full = pipe.rollout(**inputs, generator=seeded(5))
+    frames = list(pipe.rollout_stream(**inputs, generator=seeded(5)))
+    assert len(frames) == 4 and frames[0].latents.shape == (2, 1, TINY["latent_tokens"], TINY["latent_channels"])
+    torch.testing.assert_close(torch.cat([frame.latents for frame in frames], dim=1), full.latents, rtol=0, atol=0)
+    torch.testing.assert_close(torch.cat([frame.states for frame in frames], dim=1), full.states, rtol=0, atol=0)
+
+
+def test_actions_change_the_rollout(pipe):
+    inputs = make_inputs()
+    moved = {**inputs, "actions": inputs["actions"].flip(1)}
+    first = pipe.rollout(**inputs, generator=seeded(0))
+    second = pipe.rollout(**moved, generator=seeded(0))
+    assert (first.latents - second.latents).abs().max() > 1e-3
+
+
+def test_normalizer_round_trip(tmp_path):
+    normalizer = ActionStateNormalizer.from_statistics(STATS, STATS, normalization_mode="min_max")
+    values = torch.tensor([[0.0, 512.0], [256.0, 128.0]])
+    torch.testing.assert_close(normalizer.normalize_actions(values), torch.tensor([[-1.0, 1.0], [0.0, -0.5]]))
+    torch.testing.assert_close(normalizer.denormalize_states(normalizer.normalize_states(values)), values)
+    normalizer.save_pretrained(tmp_path)
+    loaded = ActionStateNormalizer.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.normalize_actions(values), normalizer.normalize_actions(values))
+    with pytest.raises(ValueError, match="actions must have 2 features"):
+        normalizer.normalize_actions(torch.zeros(3))
+
+
+@pytest.fixture(scope="module")
+def full_pipeline() -> WorldModelPipeline:
+    """The tiny hub configs: random-init DINO encoder (64 tokens x 64 channels), world model and RAE decoder."""
+    from transformers import BitImageProcessorPil
+
+    torch.manual_seed(0)
+    encoder = ArgosDinoEncoder(ArgosDinoEncoderConfig.from_pretrained("hub_configs/argos-dino-encoder-tiny")).eval()
+    model = randomize_outputs(ArgosWorldModel(ArgosWorldModelConfig.from_pretrained("hub_configs/argos-wm-tiny")))
+    decoder = ArgosRAEDecoder(ArgosRAEDecoderConfig.from_pretrained("hub_configs/argos-rae-decoder-tiny")).eval()
+    image_processor = BitImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    pipe = WorldModelPipeline(
+        world_model=model,
+        scheduler=ShortcutForcingScheduler(max_shortcut_steps=16),
+        encoder=encoder,
+        image_processor=image_processor,
+        decoder=decoder,
+        normalizer=ActionStateNormalizer.from_statistics(STATS, STATS),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_save_load_round_trip(full_pipeline, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(1, 2, 96, 96, 3), dtype=np.uint8)
+    inputs = {"context": images, "context_states": np.full((1, 2, 2), 200.0), "actions": np.full((1, 2, 2), 300.0)}
+    before = full_pipeline.rollout(**inputs, generator=seeded(0), output_type="np")
+    full_pipeline.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["world_model"] == ["argos_wm.modeling_world_model", "ArgosWorldModel"]
+    assert index["normalizer"] == ["argos_wm.pipelines.action_state_normalizer", "ActionStateNormalizer"]
+    loaded = WorldModelPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.image_processor).__name__ == "BitImageProcessorPil"
+    after = loaded.rollout(**inputs, generator=seeded(0), output_type="np")
+    torch.testing.assert_close(after.latents, before.latents, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(after.frames, before.frames, atol=1e-6)
+    assert before.frames.shape == (1, 2, 96, 96, 3) and 0 <= before.frames.min() and before.frames.max() <= 1
+
+
+def test_decoded_output_types(full_pipeline):
+    latents = torch.randn(1, 1, 64, 64)
+    frames = full_pipeline.rollout(context_latents=latents, actions=torch.full((1, 2, 2), 256.0), output_type="pil")
+    assert len(frames.frames) == 1 and len(frames.frames[0]) == 2
+    assert isinstance(frames.frames[0][0], PIL.Image.Image) and frames.frames[0][0].size == (96, 96)
+    tensors = full_pipeline.rollout(context_latents=latents, actions=torch.full((1, 2, 2), 256.0), output_type="pt")
+    assert tensors.frames.shape == (1, 2, 3, 96, 96)
+
+
+def test_bad_inputs_raise(pipe):
+    inputs = make_inputs()
+    with pytest.raises(ValueError, match=r"actions must have shape \[B, T, 2\]"):
+        pipe.rollout(**{**inputs, "actions": torch.zeros(2, 4, 3)})
+    with pytest.raises(ValueError, match="horizon H >= 1"):
+        pipe.rollout(**{**inputs, "actions": torch.zeros(2, 0, 2)})
+    with pytest.raises(ValueError, match="exactly one of `context`"):
+        pipe.rollout(actions=inputs["actions"])
+    with pytest.raises(ValueError, match="context_latents must have shape"):
+        pipe.rollout(**{**inputs, "context_latents": torch.zeros(2, 3, 5, 16)})
+    with pytest.raises(ValueError, match="context_states must have shape"):
+        pipe.rollout(**{**inputs, "context_states": torch.zeros(2, 2, 2)})
+    with pytest.raises(ValueError, match="output_type"):
+        pipe.rollout(**inputs, output_type="video")
+    with pytest.raises(ValueError, match="needs a decoder"):
+        pipe.rollout(**inputs, output_type="np")
+    with pytest.raises(ValueError, match="context_signal_level"):
+        pipe.rollout(**inputs, context_signal_level=1.5)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe.rollout(**inputs, num_inference_steps=3)
+    with pytest.raises(ValueError, match="need an encoder"):
+        pipe.rollout(context=np.zeros((2, 3, 96, 96, 3), dtype=np.uint8), actions=inputs["actions"])
+    with pytest.raises(ValueError, match="normalizer must match"):
+        normalizer = ActionStateNormalizer(action_dim=3, state_dim=2)
+        WorldModelPipeline(pipe.world_model, pipe.scheduler, normalizer=normalizer)
