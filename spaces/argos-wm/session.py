@@ -1,0 +1,228 @@
+"""Per-user rollout sessions and the engine that advances them with one shared `WorldModelPipeline`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from argos_wm.data import VideoEncodingOptions, VideoWriter
+from argos_wm.pipelines import PlanOutput
+from controls import ActionSpace
+from samples import StartClip
+
+SHORTCUT_STEPS = (1, 2, 4, 8)
+
+
+@dataclass
+class RolloutSession:
+    """
+    One user's rollout, kept in `gr.State` so that users never see each other's frames.
+
+    Attributes:
+        clip: the start clip (its later frames and states are the goals of the planning tab).
+        num_context: T0, the number of context frames taken from the clip.
+        latents: `[T, N, C]` normalised latents of the context and predicted frames.
+        states: `[T, S]` proprio of every frame in raw units, None when the model or the clip has none.
+        actions: `[T, A]` raw action that led to each frame, rows of NaN where unknown.
+        frames: T uint8 frames `[H, W, 3]`: the observed context, then the decoded predictions.
+        action: `[A]` the current action (the sliders' values).
+        seed: seed of the next prediction's noise.
+        step_seconds: wall time of each predicted frame.
+    """
+
+    clip: StartClip
+    num_context: int
+    latents: torch.Tensor
+    states: torch.Tensor | None
+    actions: torch.Tensor
+    frames: list[np.ndarray]
+    action: np.ndarray
+    seed: int = 0
+    step_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def num_predicted(self) -> int:
+        return len(self.frames) - self.num_context
+
+    @property
+    def fps(self) -> float:
+        """Predicted frames per second over the last (at most 8) predicted frames."""
+        recent = self.step_seconds[-8:]
+        return len(recent) / sum(recent) if recent else 0.0
+
+    def fork(self) -> RolloutSession:
+        """A copy that can be advanced without changing this session (tensors are never modified in place)."""
+        return replace(self, frames=list(self.frames), step_seconds=list(self.step_seconds))
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Frames float in [0, 1] `[..., H, W, 3]` -> uint8."""
+    return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+class RolloutEngine:
+    """
+    Advances rollout sessions with one `WorldModelPipeline` shared by all users.
+
+    Args:
+        pipeline: a `WorldModelPipeline` with an encoder (images -> latents) and a decoder (latents -> images).
+        action_space: the space the model's actions live in, raw units.
+        fps: frame rate of the model's clips, used for exported videos.
+    """
+
+    def __init__(self, pipeline, action_space: ActionSpace, fps: float = 10.0):
+        if pipeline.encoder is None or pipeline.decoder is None:
+            raise ValueError("`pipeline` must have an encoder and a decoder to show frames, got a latent-only pipeline.")
+        config = pipeline.world_model.config
+        if config.action_dim != action_space.dim:
+            raise ValueError(
+                f"`action_space` must have the model's action_dim={config.action_dim} dimensions, got {action_space.dim}."
+            )
+        self.pipeline = pipeline
+        self.action_space = action_space
+        self.fps = fps
+        self.max_context = max(1, config.temporal_context_length - 1)
+        self.state_dim = config.state_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.world_model.device
+
+    @property
+    def frame_size(self) -> int:
+        """Side of the decoded frames, in pixels."""
+        return self.pipeline.decoder.config.image_size
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(seed)
+
+    def start(self, clip: StartClip, context_length: int, seed: int = 0) -> RolloutSession:
+        """A new session whose context is the first `context_length` frames of `clip`."""
+        if not 1 <= context_length <= self.max_context:
+            raise ValueError(f"`context_length` must be in [1, {self.max_context}], got {context_length}.")
+        num_context = min(context_length, len(clip))
+        frames = clip.frames[:num_context]
+        latents = self.pipeline.encode_images(frames[None])[0].float().cpu()  # [T0, N, C]
+        actions = torch.full((num_context, self.action_space.dim), float("nan"))
+        if clip.actions is not None and clip.actions.shape[-1] == self.action_space.dim:
+            known = torch.from_numpy(clip.action_mask[:num_context]).bool()
+            actions[known] = torch.from_numpy(clip.actions[:num_context]).float()[known]
+        states = None
+        if self.state_dim and clip.states is not None and clip.states.shape[-1] == self.state_dim:
+            states = torch.from_numpy(clip.states[:num_context]).float()
+        return RolloutSession(
+            clip=clip,
+            num_context=num_context,
+            latents=latents,
+            states=states,
+            actions=actions,
+            frames=list(frames),
+            action=self._start_action(actions, states),
+            seed=seed,
+        )
+
+    def _start_action(self, actions: torch.Tensor, states: torch.Tensor | None) -> np.ndarray:
+        """The sliders' first values: an absolute space starts at the agent (its state, else its last target)."""
+        space = self.action_space
+        known = actions[torch.isfinite(actions).all(-1)]
+        if space.absolute and states is not None and states.shape[-1] == space.dim:
+            start = states[-1].numpy()
+        elif space.absolute and len(known):
+            start = known[-1].numpy()
+        else:
+            start = space.neutral
+        return np.clip(start, space.low, space.high).astype(np.float32)
+
+    def context(self, session: RolloutSession, context_length: int) -> dict[str, torch.Tensor | None]:
+        """The rollout's last `context_length` frames as the pipeline's context (a batch of one, raw units)."""
+        if not 1 <= context_length <= self.max_context:
+            raise ValueError(f"`context_length` must be in [1, {self.max_context}], got {context_length}.")
+        start = max(0, len(session.frames) - context_length)
+        return {
+            "latents": session.latents[start:][None].to(self.device),  # [1, T_ctx, N, C]
+            "states": None if session.states is None else session.states[start:][None].to(self.device),  # [1, T_ctx, S]
+            "actions": session.actions[start:][None].to(self.device),  # [1, T_ctx, A]
+        }
+
+    def step(
+        self, session: RolloutSession, actions: np.ndarray, shortcut_steps: int = 4, context_length: int = 8
+    ) -> Iterator[RolloutSession]:
+        """
+        Predicts one frame per action of `actions` `[K, A]` (raw units) with the KV-cached streaming rollout,
+        appending each frame to `session` (in place) and yielding the session after it.
+        """
+        if shortcut_steps not in SHORTCUT_STEPS:
+            raise ValueError(f"`shortcut_steps` must be one of {SHORTCUT_STEPS}, got {shortcut_steps}.")
+        actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.action_space.dim)
+        actions = torch.from_numpy(np.stack([self.action_space.validate(action) for action in actions]))
+        context = self.context(session, context_length)
+        stream = self.pipeline.rollout_stream(
+            context_latents=context["latents"],
+            context_states=context["states"],
+            context_actions=context["actions"],
+            actions=actions[None].to(self.device),  # [1, K, A]
+            num_inference_steps=shortcut_steps,
+            generator=self._generator(session.seed),
+            output_type="np",
+        )
+        session.seed += 1
+        begin = time.perf_counter()
+        for action, output in zip(actions, stream):
+            session.latents = torch.cat([session.latents, output.latents[0].float().cpu()])  # [T + 1, N, C]
+            if session.states is not None:
+                session.states = torch.cat([session.states, output.states[0].float().cpu()])
+            session.actions = torch.cat([session.actions, action[None]])
+            session.frames.append(_to_uint8(output.frames[0, 0]))
+            session.action = action.numpy()
+            session.step_seconds.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            yield session
+
+    def plan(
+        self,
+        session: RolloutSession,
+        goal_frame: np.ndarray,
+        goal_state: np.ndarray | None,
+        horizon: int,
+        shortcut_steps: int = 4,
+        context_length: int = 8,
+        num_samples: int = 64,
+        iterations: int = 5,
+    ) -> PlanOutput:
+        """CEM plan of `horizon` actions from the session's last frames to `goal_frame` uint8 `[H, W, 3]`."""
+        if shortcut_steps not in SHORTCUT_STEPS:
+            raise ValueError(f"`shortcut_steps` must be one of {SHORTCUT_STEPS}, got {shortcut_steps}.")
+        context = self.context(session, context_length)
+        use_state = goal_state is not None and session.states is not None
+        return self.pipeline.plan(
+            observation_latents=context["latents"],
+            observation_states=context["states"],
+            observation_actions=context["actions"],
+            goal=goal_frame[None],
+            goal_states=np.asarray(goal_state, dtype=np.float32)[None] if use_state else None,
+            horizon=horizon,
+            planner="cem",
+            num_samples=num_samples,
+            num_elites=max(2, num_samples // 10),
+            iterations=iterations,
+            action_low=torch.tensor(self.action_space.low),
+            action_high=torch.tensor(self.action_space.high),
+            num_inference_steps=shortcut_steps,
+            generator=self._generator(session.seed),
+            show_progress=False,
+        )
+
+    def export_video(self, session: RolloutSession, path: str | Path) -> Path:
+        """Writes the session's frames (context, then predictions) to an H.264 mp4 at `path`."""
+        frames = np.stack(session.frames)  # [T, H, W, 3]
+        height, width = frames.shape[1:3]
+        frames = frames[:, : height - height % 2, : width - width % 2]
+        options = VideoEncodingOptions(codec="libx264", fallback_codec="libx264", crf=18)
+        with VideoWriter(path, fps=max(1, round(self.fps)), options=options) as writer:
+            writer.write(frames)
+        return Path(path)
