@@ -18,6 +18,8 @@ from .modeling_dino_encoder import ArgosDinoEncoder, ArgosDinoEncoderOutput
 from .modeling_rae_decoder import ArgosRAEDecoder, ArgosRAEDecoderOutput
 from .modeling_world_model import ArgosWorldModel, ArgosWorldModelOutput
 from .models.world_model_cache import WorldModelCache
+from .pipelines import ActionStateNormalizer, PlanOutput, RolloutOutput, WorldModelPipeline
+from .planning import CEMPlanner, GoalCost, GradientPlanner, MPPIPlanner, mpc
 from .schedulers import ShortcutForcingScheduler, ShortcutForcingSchedulerOutput
 from .training import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLoss
 
@@ -25,6 +27,7 @@ from .training import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLo
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActionStateNormalizer",
     "ArgosDinoEncoder",
     "ArgosDinoEncoderConfig",
     "ArgosDinoEncoderOutput",
@@ -34,11 +37,17 @@ __all__ = [
     "ArgosWorldModel",
     "ArgosWorldModelConfig",
     "ArgosWorldModelOutput",
+    "CEMPlanner",
     "ClipRequest",
     "DiffusionForcingLoss",
     "ForcingLossOutput",
+    "GoalCost",
+    "GradientPlanner",
     "LatentCacheSource",
     "LeRobotSource",
+    "MPPIPlanner",
+    "PlanOutput",
+    "RolloutOutput",
     "ShortcutForcingLoss",
     "ShortcutForcingScheduler",
     "ShortcutForcingSchedulerOutput",
@@ -47,6 +56,8 @@ __all__ = [
     "WorldBatchMetadata",
     "WorldDataset",
     "WorldModelCache",
+    "WorldModelPipeline",
     "build_latent_cache",
     "collate_world_clips",
+    "mpc",
 ]
