@@ -91,10 +91,11 @@ class ArgosRAEDecoderConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         self.image_mean = list(IMAGENET_MEAN) if self.image_mean is None else list(self.image_mean)
         self.image_std = list(IMAGENET_STD) if self.image_std is None else list(self.image_std)
+        self._check_values()
         super().__post_init__(**kwargs)
 
-    def validate_architecture(self):
-        """Part of `@strict`-powered validation: the sizes must fit together."""
+    def _check_values(self):
+        """The sizes must fit together; raises ValueError naming the argument."""
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size must be a multiple of num_attention_heads ({self.num_attention_heads}), "
@@ -121,6 +122,6 @@ class ArgosRAEDecoderConfig(PreTrainedConfig):
         return self.grid_size * self.decoder_patch_size
 
 
-AutoConfig.register(ArgosRAEDecoderConfig.model_type, ArgosRAEDecoderConfig)
+AutoConfig.register(ArgosRAEDecoderConfig.model_type, ArgosRAEDecoderConfig, exist_ok=True)
 
 __all__ = ["ArgosRAEDecoderConfig"]

@@ -316,6 +316,6 @@ class ArgosRAEDecoder(ArgosRAEDecoderPreTrainedModel):
         return images.reshape(*leading_shape, *images.shape[1:])
 
 
-AutoModel.register(ArgosRAEDecoderConfig, ArgosRAEDecoder)
+AutoModel.register(ArgosRAEDecoderConfig, ArgosRAEDecoder, exist_ok=True)
 
 __all__ = ["ArgosRAEDecoder", "ArgosRAEDecoderOutput", "ArgosRAEDecoderPreTrainedModel"]
