@@ -1,3 +1,28 @@
+from .checkpointing import TrainingProgress, resolve_checkpoint, save_checkpoint
+from .config_loading import load_config
+from .evaluation import RolloutEvaluation, evaluate_rollouts, rollout_latents
+from .export import export_pipeline, push_pipeline_to_hub
 from .losses import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLoss
+from .optimization import create_optimizer, weight_decay_parameter_groups
+from .training_config import WorldModelTrainingConfig
+from .world_data import build_world_datasets
 
-__all__ = ["DiffusionForcingLoss", "ForcingLossOutput", "ShortcutForcingLoss"]
+
+__all__ = [
+    "DiffusionForcingLoss",
+    "ForcingLossOutput",
+    "RolloutEvaluation",
+    "ShortcutForcingLoss",
+    "TrainingProgress",
+    "WorldModelTrainingConfig",
+    "build_world_datasets",
+    "create_optimizer",
+    "evaluate_rollouts",
+    "export_pipeline",
+    "load_config",
+    "push_pipeline_to_hub",
+    "resolve_checkpoint",
+    "rollout_latents",
+    "save_checkpoint",
+    "weight_decay_parameter_groups",
+]

@@ -1,0 +1,393 @@
+# Copyright 2025 The argos_wm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Train an `ArgosWorldModel` with diffusion forcing or shortcut forcing on a mixture of LeRobot datasets.
+
+    accelerate launch examples/train_world_model.py --config examples/configs/pusht_tiny.yaml
+    python examples/train_world_model.py --config examples/configs/pusht_tiny.yaml --max_train_steps 200 --mixed_precision no
+
+Every setting is a field of `WorldModelTrainingConfig` (argos_wm/training/training_config.py); `--key value`
+overrides the YAML file. The run writes `output_dir/checkpoints/checkpoint-*` (resume with
+`--resume_from_checkpoint latest`), tracker logs in `output_dir/logs`, sample videos in `output_dir/samples`, and the
+EMA model as a `WorldModelPipeline` in `output_dir/pipeline` (pushed with `--push_to_hub --hub_model_id`).
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from huggingface_hub import file_exists
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from argos_wm.configuration_world_model import ArgosWorldModelConfig
+from argos_wm.data.token_budget_sampler import TokenBudgetBatchSampler
+from argos_wm.data.world_batch import collate_world_clips
+from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
+from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
+from argos_wm.modeling_world_model import ArgosWorldModel
+from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
+from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
+from argos_wm.training.checkpointing import TrainingProgress, resolve_checkpoint, save_checkpoint
+from argos_wm.training.config_loading import load_config
+from argos_wm.training.evaluation import evaluate_rollouts, latents_to_pca_images, write_comparison_video
+from argos_wm.training.export import export_pipeline, push_pipeline_to_hub
+from argos_wm.training.losses import DiffusionForcingLoss, ShortcutForcingLoss
+from argos_wm.training.optimization import create_optimizer
+from argos_wm.training.training_config import WorldModelTrainingConfig
+from argos_wm.training.world_data import build_world_datasets, encode_frames, held_out_batches
+
+
+logger = logging.getLogger(__name__)
+
+
+def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
+    """A pretrained model to fine-tune (model or pipeline folder, or Hub id), or a new one from `model_config`."""
+    if config.pretrained_model_name_or_path is not None:
+        path = config.pretrained_model_name_or_path
+        if os.path.isdir(path):
+            is_pipeline = os.path.isfile(os.path.join(path, "model_index.json"))
+        else:
+            try:
+                is_pipeline = file_exists(path, "model_index.json")
+            except (HfHubHTTPError, HFValidationError, OfflineModeIsEnabled) as error:
+                raise FileNotFoundError(
+                    f"pretrained_model_name_or_path {path!r} is not a local folder and the Hub cannot be reached: {error}"
+                ) from error
+        return ArgosWorldModel.from_pretrained(path, subfolder="world_model" if is_pipeline else "")
+    if not os.path.isfile(os.path.join(config.model_config, "config.json")):
+        raise FileNotFoundError(f"model_config must be a folder with a config.json, got {config.model_config!r}.")
+    model_config = ArgosWorldModelConfig.from_pretrained(config.model_config)
+    unknown = sorted(set(config.model_overrides) - set(model_config.to_dict()))
+    if unknown:
+        raise ValueError(f"model_overrides has unknown keys {unknown}; ArgosWorldModelConfig has {sorted(model_config.to_dict())}.")
+    model_config = ArgosWorldModelConfig(**{**model_config.to_dict(), **config.model_overrides})
+    return ArgosWorldModel(model_config)
+
+
+def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldModelConfig) -> ShortcutForcingScheduler:
+    """The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective."""
+    settings = dict(ShortcutForcingScheduler.load_config(config.scheduler_config)) if config.scheduler_config else {}
+    settings = {key: value for key, value in settings.items() if not key.startswith("_")}
+    settings.update(config.scheduler)
+    settings.update(
+        max_shortcut_steps=model_config.max_shortcut_steps,
+        use_shortcut=config.objective == "shortcut_forcing",
+        shift_latent_dim=model_config.latent_tokens * model_config.latent_channels,
+    )
+    return ShortcutForcingScheduler(**settings)
+
+
+def model_inputs(batch, model_config: ArgosWorldModelConfig) -> dict:
+    """The conditioning of a `WorldBatch` that the model takes (no actions / states when it has none)."""
+    inputs = {"independent_frames": batch.independent_frames, "frame_mask": batch.frame_mask}
+    if model_config.action_dim > 0 and batch.actions is not None:
+        inputs.update(actions=batch.actions, action_mask=batch.action_mask)
+    if model_config.state_dim > 0 and batch.states is not None:
+        inputs.update(states=batch.states, state_mask=batch.state_mask)
+    return inputs
+
+
+def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
+    """The noise generator of one micro-batch: a function of the step alone, so a resumed run draws the same noise."""
+    state = np.random.SeedSequence([seed, micro_step, process_index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def build_pipeline(model, scheduler, encoder, decoder, dataset) -> WorldModelPipeline:
+    """The inference pipeline of the trained model, with the training data's action / state normalisation."""
+    name = next(iter(dataset.sources))  # the first dataset's units are the pipeline's raw units
+    statistics = dataset.statistics[name]
+    config = model.config
+
+    def padded(kind: str, dim: int):
+        if dim == 0 or kind not in statistics:
+            return None
+        stats = {key: value.tolist() for key, value in statistics[kind].items()}
+        width = dim - len(stats["mean"])
+        return {key: values + [0.0 if key in ("mean", "min") else 1.0] * width for key, values in stats.items()}
+
+    normalizer = ActionStateNormalizer.from_statistics(
+        padded("actions", config.action_dim), padded("states", config.state_dim), normalization_mode=dataset.normalization
+    )
+    return WorldModelPipeline(world_model=model, scheduler=scheduler, encoder=encoder, decoder=decoder, normalizer=normalizer)
+
+
+def write_sample_videos(evaluation, decoder, config: WorldModelTrainingConfig, step: int, fps: float) -> list[Path]:
+    """Real vs predicted videos of the first held-out clips: decoded to pixels, or as PCA images without a decoder."""
+    real, predicted = evaluation.real_latents, evaluation.predicted_latents
+    context = real.shape[1] - predicted.shape[1]
+    paths = []
+    for clip in range(min(config.num_sample_videos, real.shape[0])):
+        full_prediction = torch.cat([real[clip, :context], predicted[clip]])  # [T, N, C]
+        if decoder is not None:
+            device = next(decoder.parameters()).device
+            with torch.no_grad():
+                images = [decoder.decode(x.to(device, torch.float32)).cpu() for x in (real[clip], full_prediction)]
+            real_images, predicted_images = ((x.permute(0, 2, 3, 1) * 255).round().byte().numpy() for x in images)
+        else:
+            real_images = latents_to_pca_images(real[clip], reference=real[clip])
+            predicted_images = latents_to_pca_images(full_prediction, reference=real[clip])
+        path = Path(config.output_dir) / "samples" / f"step-{step:07d}-clip-{clip}.mp4"
+        paths.append(write_comparison_video(real_images, predicted_images, path, context, fps=max(1, round(fps))))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = load_config(WorldModelTrainingConfig, argv)
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=None if config.report_to == "none" else config.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    set_seed(config.seed)
+
+    # Model, objective and data; every input problem surfaces here, before any step.
+    model = load_world_model(config)
+    model_config = model.config
+    scheduler = build_scheduler(config, model_config)
+    loss_class = ShortcutForcingLoss if config.objective == "shortcut_forcing" else DiffusionForcingLoss
+    criterion = loss_class(
+        scheduler,
+        state_loss_weight=config.state_loss_weight,
+        normalization=config.loss_normalization,
+        num_signal_level_buckets=config.num_signal_level_buckets,
+    )
+    train_dataset, eval_dataset = build_world_datasets(
+        config.datasets,
+        config.num_eval_episodes,
+        action_dim=model_config.action_dim or None,
+        state_dim=model_config.state_dim or None,
+        normalization=config.normalization,
+        image_size=config.image_size,
+        statistics_episodes=config.statistics_episodes,
+    )
+    encoder = ArgosDinoEncoder.from_name_or_path(config.encoder).to(accelerator.device) if config.encoder else None
+    if train_dataset.video_key == "frames" and encoder is None:
+        raise ValueError("datasets have no finished latent cache, so `encoder` must be set to encode frames; got None.")
+    if encoder is not None:
+        encoder_shape = (encoder.config.num_latent_tokens, encoder.config.latent_dim)
+        if encoder_shape != (model_config.latent_tokens, model_config.latent_channels):
+            raise ValueError(
+                f"the encoder gives latents [N, C] = {list(encoder_shape)} but the model takes "
+                f"{[model_config.latent_tokens, model_config.latent_channels]}; pick a matching encoder / model_config."
+            )
+        if train_dataset.video_key == "frames" and encoder.config.num_statistics_frames == 0:
+            logger.warning("The encoder has no latent statistics: training on un-normalised latents.")
+    decoder = ArgosRAEDecoder.from_pretrained(config.decoder).to(accelerator.device).eval() if config.decoder else None
+    eval_batches = []
+    if eval_dataset is not None:
+        clip_length = config.eval_context_frames + config.eval_horizon
+        eval_batches = held_out_batches(eval_dataset, clip_length, config.eval_batch_size)
+
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    optimizer = create_optimizer(
+        model, config.learning_rate, config.weight_decay, (config.adam_beta1, config.adam_beta2), config.adam_epsilon
+    )
+    # The prepared LR scheduler steps once per process at every optimizer step (accelerate's convention).
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler,
+        optimizer,
+        step_rules=config.lr_step_rules,
+        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.max_train_steps * accelerator.num_processes,
+    )
+    # One sampler epoch covers the whole run: batch b is a function of (seed, b), so resuming = skipping batches.
+    sampler = TokenBudgetBatchSampler(
+        train_dataset,
+        frames_per_batch=config.frames_per_batch,
+        sequence_lengths=config.sequence_lengths,
+        num_batches=config.max_train_steps * config.gradient_accumulation_steps * accelerator.num_processes,
+        seed=config.seed,
+    )
+    train_dataloader = DataLoader(
+        train_dataset, batch_sampler=sampler, collate_fn=collate_world_clips, num_workers=config.dataloader_num_workers
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(model, optimizer, train_dataloader, lr_scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+
+    ema = None
+    if config.use_ema:
+        ema = EMAModel(
+            unwrapped.parameters(),
+            decay=config.ema_decay,
+            use_ema_warmup=True,
+            power=config.ema_power,
+            model_cls=ArgosWorldModel,
+            model_config=model_config,
+        )
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(progress)
+
+    checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        if ema is not None:
+            ema.to(accelerator.device)
+        logger.info("Resumed from %s at step %d", checkpoint, progress.step)
+    first_step = progress.step
+    micro_step = first_step * config.gradient_accumulation_steps
+    if micro_step:
+        train_dataloader = accelerator.skip_first_batches(train_dataloader, micro_step)
+
+    if accelerator.is_main_process:
+        tracker_config = {key: json.dumps(value) if isinstance(value, (dict, list)) else value
+                          for key, value in dataclasses.asdict(config).items()}
+        accelerator.init_trackers(config.tracker_project_name, config={k: v for k, v in tracker_config.items() if v is not None})
+    logger.info(
+        "Training %s (%.1fM parameters) on %r for %d steps, %d frames per batch x %d processes x %d accumulation",
+        type(unwrapped).__name__, unwrapped.num_parameters() / 1e6, train_dataset, config.max_train_steps,
+        config.frames_per_batch, accelerator.num_processes, config.gradient_accumulation_steps,
+    )
+
+    def evaluate(step: int) -> dict[str, list[float]]:
+        """Rollout metrics of the EMA weights on the held-out clips (and sample videos)."""
+        if not eval_batches or not accelerator.is_main_process:
+            return {}
+        if ema is not None:
+            ema.store(unwrapped.parameters())
+            ema.copy_to(unwrapped.parameters())
+        unwrapped.eval()
+        batches = []
+        for batch in eval_batches:
+            batch = batch.to(accelerator.device)
+            batches.append((encode_frames(batch, encoder), batch))
+        with accelerator.autocast():
+            evaluation = evaluate_rollouts(
+                unwrapped, scheduler, batches, config.eval_context_frames, config.eval_num_inference_steps,
+                config.eval_context_signal_level, seed=config.seed,
+            )
+        unwrapped.train()
+        if ema is not None:
+            ema.restore(unwrapped.parameters())
+        logs = {f"eval/{name}/t+{k + 1}": value for name, values in evaluation.metrics.items() for k, value in enumerate(values)}
+        logs.update({f"eval/{name}/mean": float(np.mean(values)) for name, values in evaluation.metrics.items()})
+        accelerator.log(logs, step=step)
+        if config.num_sample_videos and evaluation.real_latents is not None:
+            write_sample_videos(evaluation, decoder, config, step, fps=eval_dataset.sources[next(iter(eval_dataset.sources))].fps)
+        summary = ", ".join(f"{name} {np.mean(values):.4f}" for name, values in evaluation.metrics.items())
+        logger.info("step %d evaluation (EMA weights, mean over %d future frames): %s", step, config.eval_horizon, summary)
+        return evaluation.metrics
+
+    tokens_per_frame = model_config.tokens_per_frame
+    num_buckets = config.num_signal_level_buckets
+    losses, metrics = [], {}
+    window = {"loss": 0.0, "micro": 0, "frames": 0, "buckets": torch.zeros(num_buckets), "counts": torch.zeros(num_buckets)}
+    window_start = time.perf_counter()
+    progress_bar = tqdm(
+        total=config.max_train_steps, initial=first_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+    for batch in train_dataloader:
+        if progress.step >= config.max_train_steps:
+            break
+        with accelerator.accumulate(model):
+            latents = encode_frames(batch, encoder)
+            generator = step_generator(config.seed, micro_step, accelerator.process_index)
+            with accelerator.autocast():
+                output = criterion(model, latents, generator=generator, **model_inputs(batch, model_config))
+            accelerator.backward(output.loss)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        micro_step += 1
+        window["loss"] += accelerator.gather(output.loss.detach()).mean().item()
+        window["micro"] += 1
+        window["frames"] += int(batch.frame_mask.sum()) * accelerator.num_processes
+        counts = output.frames_by_signal_level.float().cpu()
+        window["buckets"] += torch.nan_to_num(output.loss_by_signal_level.float().cpu()) * counts
+        window["counts"] += counts
+        if not accelerator.sync_gradients:
+            continue
+
+        progress.step += 1
+        if ema is not None:
+            ema.step(unwrapped.parameters())
+        step_loss = window["loss"] / window["micro"]
+        losses.append(step_loss)
+        progress_bar.update(1)
+        progress_bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+        if progress.step % config.logging_steps == 0 or progress.step == config.max_train_steps:
+            seconds = time.perf_counter() - window_start
+            frames_per_second = window["frames"] / seconds
+            logs = {
+                "train/loss": float(np.mean(losses[-config.logging_steps:])),
+                "train/grad_norm": float(grad_norm),
+                "train/lr": lr_scheduler.get_last_lr()[0],
+                "train/frames_per_second": frames_per_second,
+                "train/tokens_per_second": frames_per_second * tokens_per_frame,
+            }
+            edges = torch.linspace(0, 1, num_buckets + 1)
+            for bucket in range(num_buckets):
+                if window["counts"][bucket] > 0:
+                    name = f"train/loss_by_signal_level/{edges[bucket]:.2f}-{edges[bucket + 1]:.2f}"
+                    logs[name] = float(window["buckets"][bucket] / window["counts"][bucket])
+            accelerator.log(logs, step=progress.step)
+            metrics["frames_per_second"], metrics["tokens_per_second"] = frames_per_second, frames_per_second * tokens_per_frame
+            window.update(frames=0, buckets=torch.zeros(num_buckets), counts=torch.zeros(num_buckets))
+            window_start = time.perf_counter()
+        window.update(loss=0.0, micro=0)
+
+        if progress.step % config.checkpointing_steps == 0 or progress.step == config.max_train_steps:
+            save_checkpoint(accelerator, output_dir, progress.step, config.checkpoints_total_limit)
+        if config.eval_steps and progress.step % config.eval_steps == 0 and progress.step != config.max_train_steps:
+            evaluate(progress.step)
+    progress_bar.close()
+
+    accelerator.wait_for_everyone()
+    eval_metrics = evaluate(progress.step)
+    summary = {
+        "train_steps": progress.step,
+        "final_loss": losses[-1] if losses else None,
+        "losses": losses,
+        "rollout_metrics": eval_metrics,
+        "throughput": metrics,
+    }
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.copy_to(unwrapped.parameters())
+        unwrapped.eval()
+        pipeline = build_pipeline(unwrapped, scheduler, encoder, decoder, train_dataset)
+        repo_id = config.hub_model_id or output_dir.name
+        pipeline_dir = export_pipeline(
+            pipeline, output_dir / "pipeline", repo_id, dataclasses.asdict(config), eval_metrics, progress.step
+        )
+        summary["pipeline"] = str(pipeline_dir)
+        if config.push_to_hub:
+            summary["hub_url"] = push_pipeline_to_hub(pipeline_dir, repo_id, private=config.hub_private)
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=1))
+    accelerator.end_training()
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The training run's data: dataset entries of a config -> sources -> training and held-out `WorldDataset`s.
+
+Each dataset entry reads its latent cache when `latent_cache` names a finished one, and its frames (encoded on the
+fly by the training loop) otherwise. The last `num_eval_episodes` episodes of every source are held out; the
+held-out clips are normalised with the training statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..data.latent_cache import INDEX_NAME, LatentCacheSource
+from ..data.lerobot_source import LeRobotSource
+from ..data.world_batch import WorldBatch, collate_world_clips
+from ..data.world_dataset import ClipRequest, WorldDataset
+
+
+logger = logging.getLogger(__name__)
+
+SOURCE_KEYS = ("fps", "camera_keys", "camera_weights", "action_key", "state_key", "action_aggregation")
+MIXTURE_KEYS = ("weight", "use_action_probability", "independent_frames_probability")
+DATASET_KEYS = ("root", "name", "latent_cache", "latent_cache_source", *SOURCE_KEYS, *MIXTURE_KEYS)
+
+
+def episode_subset(source: LeRobotSource | LatentCacheSource, positions: list[int]):
+    """
+    A copy of `source` that holds only the episodes at `positions` (renumbered from 0), of the same class so that
+    `WorldDataset` treats it like the source. Both source classes index their episodes through `source.episodes`
+    (a DataFrame for `LeRobotSource`, a list for `LatentCacheSource`); the copy shares the source's file handles.
+    """
+    if not positions:
+        raise ValueError(f"`positions` must select at least one episode of {source.name}, got none.")
+    subset = copy.copy(source)
+    if isinstance(source.episodes, pd.DataFrame):
+        subset.episodes = source.episodes.iloc[list(positions)].reset_index(drop=True)
+    else:
+        subset.episodes = [source.episodes[position] for position in positions]
+    return subset
+
+
+def _has_cache(entry: dict) -> bool:
+    cache = entry.get("latent_cache")
+    return cache is not None and (Path(cache) / INDEX_NAME).is_file()
+
+
+def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
+    """
+    Opens every dataset entry: latent caches when all entries have a finished one, frames otherwise.
+
+    Returns:
+        name -> source, and name -> the entry's mixture settings (`weight`, `use_action_probability`,
+        `independent_frames_probability`).
+    """
+    use_latents = all(_has_cache(entry) for entry in datasets)
+    if not use_latents and any(_has_cache(entry) for entry in datasets):
+        logger.warning("Only some datasets have a latent cache: every dataset is encoded on the fly.")
+    sources, mixture = {}, {}
+    for position, entry in enumerate(datasets):
+        unknown = sorted(set(entry) - set(DATASET_KEYS))
+        if unknown:
+            raise ValueError(f"datasets[{position}] has unknown keys {unknown}; allowed keys are {list(DATASET_KEYS)}.")
+        name = entry.get("name") or Path(str(entry["root"])).name
+        if name in sources:
+            raise ValueError(f"datasets[{position}] repeats the name {name!r}; give each entry a distinct `name`.")
+        if use_latents:
+            source = LatentCacheSource(entry["latent_cache"], source=entry.get("latent_cache_source"), name=name)
+            if entry.get("fps") is not None and abs(float(entry["fps"]) - source.fps) > 1e-6:
+                raise ValueError(
+                    f"datasets[{position}].fps is {entry['fps']} but its latent cache {entry['latent_cache']} holds "
+                    f"{source.fps} fps; rebuild the cache with --fps {entry['fps']}."
+                )
+        else:
+            settings = {key: entry[key] for key in SOURCE_KEYS if key in entry}
+            source = LeRobotSource(entry["root"], name=name, **settings)
+        sources[name] = source
+        mixture[name] = {key: entry[key] for key in MIXTURE_KEYS if key in entry}
+    return sources, mixture
+
+
+def build_world_datasets(
+    datasets: list[dict],
+    num_eval_episodes: int,
+    action_dim: int | None,
+    state_dim: int | None,
+    normalization: str = "mean_std",
+    image_size: int | None = None,
+    statistics_episodes: int = 200,
+) -> tuple[WorldDataset, WorldDataset | None]:
+    """
+    The training mixture and the held-out set (None when `num_eval_episodes` is 0).
+
+    A source with no more than `num_eval_episodes` episodes keeps them all for training (and is not evaluated).
+    """
+    sources, mixture = build_sources(datasets)
+    train_sources, eval_sources = {}, {}
+    for name, source in sources.items():
+        held_out = num_eval_episodes if len(source) > num_eval_episodes else 0
+        if num_eval_episodes and not held_out:
+            logger.warning("%s has only %d episodes: none held out for evaluation.", name, len(source))
+        train_sources[name] = episode_subset(source, list(range(len(source) - held_out)))
+        if held_out:
+            eval_sources[name] = episode_subset(source, list(range(len(source) - held_out, len(source))))
+
+    weights = {name: float(mixture[name].get("weight", 1.0)) for name in sources}
+    common = {"normalization": normalization, "image_size": image_size, "show_progress": False}
+    train = WorldDataset(
+        train_sources,
+        weights=weights,
+        action_dim=action_dim,
+        state_dim=state_dim,
+        use_action_probability={n: float(m.get("use_action_probability", 1.0)) for n, m in mixture.items()},
+        independent_frames_probability={n: float(m.get("independent_frames_probability", 0.0)) for n, m in mixture.items()},
+        statistics_episodes=statistics_episodes,
+        **common,
+    )
+    if not eval_sources:
+        return train, None
+    held_out = WorldDataset(
+        eval_sources,
+        action_dim=train.action_dim,
+        state_dim=train.state_dim,
+        statistics_episodes=1,
+        **common,
+    )
+    held_out.statistics = {name: train.statistics[name] for name in eval_sources}  # the training normalisation
+    return train, held_out
+
+
+def held_out_batches(dataset: WorldDataset, clip_length: int, batch_size: int) -> list[WorldBatch]:
+    """
+    One clip of `clip_length` frames from the start of every held-out episode long enough for it, with actions, in
+    batches of `batch_size`. Deterministic, so every evaluation sees the same clips.
+    """
+    requests = [
+        ClipRequest(source=name, episode=episode, start=0, length=clip_length)
+        for name, lengths in dataset.episode_lengths.items()
+        for episode, length in enumerate(lengths)
+        if length >= clip_length
+    ]
+    if not requests:
+        longest = max(int(lengths.max()) for lengths in dataset.episode_lengths.values())
+        raise ValueError(
+            f"eval_context_frames + eval_horizon = {clip_length} frames must fit in a held-out episode; the longest "
+            f"has {longest}."
+        )
+    return [
+        collate_world_clips([dataset[request] for request in requests[start : start + batch_size]])
+        for start in range(0, len(requests), batch_size)
+    ]
+
+
+def encode_frames(batch: WorldBatch, encoder, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalised latents `[B, T, N, C]` of a batch: its cached latents, or its frames `[B, T, 3, H, W]` encoded."""
+    if batch.latents is not None:
+        return batch.latents.to(dtype)
+    if encoder is None:
+        raise ValueError("the batch holds frames but `encoder` is None: set `encoder` to encode them on the fly.")
+    return encoder.encode(batch.frames).to(dtype).clone()  # a normal tensor, not an inference-mode one
+
+
+__all__ = ["episode_subset", "build_sources", "build_world_datasets", "encode_frames", "held_out_batches"]

@@ -1,0 +1,178 @@
+"""examples/train_world_model.py end to end on a tiny generated dataset: learning, exact resume, export, bad configs."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
+from argos_wm.data.lerobot_source import LeRobotSource
+from argos_wm.data.lerobot_writer import LeRobotWriter
+from argos_wm.data.video import VideoEncodingOptions
+from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
+from argos_wm.modeling_world_model import ArgosWorldModel
+from argos_wm.pipelines import WorldModelPipeline
+from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
+from argos_wm.training.config_loading import load_config
+from argos_wm.training.losses import DiffusionForcingLoss
+from argos_wm.training.training_config import WorldModelTrainingConfig
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "train_world_model.py"
+TINY_ENCODER = ROOT / "hub_configs" / "argos-dino-encoder-tiny"
+TINY_MODEL = ROOT / "hub_configs" / "argos-wm-tiny"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_world_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    return load_script()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Six episodes of a square pushed by a 2-D action (state = its position), and their latent cache."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    with LeRobotWriter(root / "squares", fps=10, video_options=VideoEncodingOptions(codec="libx264", crf=18)) as writer:
+        for _ in range(6):
+            position, frames, actions, states = rng.integers(4, 20, size=2).astype(np.float32), [], [], []
+            for _ in range(12):
+                action = rng.integers(-2, 3, size=2).astype(np.float32)
+                image = np.zeros((32, 32, 3), dtype=np.uint8)
+                y, x = position.astype(int)
+                image[y : y + 8, x : x + 8] = 255
+                frames.append(image)
+                states.append(position.copy())
+                actions.append(action)
+                position = np.clip(position + action, 0, 24)
+            writer.add_episode(
+                {"observation.image": np.stack(frames)},
+                {"action": np.stack(actions), "observation.state": np.stack(states)},
+                task="push",
+            )
+    encoder = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)
+    cache = build_latent_cache(LeRobotSource(root / "squares"), encoder, root / "cache", show_progress=False)
+    return {"root": root / "squares", "cache": cache}
+
+
+def arguments(data, output_dir, *extra):
+    return [
+        "--model_config", str(TINY_MODEL),
+        "--model_overrides", "{hidden_size: 32, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, "
+        "num_hidden_layers: 2, latent_bottleneck_dim: 16, signal_embedding_dim: 32}",
+        "--datasets", f"[{{name: squares, root: {data['root']}, latent_cache: {data['cache']}}}]",
+        "--encoder", str(TINY_ENCODER),
+        "--scheduler_config", str(ROOT / "hub_configs" / "scheduler"),
+        "--frames_per_batch", "16",
+        "--sequence_lengths", "{4: 0.5, 8: 0.5}",
+        "--num_eval_episodes", "1",
+        "--eval_context_frames", "2",
+        "--eval_horizon", "2",
+        "--num_sample_videos", "1",
+        "--learning_rate", "3e-3",
+        "--lr_warmup_steps", "2",
+        "--report_to", "none",
+        "--logging_steps", "2",
+        "--eval_steps", "0",
+        "--output_dir", str(output_dir),
+        *extra,
+    ]  # fmt: skip
+
+
+def fixed_batch_loss(model: ArgosWorldModel, cache: Path) -> float:
+    """The diffusion forcing loss of `model` on fixed clips, signal levels and noise."""
+    source = LatentCacheSource(cache)
+    latents = torch.stack([source.read_episode(i, start=0, stop=8).latents for i in range(len(source))])
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=model.config.max_shortcut_steps)
+    signal_levels = torch.linspace(0.05, 0.95, latents.shape[0] * latents.shape[1]).view(latents.shape[:2])
+    with torch.no_grad():
+        output = DiffusionForcingLoss(scheduler)(
+            model, latents, signal_levels=signal_levels, generator=torch.Generator().manual_seed(0)
+        )
+    return output.latent_loss.item()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(train_script, data, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("uninterrupted")
+    summary = train_script.main(
+        arguments(data, output_dir, "--max_train_steps", "30", "--checkpointing_steps", "15", "--checkpoints_total_limit", "null")
+    )
+    return output_dir, summary
+
+
+def test_training_reduces_the_loss_and_writes_everything(uninterrupted_run, data):
+    output_dir, summary = uninterrupted_run
+    assert summary["train_steps"] == 30 and len(summary["losses"]) == 30
+    trained = WorldModelPipeline.from_pretrained(output_dir / "pipeline").world_model
+    untrained = ArgosWorldModel(trained.config)  # zero-initialised output: predicts the mean latent
+    assert fixed_batch_loss(trained, data["cache"]) < 0.85 * fixed_batch_loss(untrained, data["cache"])
+    for name in ("teacher_forced/latent_mse", "autoregressive/latent_cosine"):
+        assert len(summary["rollout_metrics"][name]) == 2 and np.isfinite(summary["rollout_metrics"][name]).all()
+    assert summary["throughput"]["tokens_per_second"] > 0
+    assert sorted(path.name for path in (output_dir / "checkpoints").iterdir()) == ["checkpoint-15", "checkpoint-30"]
+    assert list((output_dir / "samples").glob("*.mp4"))
+    card = (output_dir / "pipeline" / "README.md").read_text()
+    assert "squares" in card and "autoregressive/latent_mse" in card and "library_name: argos_wm" in card
+
+
+def test_resume_reaches_the_same_loss(train_script, uninterrupted_run, data, tmp_path):
+    output_dir, summary = uninterrupted_run
+    resumed = train_script.main(
+        arguments(
+            data, tmp_path, "--max_train_steps", "30", "--checkpointing_steps", "15",
+            "--resume_from_checkpoint", str(output_dir / "checkpoints" / "checkpoint-15"),
+        )
+    )  # fmt: skip
+    assert resumed["train_steps"] == 30
+    np.testing.assert_allclose(resumed["losses"], summary["losses"][15:], rtol=1e-5, atol=1e-7)
+
+
+def test_export_from_pretrained_gives_the_ema_model(uninterrupted_run):
+    output_dir, _ = uninterrupted_run
+    pipeline = WorldModelPipeline.from_pretrained(output_dir / "pipeline")
+    assert pipeline.normalizer is not None and pipeline.encoder is not None
+    loaded = pipeline.world_model.eval()
+    ema_state = torch.load(output_dir / "checkpoints" / "checkpoint-30" / "custom_checkpoint_0.pkl", weights_only=False)
+    reference = ArgosWorldModel(loaded.config).eval()
+    for parameter, shadow in zip(reference.parameters(), ema_state["shadow_params"]):
+        parameter.data.copy_(shadow)
+    generator = torch.Generator().manual_seed(0)
+    config = loaded.config
+    latents = torch.randn(2, 3, config.latent_tokens, config.latent_channels, generator=generator)
+    inputs = {
+        "signal_levels": torch.rand(2, 3, generator=generator),
+        "actions": torch.randn(2, 3, config.action_dim, generator=generator),
+        "states": torch.randn(2, 3, config.state_dim, generator=generator),
+    }
+    with torch.no_grad():
+        expected, received = reference(latents, **inputs), loaded(latents, **inputs)
+    torch.testing.assert_close(received.sample, expected.sample)
+    torch.testing.assert_close(received.state_sample, expected.state_sample)
+    assert not torch.allclose(expected.sample, ArgosWorldModel(config)(latents, **inputs).sample)
+
+
+def test_bad_configs_fail_at_start(train_script, data, tmp_path):
+    with pytest.raises(ValueError, match="unknown config keys \\['learning_rat'\\]"):
+        train_script.main(arguments(data, tmp_path, "--learning_rat", "1e-3"))
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("datasets: [{root: data}]\nmax_train_step: 10\n")
+    with pytest.raises(ValueError, match="max_train_step"):
+        load_config(WorldModelTrainingConfig, ["--config", str(config_file)])
+    with pytest.raises(ValueError, match="max_train_steps.*expects"):
+        train_script.main(arguments(data, tmp_path, "--max_train_steps", "many"))
+    missing = tmp_path / "no_such_dataset"
+    with pytest.raises(FileNotFoundError, match="no_such_dataset"):
+        train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {missing}}}]"))
+    with pytest.raises(ValueError, match="unknown keys \\['fsp'\\]"):
+        train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {data['root']}, fsp: 5}}]"))
