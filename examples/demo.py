@@ -54,7 +54,7 @@ class DemoConfig:
     fps: float = field(
         default=2.0, metadata={"help": "Frame rate of the world model: 2 fps = DINO-WM's PushT frameskip of 5."}
     )
-    decoder_steps: int = field(default=200, metadata={"help": "Training steps of the RAE decoder (0 skips it)."})
+    decoder_steps: int = field(default=1000, metadata={"help": "Training steps of the RAE decoder (0 skips it)."})
     world_model_steps: int = field(default=1000, metadata={"help": "Training steps of the world model."})
     frames_per_batch: int = field(default=64, metadata={"help": "Frames per world-model batch."})
     planning_episodes: int = field(default=10, metadata={"help": "PushT goals for the MPC evaluation."})

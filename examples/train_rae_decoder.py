@@ -21,16 +21,12 @@ PSNR / SSIM on held-out episodes with reconstruction grids, checkpoints every `c
     python examples/train_rae_decoder.py --config examples/configs/rae_decoder_pusht.yaml --max_train_steps 200
 """
 
-import argparse
 import dataclasses
 import logging
 import os
-import re
-import shutil
 from dataclasses import dataclass, field
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
@@ -43,6 +39,8 @@ from argos_wm.data import LeRobotSource
 from argos_wm.modeling_dino_encoder import ArgosDinoEncoder, resize_images, to_float_images
 from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
 from argos_wm.training.adversarial import PatchDiscriminator
+from argos_wm.training.checkpointing import resolve_checkpoint, save_checkpoint
+from argos_wm.training.config_loading import load_config
 from argos_wm.training.decoder_losses import RAEDecoderLoss
 from argos_wm.training.image_metrics import psnr, ssim
 from argos_wm.training.latent_noise import LatentNoiseAugmentation
@@ -94,24 +92,8 @@ class TrainRAEDecoderConfig:
 
 
 def parse_config() -> TrainRAEDecoderConfig:
-    """`--config file.yaml` then `--key value` overrides (values parsed as YAML)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML file with TrainRAEDecoderConfig fields.")
-    args, overrides = parser.parse_known_args()
-    values = {}
-    if args.config is not None:
-        if not os.path.isfile(args.config):
-            raise FileNotFoundError(f"--config must be an existing YAML file, got {args.config!r}.")
-        with open(args.config, encoding="utf-8") as file:
-            values = yaml.safe_load(file) or {}
-    if len(overrides) % 2 or not all(flag.startswith("--") for flag in overrides[::2]):
-        raise ValueError(f"overrides must be `--key value` pairs, got {overrides}.")
-    values.update({flag[2:]: yaml.safe_load(value) for flag, value in zip(overrides[::2], overrides[1::2])})
-    known = {f.name for f in dataclasses.fields(TrainRAEDecoderConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}.")
-    config = TrainRAEDecoderConfig(**values)
+    """`--config file.yaml` then `--key value` overrides, checked against `TrainRAEDecoderConfig`."""
+    config = load_config(TrainRAEDecoderConfig)
     if not config.datasets:
         raise ValueError("datasets must list at least one {root, camera_keys, fps, weight} entry, got [].")
     return config
@@ -210,22 +192,6 @@ def load_decoder(name_or_path: str) -> ArgosRAEDecoder:
     return ArgosRAEDecoder.from_pretrained(name_or_path)
 
 
-def latest_checkpoint(output_dir: str) -> str | None:
-    folder = os.path.join(output_dir, "checkpoints")
-    names = [name for name in os.listdir(folder) if re.fullmatch(r"checkpoint-\d+", name)] if os.path.isdir(folder) else []
-    return os.path.join(folder, max(names, key=lambda name: int(name.split("-")[1]))) if names else None
-
-
-def save_checkpoint(accelerator: Accelerator, config: TrainRAEDecoderConfig, step: int) -> None:
-    """`accelerator.save_state` to `checkpoints/checkpoint-{step}`, keeping the newest `checkpoints_total_limit`."""
-    folder = os.path.join(config.output_dir, "checkpoints")
-    if accelerator.is_main_process and config.checkpoints_total_limit is not None and os.path.isdir(folder):
-        names = sorted(os.listdir(folder), key=lambda name: int(name.split("-")[1]))
-        for name in names[: max(0, len(names) + 1 - config.checkpoints_total_limit)]:
-            shutil.rmtree(os.path.join(folder, name))
-    accelerator.save_state(os.path.join(folder, f"checkpoint-{step}"))
-
-
 def main() -> None:
     config = parse_config()
     accelerator = Accelerator(
@@ -297,12 +263,10 @@ def main() -> None:
     accelerator.register_for_checkpointing(ema)
 
     step = 0
-    if config.resume_from_checkpoint is not None:
-        path = latest_checkpoint(config.output_dir) if config.resume_from_checkpoint == "latest" else config.resume_from_checkpoint
-        if path is None or not os.path.isdir(path):
-            raise FileNotFoundError(f"resume_from_checkpoint must name a checkpoint folder or 'latest' with one saved, got {path!r}.")
-        accelerator.load_state(path)
-        step = int(path.rstrip("/").split("-")[-1])
+    checkpoint = resolve_checkpoint(config.output_dir, config.resume_from_checkpoint)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = int(checkpoint.name.split("-")[-1])
     if accelerator.is_main_process:
         accelerator.init_trackers("train_rae_decoder", config={k: str(v) for k, v in dataclasses.asdict(config).items()})
 
@@ -338,7 +302,7 @@ def main() -> None:
         completed = step + 1
         progress.set_postfix(loss=f"{logs['loss']:.4f}")
         if completed % config.checkpointing_steps == 0 or completed == config.max_train_steps:
-            save_checkpoint(accelerator, config, completed)
+            save_checkpoint(accelerator, config.output_dir, completed, config.checkpoints_total_limit)
         if accelerator.is_main_process and (completed % config.eval_steps == 0 or completed == config.max_train_steps):
             ema.store(unwrapped.parameters())
             ema.copy_to(unwrapped.parameters())
