@@ -230,3 +230,14 @@ def test_training_levels_reproducible():
     assert not torch.equal(first[0], third[0])
     with pytest.raises(ValueError, match="batch_size"):
         scheduler.sample_training_levels(0, 4)
+
+
+def test_model_step_size_follows_training_mode():
+    shortcut = ShortcutForcingScheduler(max_shortcut_steps=16)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        shortcut.model_step_size
+    shortcut.set_timesteps(4)
+    assert shortcut.model_step_size == 0.25
+    plain = ShortcutForcingScheduler(max_shortcut_steps=16, use_shortcut=False)
+    plain.set_timesteps(4)
+    assert plain.model_step_size == 1 / 16 and plain.step_size == 0.25

@@ -231,10 +231,6 @@ class WorldModelPipeline(DiffusionPipeline):
         return inputs
 
     # ----------------------------------------------------------------------------------------------- the sampler
-    def _model_step_size(self) -> float:
-        """Step size given to the model: `1/K`, or the finest step for a model trained without shortcuts."""
-        return self.scheduler.step_size if self.scheduler.config.use_shortcut else self.scheduler.min_step_size
-
     def _scheduler_step(self, prediction: torch.Tensor, signal_level: float, sample: torch.Tensor) -> torch.Tensor:
         """One step from the model's clean prediction, in the form the scheduler's `prediction_type` expects."""
         if self.scheduler.config.prediction_type == "velocity":
@@ -274,7 +270,7 @@ class WorldModelPipeline(DiffusionPipeline):
         dtype, device = self.world_model.dtype, actions.device
         latent_shape = (batch, 1, config.latent_tokens, config.latent_channels)
         state_shape = (batch, 1, config.state_dim)
-        step_size = self._model_step_size()
+        step_size = self.scheduler.model_step_size
         previous = None
         for h in range(horizon):
             action = actions[:, h : h + 1].to(dtype) if config.action_dim > 0 else None

@@ -315,8 +315,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         """
         Sets the `K` denoising steps of one frame: levels `0, 1/K, ..., (K - 1)/K` and step size `1/K`.
 
-        A model trained without shortcuts (`use_shortcut=False`) has only seen the step size `d_min`: give it that as
-        its step-size input, while the scheduler still steps by `1/K`.
+        A model trained without shortcuts (`use_shortcut=False`) has only seen the step size `d_min`: give it
+        [`~ShortcutForcingScheduler.model_step_size`] as its step-size input, while the scheduler still steps by `1/K`.
 
         Args:
             num_inference_steps (`int`): `K`, a power of two <= `max_shortcut_steps`.
@@ -336,6 +336,14 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = num_inference_steps
         self.step_size = 1.0 / num_inference_steps
         self.timesteps = torch.arange(num_inference_steps, device=device, dtype=torch.float32) * self.step_size
+
+    @property
+    def model_step_size(self) -> float:
+        """Step size to feed the model at inference: `1/K` of `set_timesteps`, or `d_min` when the model was trained
+        without shortcuts (`use_shortcut=False`)."""
+        if self.step_size is None:
+            raise ValueError("`model_step_size` needs `set_timesteps` to have been called.")
+        return self.step_size if self.config.use_shortcut else self.min_step_size
 
     def step(
         self,

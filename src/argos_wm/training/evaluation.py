@@ -82,7 +82,7 @@ def rollout_latents(
     actions = actions if config.action_dim > 0 else None
     states = states if config.state_dim > 0 else None
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
-    step_size = scheduler.step_size if scheduler.config.use_shortcut else scheduler.min_step_size
+    step_size = scheduler.model_step_size
     device, dtype = latents.device, latents.dtype
     cache = WorldModelCache(config.temporal_context_length)
 
