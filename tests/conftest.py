@@ -1,10 +1,22 @@
-"""Shared fixtures: tiny LeRobot v3.0 datasets generated on the fly (never downloaded)."""
+"""Shared fixtures: tiny LeRobot v3.0 datasets generated on the fly (never downloaded).
 
-import numpy as np
-import pytest
+The suite runs offline: the Hub, Gradio's analytics and version check, and telemetry are switched off before any
+library reads its settings, so no test can wait on a network that does not answer.
+"""
 
-from argos_wm.data.lerobot_writer import LeRobotWriter
-from argos_wm.data.video import VideoEncodingOptions
+import os
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from argos_wm.data.lerobot_writer import LeRobotWriter  # noqa: E402
+from argos_wm.data.video import VideoEncodingOptions  # noqa: E402
 
 
 def synthetic_frames(num_frames: int, size: int = 32, seed: int = 0, black: bool = False) -> np.ndarray:
