@@ -5,10 +5,13 @@ recorded actions for `horizon * frameskip` (5 x 5 = 25) simulator steps to get t
 reset to the start and let each method act for the same number of steps:
 
 - `world_model`: MPC-CEM with the world model (`argos_wm.planning.mpc`), cost = latent distance + state_weight x
-  proprio (agent position) distance to the goal, as in DINO-WM;
-- `random`: uniformly random actions within the action bounds;
+  proprio (agent position) distance to the goal, as in DINO-WM, averaged over the planned frames; each plan searches
+  targets within `reach` pixels of the agent, starting from "stay where you are";
+- `random`: uniformly random targets within the same reach of the agent;
 - `replay`: the recorded actions in the planner's action space (one action per model step, held for `frameskip`
   simulator steps) - the upper bound of what a perfect planner with this action interface reaches.
+
+Every method acts for at most `horizon` model steps and stops as soon as the success test passes.
 
 Success is DINO-WM's PushT test (`env/pusht/pusht_wrapper.py::eval_state`): the joint L2 distance of
 (agent x, agent y, block x, block y) to the goal below 20 pixels (of the 512 x 512 workspace) and the block angle
@@ -62,7 +65,14 @@ class PushTPlanningConfig:
     num_elites: int = field(default=8, metadata={"help": "CEM elites (DINO-WM: 30)."})
     iterations: int = field(default=5, metadata={"help": "CEM iterations (DINO-WM: 30)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
-    state_weight: float = field(default=1.0, metadata={"help": "Weight of the proprio distance in the cost."})
+    state_weight: float = field(default=10.0, metadata={"help": "Weight of the proprio distance in the cost."})
+    cost_steps: str = field(
+        default="all", metadata={"help": "Cost on every planned frame (all) or on the last one (final, DINO-WM)."}
+    )
+    reach: float = field(
+        default=150.0, metadata={"help": "Planned targets stay within this many pixels of the agent (0: anywhere)."}
+    )
+    init_std: float = field(default=0.5, metadata={"help": "Initial CEM std, in units of the dataset's action std."})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": f"Any of {METHODS}."})
     seed: int = field(default=0, metadata={"help": "Seed of the goals, the planner and the random baseline."})
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "Torch device."})
@@ -74,6 +84,8 @@ class PushTPlanningConfig:
         for name in ("num_goals", "num_eval_episodes", "horizon", "frameskip", "execute_steps", "iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reach < 0:
+            raise ValueError(f"reach must be >= 0 pixels, got {self.reach}")
         if self.action_aggregation not in ("last", "mean", "sum"):
             raise ValueError(f"action_aggregation must be last, mean or sum, got {self.action_aggregation!r}")
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -98,9 +110,17 @@ class PushTActionSpace:
         self.frameskip, self.aggregation = frameskip, aggregation
         self.scale = frameskip if aggregation == "sum" else 1
 
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return PUSHT_ACTION_LOW * self.scale, PUSHT_ACTION_HIGH * self.scale
+    def hold(self, observation: dict) -> np.ndarray:
+        """The model action `[2]` that keeps the agent where it is: its own position as the target."""
+        return np.asarray(observation["agent_pos"], dtype=np.float32) * self.scale
+
+    def bounds(self, observation: dict, reach: float) -> tuple[np.ndarray, np.ndarray]:
+        """Model-action bounds `([2], [2])`: targets within `reach` px of the agent (0: the whole workspace)."""
+        low, high = np.full(2, PUSHT_ACTION_LOW), np.full(2, PUSHT_ACTION_HIGH)
+        if reach > 0:
+            agent = np.asarray(observation["agent_pos"], dtype=np.float64)
+            low, high = np.maximum(low, agent - reach), np.minimum(high, agent + reach)
+        return (low * self.scale).astype(np.float32), (high * self.scale).astype(np.float32)
 
     def from_simulator(self, actions: np.ndarray) -> np.ndarray:
         """Simulator actions `[H * frameskip, 2]` -> model actions `[H, 2]`."""
@@ -178,13 +198,21 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     rng = np.random.default_rng(config.seed)
     goals = sample_goals(source, config, rng)
     action_space = PushTActionSpace(config.frameskip, config.action_aggregation)
-    low, high = action_space.bounds
     cost = GoalCost(state_weight=config.state_weight)
     env = gym.make(
         PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size
     )
     generator = torch.Generator(device=pipe.device).manual_seed(config.seed)
-    planner = CEMPlanner(num_samples=config.num_samples, num_elites=config.num_elites, iterations=config.iterations)
+    planner = CEMPlanner(
+        num_samples=config.num_samples, num_elites=config.num_elites, iterations=config.iterations,
+        init_std=config.init_std,
+    )  # fmt: skip
+
+    def bounds(observation: dict) -> tuple[np.ndarray, np.ndarray]:
+        return action_space.bounds(observation, config.reach)
+
+    def reached(_env=None, _observation=None) -> bool:
+        return pusht_success(goal_state, environment_state(env.unwrapped))[0]
 
     def reset(goal: dict) -> dict:
         observation, _ = env.reset(options={"reset_to_state": goal["start_state"]})
@@ -202,20 +230,20 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
             if method == "world_model":
                 result = mpc(
                     ModelActionEnv(env, action_space), pipe, goal_observation, observation, horizon=config.horizon,
-                    execute_steps=config.execute_steps, planner=planner, action_low=low, action_high=high,
-                    state_weight=config.state_weight, num_inference_steps=config.num_inference_steps,
-                    generator=generator, show_progress=False,
-                    stop_fn=lambda env, _: pusht_success(goal_state, environment_state(env.unwrapped))[0],
+                    execute_steps=config.execute_steps, planner=planner, initial_action_fn=action_space.hold,
+                    action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
+                    num_inference_steps=config.num_inference_steps, generator=generator, show_progress=False,
+                    stop_fn=reached,
                 )  # fmt: skip
                 observation = result.observation
                 record = {"plan_seconds": float(np.mean(result.plan_seconds)), "plan_cost": result.plan_costs[-1]}
             else:
-                if method == "random":
-                    actions = rng.uniform(low, high, size=(config.horizon, 2))
-                else:
-                    actions = action_space.from_simulator(goal["actions"])
-                for action in actions:
+                recorded = action_space.from_simulator(goal["actions"])
+                for step in range(config.horizon):
+                    action = rng.uniform(*bounds(observation)) if method == "random" else recorded[step]
                     observation, *_ = ModelActionEnv(env, action_space).step(action)
+                    if reached():
+                        break
             success, position_error, angle_error = pusht_success(goal_state, environment_state(env.unwrapped))
             record.update(
                 success=success, position_error=position_error, angle_error=float(np.degrees(angle_error)),

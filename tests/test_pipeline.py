@@ -229,3 +229,32 @@ def test_bad_inputs_raise(pipe):
     with pytest.raises(ValueError, match="normalizer must match"):
         normalizer = ActionStateNormalizer(action_dim=3, state_dim=2)
         WorldModelPipeline(pipe.world_model, pipe.scheduler, normalizer=normalizer)
+
+
+class RepeatedCandidatesProbe:
+    """A planner stand-in that scores the initial mean `M` times over, twice, and keeps the costs."""
+
+    requires_grad = False
+    copies = 4
+
+    def __call__(self, cost_fn, init_mean, low=None, high=None, generator=None, show_progress=True):
+        candidates = init_mean[:, None].expand(-1, self.copies, -1, -1)
+        self.costs = torch.stack([cost_fn(candidates), cost_fn(candidates)])  # [2, B, M]
+        return init_mean, self.costs[0, :, 0]
+
+
+@pytest.mark.parametrize("common_noise", [True, False])
+def test_plan_scores_candidates_with_common_noise(pipe, common_noise):
+    inputs = make_inputs()
+    probe = RepeatedCandidatesProbe()
+    pipe.plan(
+        observation_latents=inputs["context_latents"], observation_states=inputs["context_states"],
+        goal_latents=torch.zeros(2, *LATENT_SHAPE), goal_states=torch.full((2, 2), 256.0), horizon=3,
+        planner=probe, init_actions=inputs["actions"][:, :3], num_inference_steps=2, common_noise=common_noise,
+        generator=seeded(),
+    )  # fmt: skip
+    costs = probe.costs
+    identical = torch.allclose(costs, costs[:1, :, :1].expand_as(costs), rtol=0, atol=1e-6)
+    # the same actions get the same cost exactly when every candidate of every call shares the noise
+    assert identical == common_noise, costs
+    assert not torch.allclose(costs[0, 0], costs[0, 1])  # the two plans of the batch have their own noise/goals

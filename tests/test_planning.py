@@ -216,3 +216,27 @@ def test_mpc_reaches_the_goal():
     assert result.actions.shape == (3, 2) and len(result.plan_seconds) == 3
     final_error = np.linalg.norm(env.position - goal["agent_pos"])
     assert final_error < 0.25 * np.linalg.norm(goal["agent_pos"]), final_error
+
+
+def test_mpc_plans_from_the_initial_action_within_per_observation_bounds():
+    pipe = make_pipeline()
+    env = PointEnv([0.0, 0.0])
+    goal = PointEnv([24.0, -18.0]).observation()
+    seen = []
+
+    def initial_action(observation):
+        seen.append(observation["agent_pos"].copy())
+        return np.array([1.0, -1.0], dtype=np.float32)
+
+    result = mpc(
+        env, pipe, goal, env.observation(), horizon=3, execute_steps=3, max_steps=6,
+        planner=CEMPlanner(num_samples=16, num_elites=4, iterations=2), num_inference_steps=1, cost_steps="all",
+        context_signal_level=1.0, show_progress=False, generator=torch.Generator().manual_seed(0),
+        initial_action_fn=initial_action, action_bounds_fn=lambda observation: (np.full(2, -3.0), np.full(2, 3.0)),
+    )  # fmt: skip
+    # each 3-step plan is executed whole, so both plans start from the initial action, at the start and at step 3
+    assert len(seen) == 2 and np.allclose(seen[0], 0.0) and not np.allclose(seen[1], 0.0)
+    assert result.actions.shape == (6, 2) and np.abs(result.actions).max() <= 3.0 + 1e-4
+    # within the bounds the plans still head for the goal: 6 steps of at most 3 per axis can cover (18, -18)
+    start_error, final_error = np.linalg.norm(goal["agent_pos"]), np.linalg.norm(env.position - goal["agent_pos"])
+    assert final_error < 0.6 * start_error, (final_error, result.actions)

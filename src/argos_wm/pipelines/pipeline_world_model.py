@@ -258,18 +258,27 @@ class WorldModelPipeline(DiffusionPipeline):
         generator: torch.Generator | None,
         cache: WorldModelCache | None = None,
         history: FrameInputs | None = None,
+        noise_repeats: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """
         Predicts the future frames one at a time and yields `(latents [P, 1, N, C], normalised states [P, 1, S] or
         None)`. With `cache` (context already in it) the K denoising steps read it and each finished frame is
         appended once; with `history` (the context's model inputs) every step recomputes the whole sequence (the
-        reference path). Both draw the same noise in the same order. `set_timesteps` must have been called.
+        reference path). Both draw the same noise in the same order. With `noise_repeats` R, each run of R
+        consecutive rollouts shares its noise (common random numbers). `set_timesteps` must have been called.
         """
         config = self.world_model.config
         batch, horizon = actions.shape[:2]
         dtype, device = self.world_model.dtype, actions.device
-        latent_shape = (batch, 1, config.latent_tokens, config.latent_channels)
-        state_shape = (batch, 1, config.state_dim)
+        if batch % noise_repeats:
+            raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
+
+        def randn(size: tuple[int, ...]) -> torch.Tensor:
+            noise = randn_tensor((batch // noise_repeats, 1, *size), generator=generator, device=device, dtype=dtype)
+            return noise.repeat_interleave(noise_repeats, dim=0)
+
+        latent_shape = (config.latent_tokens, config.latent_channels)
+        state_shape = (config.state_dim,)
         step_size = self.scheduler.model_step_size
         previous = None
         for h in range(horizon):
@@ -277,20 +286,16 @@ class WorldModelPipeline(DiffusionPipeline):
             if previous is not None:
                 latents, states, previous_action = previous
                 level = float(context_signal_level)
-                noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
-                latents = self.scheduler.add_noise(latents, noise, level)
+                latents = self.scheduler.add_noise(latents, randn(latent_shape), level)
                 if states is not None:
-                    noise = randn_tensor(state_shape, generator=generator, device=device, dtype=dtype)
-                    states = self.scheduler.add_noise(states, noise, level)
+                    states = self.scheduler.add_noise(states, randn(state_shape), level)
                 finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
                 if cache is not None:
                     self.world_model(**finished, past_key_values=cache, use_cache=True)
                 else:
                     history = _cat_frames(history, finished)
-            latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
-            states = None
-            if config.state_dim > 0:
-                states = randn_tensor(state_shape, generator=generator, device=device, dtype=dtype)
+            latents = randn(latent_shape)
+            states = randn(state_shape) if config.state_dim > 0 else None
             for signal_level in self.scheduler.timesteps.tolist():
                 frame = self._frame_inputs(latents, states, action, signal_level, step_size)
                 if cache is not None:
@@ -480,6 +485,7 @@ class WorldModelPipeline(DiffusionPipeline):
         metric: str = "mse",
         cost_steps: str = "final",
         action_weight: float = 0.0,
+        common_noise: bool = True,
         show_progress: bool = True,
     ) -> PlanOutput:
         r"""
@@ -505,6 +511,8 @@ class WorldModelPipeline(DiffusionPipeline):
             context_signal_level (`float`, defaults to 0.9): re-noising level of the context.
             metric (`str`, defaults to `"mse"`): `"mse"` or `"l1"`; `cost_steps`: `"final"` (the horizon frame) or
                 `"all"` (mean over the predicted frames); `action_weight`: action-magnitude penalty.
+            common_noise (`bool`, defaults to True): score every candidate of every iteration with the same sampling
+                noise (common random numbers), so that cost differences come from the actions, not from the noise.
 
         Returns:
             [`PlanOutput`]: `actions` `[B, H, A]` (raw units, within the bounds) and `cost` `[B]`.
@@ -536,13 +544,20 @@ class WorldModelPipeline(DiffusionPipeline):
                 latents, observation_states, observation_actions, context_signal_level, generator
             )
             context_cache = self.world_model(**inputs, use_cache=True).past_key_values
+            seed_device = generator.device if generator is not None else "cpu"
+            noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 
         def cost_fn(candidates: torch.Tensor) -> torch.Tensor:
             """Normalised candidates `[B, M, H, A]` -> costs `[B, M]`, all rolled out as one batch."""
             num_candidates = candidates.shape[1]
             flat = candidates.flatten(0, 1)  # [B, M, H, A] -> [B*M, H, A]
             cache = context_cache.copy().batch_repeat_interleave(num_candidates)
-            frames = list(self._generate(flat, context_signal_level, generator, cache=cache))
+            if common_noise:
+                noise = torch.Generator(self._execution_device).manual_seed(noise_seed)
+                frames = self._generate(flat, context_signal_level, noise, cache=cache, noise_repeats=num_candidates)
+            else:
+                frames = self._generate(flat, context_signal_level, generator, cache=cache)
+            frames = list(frames)
             predicted = torch.cat([frame[0] for frame in frames], dim=1)  # [B*M, H, N, C]
             predicted_states = None if frames[0][1] is None else torch.cat([frame[1] for frame in frames], dim=1)
             goal_state_batch = None if goal_states is None else goal_states.repeat_interleave(num_candidates, 0)

@@ -51,6 +51,8 @@ def mpc(
     state_key: str | None = "agent_pos",
     stop_fn: Callable[[object, dict], bool] | None = None,
     warm_start: bool = True,
+    initial_action_fn: Callable[[dict], np.ndarray] | None = None,
+    action_bounds_fn: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None,
     generator: torch.Generator | None = None,
     **plan_kwargs,
 ) -> MPCOutput:
@@ -75,6 +77,13 @@ def mpc(
         stop_fn (`Callable[[env, observation], bool]`, *optional*): checked after each executed chunk; True ends
             the loop (e.g. the task's success test).
         warm_start (`bool`, defaults to True): start each plan from the previous plan's unexecuted actions.
+        initial_action_fn (`Callable[[dict], np.ndarray]`, *optional*): observation -> action `[A]` (raw units) that
+            the search starts from, repeated over the horizon, when there is no plan to warm-start from; e.g. the
+            current position for absolute-target actions ("stay"). Without it the search starts at the dataset's
+            mean action.
+        action_bounds_fn (`Callable[[dict], tuple]`, *optional*): observation -> `(low [A], high [A])` bounds of
+            this plan's actions (raw units), e.g. the targets within reach of the current position; they replace
+            `action_low` / `action_high`.
         generator (`torch.Generator`, *optional*): for reproducible planning.
         plan_kwargs: passed to [`WorldModelPipeline.plan`] (`planner`, `num_samples`, `action_low`, ...).
 
@@ -102,6 +111,12 @@ def mpc(
     while executed < max_steps:
         plan_horizon = min(horizon, max_steps - executed)
         init_actions = _shift_plan(plan, execute_steps, plan_horizon) if warm_start and plan is not None else None
+        if init_actions is None and initial_action_fn is not None:
+            initial = torch.as_tensor(np.asarray(initial_action_fn(observation), dtype=np.float32))
+            init_actions = initial.expand(1, plan_horizon, action_dim)
+        if action_bounds_fn is not None:
+            low, high = action_bounds_fn(observation)
+            plan_kwargs.update(action_low=np.asarray(low, np.float32), action_high=np.asarray(high, np.float32))
         start = time.perf_counter()
         output = pipe.plan(
             observation_latents=latents,
