@@ -91,6 +91,8 @@ def benchmark_config(config_path: str, index: int, args: RolloutBenchmarkConfig,
                 "config": name, "measure": "rollout", "K": steps, "cache": use_cache, "batch": batch,
                 "context": context, "horizon": horizon, "frames_per_second": batch * horizon / seconds,
             })  # fmt: skip
+        cached, uncached = rows[-2], rows[-1]
+        cached["speedup_vs_uncached"] = cached["frames_per_second"] / uncached["frames_per_second"]
     planner = CEMPlanner(
         num_samples=args.plan_samples[index], num_elites=max(2, args.plan_samples[index] // 10),
         iterations=args.plan_iterations[index],
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"{row['config']:<24} rollout K={row['K']:<2} cache={'yes' if row['cache'] else 'no ':<3} "
                 f"B={row['batch']} context={row['context']} H={row['horizon']}: "
                 f"{row['frames_per_second']:8.2f} frames/s"
+                + (f" ({row['speedup_vs_uncached']:.1f}x uncached)" if "speedup_vs_uncached" in row else "")
             )
         else:
             print(

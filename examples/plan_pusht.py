@@ -18,7 +18,7 @@ Success is DINO-WM's PushT test (`env/pusht/pusht_wrapper.py::eval_state`): the 
 within pi/9 (20 degrees). DINO-WM's own sizes are 300 samples, 30 elites, 30 iterations; the defaults below are for
 the tiny model on CPU.
 
-    python examples/plan_pusht.py --pipeline outputs/demo/pipeline --dataset outputs/pusht_dataset --num_goals 50
+    python examples/plan_pusht.py --pipeline outputs/demo/pipeline --dataset outputs/demo/pusht_dataset --num_goals 50
 """
 
 import json
@@ -50,7 +50,7 @@ class PushTPlanningConfig:
     """Everything that shapes a PushT planning evaluation."""
 
     pipeline: str = field(default="outputs/demo/pipeline", metadata={"help": "A WorldModelPipeline folder or Hub id."})
-    dataset: str = field(default="outputs/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
+    dataset: str = field(default="outputs/demo/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
     output: str = field(default="outputs/plan_pusht.json", metadata={"help": "Where the results json goes."})
     num_goals: int = field(default=50, metadata={"help": "Evaluation goals (DINO-WM: 50)."})
     num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes (the dataset's last ones)."})
@@ -281,7 +281,7 @@ def main(args: list[str] | None = None) -> dict:
         torch.set_num_threads(config.num_threads)
     pipe = WorldModelPipeline.from_pretrained(config.pipeline).to(config.device)
     begin = time.perf_counter()
-    overrides = {k: v for k, v in asdict(config).items() if k not in ("dataset", "pipeline", "num_threads")}
+    overrides = {k: v for k, v in asdict(config).items() if k != "dataset"}
     results = evaluate_pusht(pipe, config.dataset, **overrides)
     results["seconds"] = time.perf_counter() - begin
     Path(config.output).parent.mkdir(parents=True, exist_ok=True)

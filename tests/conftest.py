@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny LeRobot v3.0 datasets generated on the fly (never downloaded).
+"""Shared fixtures: tiny LeRobot v3.0 datasets generated on the fly (never downloaded), and a tiny world-model config.
 
 The suite runs offline: the Hub, Gradio's analytics and version check, and telemetry are switched off before any
 library reads its settings, so no test can wait on a network that does not answer.
@@ -14,9 +14,39 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
+from argos_wm import ArgosWorldModel  # noqa: E402
 from argos_wm.data.lerobot_writer import LeRobotWriter  # noqa: E402
 from argos_wm.data.video import VideoEncodingOptions  # noqa: E402
+
+
+TINY_WORLD_MODEL = dict(  # an ArgosWorldModelConfig small enough for any test
+    latent_channels=16,
+    latent_tokens=4,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=64,
+    latent_bottleneck_dim=8,
+    num_register_tokens=1,
+    action_dim=2,
+    state_dim=2,
+    max_shortcut_steps=16,
+    temporal_attention_interval=2,
+    temporal_context_length=16,
+    signal_embedding_dim=16,
+)
+
+
+def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:
+    """Randomises the zero-initialised output layers so that every input visibly moves the predictions."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "latent_out" in name or "state_out" in name:
+                param.normal_(std=0.3)
+    return model.eval()
 
 
 def synthetic_frames(num_frames: int, size: int = 32, seed: int = 0, black: bool = False) -> np.ndarray:

@@ -14,35 +14,11 @@ from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
+from conftest import TINY_WORLD_MODEL as TINY
+from conftest import randomize_outputs
 
-TINY = dict(
-    latent_channels=16,
-    latent_tokens=4,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    intermediate_size=64,
-    latent_bottleneck_dim=8,
-    num_register_tokens=1,
-    action_dim=2,
-    state_dim=2,
-    max_shortcut_steps=16,
-    temporal_attention_interval=2,
-    temporal_context_length=16,
-    signal_embedding_dim=16,
-)
 LATENT_SHAPE = (TINY["latent_tokens"], TINY["latent_channels"])
 STATS = {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}
-
-
-def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:
-    """Randomises the zero-initialised output layers so that every input visibly moves the predictions."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "latent_out" in name or "state_out" in name:
-                param.normal_(std=0.3)
-    return model.eval()
 
 
 def make_pipeline(**overrides) -> WorldModelPipeline:

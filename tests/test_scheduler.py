@@ -112,6 +112,8 @@ def test_sample_and_velocity_steps_agree():
     prev, original = x_scheduler.step(pred, signal_levels, sample, step_size=step_sizes, return_dict=False)
     torch.testing.assert_close(prev, expected)
     assert torch.equal(original, pred)
+    for scheduler in (x_scheduler, v_scheduler):  # the model's clean prediction, whatever the parametrisation
+        torch.testing.assert_close(scheduler.step_from_sample(pred, signal_levels, sample, step_sizes), expected)
 
 
 def test_step_on_states_with_scalar_level():

@@ -231,12 +231,6 @@ class WorldModelPipeline(DiffusionPipeline):
         return inputs
 
     # ----------------------------------------------------------------------------------------------- the sampler
-    def _scheduler_step(self, prediction: torch.Tensor, signal_level: float, sample: torch.Tensor) -> torch.Tensor:
-        """One step from the model's clean prediction, in the form the scheduler's `prediction_type` expects."""
-        if self.scheduler.config.prediction_type == "velocity":
-            prediction = self.scheduler.velocity_from_sample(prediction, sample, signal_level)
-        return self.scheduler.step(prediction, signal_level, sample).prev_sample
-
     def _frame_inputs(self, latents, states, actions, signal_level: float, step_size: float) -> FrameInputs:
         """Inputs of one new frame: latents `[P, 1, N, C]`, states `[P, 1, S]` or None, actions `[P, 1, A]` or None."""
         batch, device = latents.shape[0], latents.device
@@ -305,9 +299,9 @@ class WorldModelPipeline(DiffusionPipeline):
                     output = self.world_model(**_cat_frames(history, frame))
                     prediction = output.sample[:, -1:]
                     state_prediction = None if output.state_sample is None else output.state_sample[:, -1:]
-                latents = self._scheduler_step(prediction, signal_level, latents)
+                latents = self.scheduler.step_from_sample(prediction, signal_level, latents)
                 if states is not None:
-                    states = self._scheduler_step(state_prediction, signal_level, states)
+                    states = self.scheduler.step_from_sample(state_prediction, signal_level, states)
             previous = (latents, states, action)
             yield latents, states
 

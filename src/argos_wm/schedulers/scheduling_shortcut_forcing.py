@@ -399,6 +399,29 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             return prev_sample, pred_original_sample
         return ShortcutForcingSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
+    def step_from_sample(
+        self,
+        pred_original_sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        sample: torch.Tensor,
+        step_size: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
+        """
+        One [`~ShortcutForcingScheduler.step`] from a clean-sample prediction `x_hat` (what `ArgosWorldModel`
+        returns, whatever its head predicts), converted to the `prediction_type` this scheduler expects.
+
+        Args:
+            pred_original_sample (`torch.Tensor`): `x_hat`, shaped like `sample`.
+            timestep, sample, step_size: as in [`~ShortcutForcingScheduler.step`].
+
+        Returns:
+            `torch.Tensor` shaped like `sample`: `x_{tau + d}`.
+        """
+        model_output = pred_original_sample
+        if self.config.prediction_type == "velocity":
+            model_output = self.velocity_from_sample(pred_original_sample, sample, timestep)
+        return self.step(model_output, timestep, sample, step_size).prev_sample
+
     @staticmethod
     def _uniform(
         shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None

@@ -123,9 +123,9 @@ def rollout_latents(
                 state_mask=_slice(state_mask, t, t + 1),
                 past_key_values=cache,
             )
-            sample = scheduler.step(output.sample.to(dtype), level, sample).prev_sample
+            sample = scheduler.step_from_sample(output.sample.to(dtype), level, sample)
             if state is not None:
-                state = scheduler.step(output.state_sample.to(dtype), level, state).prev_sample
+                state = scheduler.step_from_sample(output.state_sample.to(dtype), level, state)
         predicted_latents.append(sample)
         predicted_states.append(state)
         if teacher_forcing:
