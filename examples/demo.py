@@ -136,7 +136,7 @@ def main(args: list[str] | None = None) -> dict:
             "--action_aggregation", "sum", "--output", str(planning_json),
         ], timings)  # fmt: skip
         planning = json.loads(planning_json.read_text())
-        report["planning"] = {method: planning[method] for method in ("world_model", "random", "replay")}
+        report["planning"] = {method: planning[method] for method in ("world_model", "random", "goal_agent", "replay")}
 
     videos = sorted((out / "samples").glob("*clip-0.mp4"))
     if videos:

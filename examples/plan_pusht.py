@@ -8,6 +8,8 @@ reset to the start and let each method act for the same number of steps:
   proprio (agent position) distance to the goal, as in DINO-WM, averaged over the planned frames; each plan searches
   targets within `reach` pixels of the agent, starting from "stay where you are";
 - `random`: uniformly random targets within the same reach of the agent;
+- `goal_agent`: the agent's target is the goal's agent position (within the same reach), no model: what the
+  proprio term of the cost asks for on its own, so the share of the success the latents and the dynamics add;
 - `replay`: the recorded actions in the planner's action space (one action per model step, held for `frameskip`
   simulator steps) - the upper bound of what a perfect planner with this action interface reaches.
 
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 POSITION_THRESHOLD = 20.0  # DINO-WM: || (agent, block) xy - goal || < 20 px
 ANGLE_THRESHOLD = np.pi / 9  # DINO-WM: block angle within 20 degrees
 PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH = 0.0, 512.0
-METHODS = ("world_model", "random", "replay")
+METHODS = ("world_model", "random", "goal_agent", "replay")
 
 
 @dataclass
@@ -240,7 +242,12 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
             else:
                 recorded = action_space.from_simulator(goal["actions"])
                 for step in range(config.horizon):
-                    action = rng.uniform(*bounds(observation)) if method == "random" else recorded[step]
+                    if method == "random":
+                        action = rng.uniform(*bounds(observation))
+                    elif method == "goal_agent":
+                        action = np.clip(action_space.hold(goal_observation), *bounds(observation))
+                    else:
+                        action = recorded[step]
                     observation, *_ = ModelActionEnv(env, action_space).step(action)
                     if reached():
                         break

@@ -70,6 +70,8 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
     assert results["world_model"]["mean_plan_seconds"] > 0
     # replaying the recorded actions (held for 5 steps) lands near the goal; random targets do not
     assert results["replay"]["mean_position_error"] < 25.0 < results["random"]["mean_position_error"], results
+    # heading for the goal's agent position beats random targets
+    assert results["goal_agent"]["mean_position_error"] < results["random"]["mean_position_error"], results
 
 
 def test_planning_config_errors(plan_pusht):
