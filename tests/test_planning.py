@@ -191,7 +191,12 @@ class PointEnv:
     """A gymnasium-style point mass: the action is a displacement (clipped to +-12), the image stores the position."""
 
     def __init__(self, start):
-        self.position = np.asarray(start, dtype=np.float32)
+        self.start = np.asarray(start, dtype=np.float32)
+        self.position = self.start.copy()
+
+    def reset(self, seed=None, options=None):
+        self.position = self.start.copy()
+        return self.observation(), {}
 
     def observation(self) -> dict:
         image = np.zeros((4, 4, 3), dtype=np.float32)
@@ -216,6 +221,18 @@ def test_mpc_reaches_the_goal():
     assert result.actions.shape == (3, 2) and len(result.plan_seconds) == 3
     final_error = np.linalg.norm(env.position - goal["agent_pos"])
     assert final_error < 0.25 * np.linalg.norm(goal["agent_pos"]), final_error
+
+
+def test_mpc_without_an_observation_resets_the_environment():
+    pipe = make_pipeline()
+    env = PointEnv([0.0, 0.0])
+    env.position = np.array([300.0, 300.0], dtype=np.float32)  # left elsewhere by an earlier episode
+    result = mpc(
+        env, pipe, PointEnv([24.0, -18.0]).observation(), horizon=2, action_low=-12.0, action_high=12.0,
+        planner=CEMPlanner(num_samples=8, num_elites=2, iterations=1), num_inference_steps=1, show_progress=False,
+    )  # fmt: skip
+    assert result.actions.shape == (2, 2)
+    np.testing.assert_allclose(env.position, result.actions.sum(axis=0), atol=1e-5)  # moved from the reset start
 
 
 def test_mpc_plans_from_the_initial_action_within_per_observation_bounds():

@@ -41,7 +41,7 @@ def mpc(
     env,
     pipe,
     goal: dict,
-    observation: dict,
+    observation: dict | None = None,
     horizon: int = 5,
     execute_steps: int = 1,
     frameskip: int = 1,
@@ -62,11 +62,12 @@ def mpc(
     says the task is done. The horizon shrinks as the step budget runs out, so the last plan ends at the budget.
 
     Args:
-        env: a gymnasium environment, already reset to the start state (its last observation is `observation`).
+        env: a gymnasium environment, at the start state (its last observation is `observation`).
         pipe ([`WorldModelPipeline`]): the world model pipeline, with an encoder.
         goal (`dict`): the goal observation in the environment's format (`goal[image_key]` image, `goal[state_key]`
             proprio).
-        observation (`dict`): the current observation, same format.
+        observation (`dict`, *optional*): the current observation, same format; None resets `env` and starts from
+            the observation `env.reset()` returns.
         horizon (`int`, defaults to 5): planned model steps per plan.
         execute_steps (`int`, defaults to 1): model steps executed before replanning.
         frameskip (`int`, defaults to 1): environment steps per model step.
@@ -96,6 +97,8 @@ def mpc(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
     action_dim = pipe.world_model.config.action_dim
+    if observation is None:
+        observation, _ = env.reset()
 
     def encode(obs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         latents = pipe.encode_images(np.asarray(obs[image_key])[None, None])  # [1, 1, N, C]
