@@ -39,7 +39,7 @@ from argos_wm.data import LeRobotSource
 from argos_wm.modeling_dino_encoder import ArgosDinoEncoder, resize_images, to_float_images
 from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
 from argos_wm.training.adversarial import PatchDiscriminator
-from argos_wm.training.checkpointing import resolve_checkpoint, save_checkpoint
+from argos_wm.training.checkpointing import check_output_dir, load_checkpoint, resolve_checkpoint, save_checkpoint
 from argos_wm.training.config_loading import load_config
 from argos_wm.training.decoder_losses import RAEDecoderLoss
 from argos_wm.training.image_metrics import psnr, ssim
@@ -194,6 +194,7 @@ def load_decoder(name_or_path: str) -> ArgosRAEDecoder:
 
 def main() -> None:
     config = parse_config()
+    check_output_dir(config.output_dir)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         log_with=config.report_to,
@@ -260,12 +261,12 @@ def main() -> None:
         )
         criterion.discriminator, discriminator_optimizer = accelerator.prepare(discriminator, discriminator_optimizer)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
 
     step = 0
     checkpoint = resolve_checkpoint(config.output_dir, config.resume_from_checkpoint)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint, extra_state={"ema": ema})  # the EMA as JSON + safetensors
+        ema.to(accelerator.device)
         step = int(checkpoint.name.split("-")[-1])
     if accelerator.is_main_process:
         accelerator.init_trackers("train_rae_decoder", config={k: str(v) for k, v in dataclasses.asdict(config).items()})
@@ -302,7 +303,7 @@ def main() -> None:
         completed = step + 1
         progress.set_postfix(loss=f"{logs['loss']:.4f}")
         if completed % config.checkpointing_steps == 0 or completed == config.max_train_steps:
-            save_checkpoint(accelerator, config.output_dir, completed, config.checkpoints_total_limit)
+            save_checkpoint(accelerator, config.output_dir, completed, config.checkpoints_total_limit, {"ema": ema})
         if accelerator.is_main_process and (completed % config.eval_steps == 0 or completed == config.max_train_steps):
             ema.store(unwrapped.parameters())
             ema.copy_to(unwrapped.parameters())

@@ -48,7 +48,14 @@ from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
 from argos_wm.modeling_world_model import ArgosWorldModel
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
 from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
-from argos_wm.training.checkpointing import TrainingProgress, resolve_checkpoint, save_checkpoint
+from argos_wm.training.checkpointing import (
+    TrainingProgress,
+    check_output_dir,
+    check_safetensors_files,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from argos_wm.training.config_loading import load_config
 from argos_wm.training.evaluation import evaluate_rollouts, latents_to_pca_images, write_comparison_video
 from argos_wm.training.export import export_pipeline, push_pipeline_to_hub
@@ -155,7 +162,7 @@ def write_sample_videos(evaluation, decoder, config: WorldModelTrainingConfig, s
 
 def main(argv: list[str] | None = None) -> dict:
     config = load_config(WorldModelTrainingConfig, argv)
-    output_dir = Path(config.output_dir)
+    output_dir = check_output_dir(config.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(config.seed)
 
     # Model, objective and data; every input problem surfaces here, before any step.
+    for argument in ("pretrained_model_name_or_path", "encoder", "decoder"):
+        if getattr(config, argument) and os.path.isdir(getattr(config, argument)):
+            check_safetensors_files(getattr(config, argument), argument)
     model = load_world_model(config)
     model_config = model.config
     scheduler = build_scheduler(config, model_config)
@@ -243,13 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
             model_config=model_config,
         )
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
+    checkpoint_state = {"progress": progress, **({"ema": ema} if ema is not None else {})}  # saved as JSON + safetensors
 
     checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint, checkpoint_state)
         if ema is not None:
             ema.to(accelerator.device)
         logger.info("Resumed from %s at step %d", checkpoint, progress.step)
@@ -358,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         window.update(loss=0.0, micro=0)
 
         if progress.step % config.checkpointing_steps == 0 or progress.step == config.max_train_steps:
-            save_checkpoint(accelerator, output_dir, progress.step, config.checkpoints_total_limit)
+            save_checkpoint(accelerator, output_dir, progress.step, config.checkpoints_total_limit, checkpoint_state)
         if config.eval_steps and progress.step % config.eval_steps == 0 and progress.step != config.max_train_steps:
             evaluate(progress.step)
     progress_bar.close()

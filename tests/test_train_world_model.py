@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
 from argos_wm.data.lerobot_source import LeRobotSource
@@ -15,6 +16,7 @@ from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.modeling_world_model import ArgosWorldModel
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
+from argos_wm.training.checkpointing import read_checkpoint_state
 from argos_wm.training.config_loading import load_config
 from argos_wm.training.losses import DiffusionForcingLoss
 from argos_wm.training.training_config import WorldModelTrainingConfig
@@ -136,6 +138,16 @@ def test_resume_reaches_the_same_loss(train_script, uninterrupted_run, data, tmp
     )  # fmt: skip
     assert resumed["train_steps"] == 30
     np.testing.assert_allclose(resumed["losses"], summary["losses"][15:], rtol=1e-5, atol=1e-7)
+    # The EMA weights of the last checkpoint and the exported (EMA) pipeline are bit-identical to the uninterrupted run.
+    expected, received = (read_checkpoint_state(run / "checkpoints" / "checkpoint-30", "ema") for run in (output_dir, tmp_path))
+    assert received["optimization_step"] == expected["optimization_step"] == 30
+    assert len(received["shadow_params"]) == len(expected["shadow_params"]) > 0
+    for shadow, reference in zip(received["shadow_params"], expected["shadow_params"]):
+        assert torch.equal(shadow, reference)
+    expected, received = (load_file(run / "pipeline" / "world_model" / "model.safetensors") for run in (output_dir, tmp_path))
+    assert expected.keys() == received.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(received[name], tensor), name
 
 
 def test_export_from_pretrained_gives_the_ema_model(uninterrupted_run):
@@ -143,7 +155,7 @@ def test_export_from_pretrained_gives_the_ema_model(uninterrupted_run):
     pipeline = WorldModelPipeline.from_pretrained(output_dir / "pipeline")
     assert pipeline.normalizer is not None and pipeline.encoder is not None
     loaded = pipeline.world_model.eval()
-    ema_state = torch.load(output_dir / "checkpoints" / "checkpoint-30" / "custom_checkpoint_0.pkl", weights_only=False)
+    ema_state = read_checkpoint_state(output_dir / "checkpoints" / "checkpoint-30", "ema")
     reference = ArgosWorldModel(loaded.config).eval()
     for parameter, shadow in zip(reference.parameters(), ema_state["shadow_params"]):
         parameter.data.copy_(shadow)

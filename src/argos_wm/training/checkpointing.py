@@ -1,28 +1,56 @@
-"""Atomic training checkpoints with `accelerator.save_state`, rotation, and finding the one to resume from.
+"""Training checkpoints that resume without running stored code: atomic saving, verification, rotation, resolution.
 
-A checkpoint is written to `checkpoints/.tmp-checkpoint-{step}` and renamed to `checkpoints/checkpoint-{step}` only
-once complete, so a run killed while saving never leaves a half-written checkpoint that `latest` would pick.
+A checkpoint is written to `checkpoints/.tmp-checkpoint-{step}`, closed by a `manifest.json` (every file and its
+size) written last, and renamed to `checkpoints/checkpoint-{step}`; `"latest"` resolves to the newest checkpoint whose
+files match its manifest, so a killed save or a truncated file falls back to the previous checkpoint.
+
+What a checkpoint holds, and how it is read back:
+- `model.safetensors` (accelerate's `save_state(safe_serialization=True)`): safetensors.
+- `optimizer.bin`, `scheduler.bin`, `random_states_{process}.pkl` (accelerate): torch pickles, which accelerate's
+  `load_state` reads with `torch.load(weights_only=True)`; `load_checkpoint` passes `weights_only=True` too. That
+  unpickler rebuilds tensors and plain containers only and never calls stored code.
+- `{name}.json` + `{name}.safetensors` for each `extra_state` object (training progress, EMA weights): plain JSON and
+  tensors, written and read here. Objects registered with `accelerator.register_for_checkpointing` would be
+  unpickled with `weights_only=False` (`custom_checkpoint_*.pkl`), so `save_checkpoint` / `load_checkpoint` refuse them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
+from typing import Any, Protocol
 
+import torch
 from accelerate import Accelerator
+from accelerate.utils import RNG_STATE_NAME, DistributedType
+from accelerate.utils import load as accelerate_load
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FOLDER = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
+MANIFEST_NAME = "manifest.json"
+TENSOR_KEY = "__tensor__"
+# Backends whose `load_state` reads files with their own loaders, which are not checked to be pickle-free.
+UNCHECKED_BACKENDS = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM)
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class TrainingProgress:
-    """The optimizer-step counter, registered with `accelerator.register_for_checkpointing` to be saved and restored."""
+    """The optimizer-step counter, saved as `progress.json` by `save_checkpoint(..., extra_state={"progress": ...})`."""
 
     def __init__(self, step: int = 0):
         self.step = step
@@ -34,8 +62,131 @@ class TrainingProgress:
         self.step = int(state["step"])
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> Path:
+    """Creates `output_dir` when missing and checks that files can be written in it (a ValueError naming it if not)."""
+    path = Path(output_dir)
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"output_dir must be a writable folder, got {str(output_dir)!r}: {error}") from error
+    return path
+
+
+def check_safetensors_files(folder: str | os.PathLike, argument: str) -> None:
+    """Opens every `*.safetensors` under the local `folder`; a damaged or truncated one raises a ValueError naming it."""
+    for path in sorted(Path(folder).rglob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except SafetensorError as error:
+            raise ValueError(
+                f"{argument} {str(folder)!r}: the weights file {path} is damaged or truncated ({error})."
+            ) from error
+
+
+def _split_tensors(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """`value` with every tensor moved into `tensors` and replaced by `{"__tensor__": key}`; the rest must be JSON."""
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {TENSOR_KEY: key}
+    if isinstance(value, dict):
+        if not all(isinstance(name, str) for name in value):
+            raise TypeError(f"checkpoint state {key!r} must have string keys, got {list(value)}.")
+        return {name: _split_tensors(item, f"{key}.{name}", tensors) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_tensors(item, f"{key}.{index}", tensors) for index, item in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"checkpoint state {key!r} must hold tensors, numbers, strings, lists and dicts, got {type(value).__name__}."
+    )
+
+
+def _join_tensors(value: Any, tensors: dict[str, torch.Tensor], path: Path) -> Any:
+    """The inverse of `_split_tensors`."""
+    if isinstance(value, dict):
+        if set(value) == {TENSOR_KEY}:
+            if value[TENSOR_KEY] not in tensors:
+                raise ValueError(f"{path} names the tensor {value[TENSOR_KEY]!r}, which its .safetensors file lacks.")
+            return tensors[value[TENSOR_KEY]]
+        return {name: _join_tensors(item, tensors, path) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_join_tensors(item, tensors, path) for item in value]
+    return value
+
+
+def _write_state(folder: Path, name: str, state: dict[str, Any]) -> None:
+    """`folder/{name}.json` (the plain values) and `folder/{name}.safetensors` (the tensors) of a state dict."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _split_tensors(state, name, tensors)
+    if tensors:
+        save_file(tensors, folder / f"{name}.safetensors")
+    (folder / f"{name}.json").write_text(json.dumps(structure, indent=1))
+
+
+def read_checkpoint_state(checkpoint: str | os.PathLike, name: str) -> dict[str, Any]:
+    """The state dict `name` of `extra_state` stored in `checkpoint` (e.g. `"ema"`: its `shadow_params` tensors)."""
+    path = Path(checkpoint) / f"{name}.json"
+    if not path.is_file():
+        held = sorted(p.name for p in Path(checkpoint).iterdir()) if Path(checkpoint).is_dir() else []
+        raise FileNotFoundError(f"checkpoint {checkpoint} has no {path.name}; it holds {held}.")
+    try:
+        structure = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from error
+    tensor_path = path.with_suffix(".safetensors")
+    tensors = {}
+    if tensor_path.is_file():
+        try:
+            tensors = load_file(tensor_path)
+        except SafetensorError as error:
+            raise ValueError(f"{tensor_path} is damaged or truncated ({error}).") from error
+    return _join_tensors(structure, tensors, path)
+
+
+def _write_manifest(folder: Path, step: int) -> None:
+    """Lists every file of the checkpoint with its size; written last, it marks the checkpoint complete."""
+    files = {
+        path.relative_to(folder).as_posix(): path.stat().st_size
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+    }
+    (folder / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=1))
+
+
+def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:
+    """What keeps `checkpoint` from being resumed: no manifest, missing or resized files, files it does not list."""
+    checkpoint = Path(checkpoint)
+    manifest_path = checkpoint / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return [f"it has no {MANIFEST_NAME} (the save did not finish, or an older version of argos_wm wrote it)"]
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+        files = {str(name): int(size) for name, size in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return [f"its {MANIFEST_NAME} is unreadable ({type(error).__name__}: {error})"]
+    problems = []
+    for name, size in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != size:
+            problems.append(f"{name} has {path.stat().st_size} bytes, its manifest says {size}")
+    unlisted = sorted(
+        path.relative_to(checkpoint).as_posix()
+        for path in checkpoint.rglob("*")
+        if path.is_file() and path.name != MANIFEST_NAME and path.relative_to(checkpoint).as_posix() not in files
+    )
+    if unlisted:
+        problems.append(f"it holds files its manifest does not list: {unlisted}")
+    return problems
+
+
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """The complete checkpoints of a run, oldest first."""
+    """The checkpoint folders of a run (complete or not; see `checkpoint_problems`), oldest first."""
     folder = Path(output_dir) / CHECKPOINTS_FOLDER
     if not folder.is_dir():
         return []
@@ -45,8 +196,9 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
 
 def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
     """
-    The checkpoint folder to resume from: `"latest"` is the newest in `output_dir` (None when there is none, so a
-    fresh run starts), any other value must be an existing checkpoint folder.
+    The checkpoint folder to resume from: `"latest"` is the newest complete one in `output_dir` (None when there is
+    none, so a fresh run starts; a warning names each newer incomplete one skipped), any other value must be a
+    complete checkpoint folder.
     """
     if resume_from_checkpoint is None:
         return None
@@ -54,36 +206,91 @@ def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: st
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
             logger.info("resume_from_checkpoint='latest' but %s holds no checkpoint: starting a new run.", output_dir)
-        return checkpoints[-1] if checkpoints else None
+            return None
+        skipped = {}
+        for checkpoint in reversed(checkpoints):
+            problems = checkpoint_problems(checkpoint)
+            if not problems:
+                if skipped:
+                    logger.warning(
+                        "resume_from_checkpoint='latest': resuming from %s, the newest complete checkpoint.", checkpoint
+                    )
+                return checkpoint
+            skipped[checkpoint.name] = problems
+            logger.warning("Skipping the incomplete checkpoint %s: %s.", checkpoint, "; ".join(problems))
+        raise ValueError(
+            f"resume_from_checkpoint='latest' but no checkpoint in {Path(output_dir) / CHECKPOINTS_FOLDER} is "
+            f"complete: {skipped}. Pass a checkpoint folder, or move them away to start a new run."
+        )
     path = Path(resume_from_checkpoint)
     if not path.is_dir():
         raise FileNotFoundError(
             f"resume_from_checkpoint must be 'latest' or an existing checkpoint folder, got {resume_from_checkpoint!r}."
         )
+    problems = checkpoint_problems(path)
+    if problems:
+        raise ValueError(
+            f"resume_from_checkpoint {resume_from_checkpoint!r} is incomplete or damaged: {'; '.join(problems)}."
+        )
     return path
 
 
+def _check_no_registered_objects(accelerator: Accelerator) -> None:
+    registered = getattr(accelerator, "_custom_objects", [])
+    if registered:
+        raise ValueError(
+            "objects registered with accelerator.register_for_checkpointing are pickled and unpickled with "
+            f"weights_only=False; pass them as `extra_state` instead, got {[type(obj).__name__ for obj in registered]}."
+        )
+
+
 def save_checkpoint(
-    accelerator: Accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None = None
+    accelerator: Accelerator,
+    output_dir: str | os.PathLike,
+    step: int,
+    total_limit: int | None = None,
+    extra_state: dict[str, Stateful] | None = None,
 ) -> Path:
     """
-    Saves the full training state (models, optimizers, schedulers, RNG, registered objects) atomically as
-    `output_dir/checkpoints/checkpoint-{step}`, then keeps only the newest `total_limit` checkpoints.
+    Saves the training state atomically as `output_dir/checkpoints/checkpoint-{step}`, then keeps only the newest
+    `total_limit` checkpoints.
 
-    Must be called on every process, like `accelerator.save_state`. Returns the checkpoint folder.
+    Args:
+        accelerator: its prepared models, optimizers and schedulers are saved by `save_state`, with the RNG states.
+        output_dir: the run folder.
+        step: the optimizer step, the checkpoint's number.
+        total_limit: checkpoints kept; None keeps all.
+        extra_state: name -> object with `state_dict` / `load_state_dict` (e.g. `TrainingProgress`, diffusers'
+            `EMAModel`), saved as `{name}.json` + `{name}.safetensors`.
+
+    Must be called on every process, like `accelerator.save_state`. Returns the checkpoint folder. A failed save
+    (disk full, ...) removes the partial `.tmp-checkpoint-{step}` folder and raises an error naming the checkpoint.
     """
+    _check_no_registered_objects(accelerator)
     folder = Path(output_dir) / CHECKPOINTS_FOLDER
     final = folder / f"checkpoint-{step}"
     temporary = folder / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
         shutil.rmtree(temporary, ignore_errors=True)  # left by a run killed while saving
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(temporary), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            for name, obj in (extra_state or {}).items():
+                _write_state(temporary, name, obj.state_dict())
+            _write_manifest(temporary, step)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+    except Exception as error:
+        if accelerator.is_main_process:
+            shutil.rmtree(temporary, ignore_errors=True)
+        message = f"could not save the checkpoint {final} (its partial folder {temporary} was removed): {error}"
+        if isinstance(error, OSError):
+            raise OSError(*((error.errno, message) if error.errno is not None else (message,))) from error
+        raise RuntimeError(message) from error
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
         if total_limit is not None:
             for stale in list_checkpoints(output_dir)[: -max(total_limit, 1)]:
                 shutil.rmtree(stale)
@@ -92,4 +299,49 @@ def save_checkpoint(
     return final
 
 
-__all__ = ["TrainingProgress", "list_checkpoints", "resolve_checkpoint", "save_checkpoint"]
+def load_checkpoint(
+    accelerator: Accelerator, checkpoint: str | os.PathLike, extra_state: dict[str, Stateful] | None = None
+) -> None:
+    """
+    Restores a checkpoint of `save_checkpoint` (verified against its manifest first): the accelerator's models,
+    optimizers, schedulers and RNG states through `load_state` with `weights_only=True`, and each `extra_state`
+    object from its JSON + safetensors files. Nothing is unpickled with `weights_only=False`.
+    """
+    checkpoint = Path(checkpoint)
+    _check_no_registered_objects(accelerator)
+    if accelerator.distributed_type in UNCHECKED_BACKENDS:
+        raise ValueError(
+            f"resuming under {accelerator.distributed_type} is not supported: its state loading is not checked to "
+            "be pickle-free; use DDP or a single device."
+        )
+    problems = checkpoint_problems(checkpoint)
+    if problems:
+        raise ValueError(f"checkpoint {checkpoint} is incomplete or damaged: {'; '.join(problems)}.")
+    random_states = checkpoint / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    try:
+        if random_states.is_file():  # `load_state` would skip an unreadable RNG file silently
+            accelerate_load(random_states, weights_only=True)
+        accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
+    except pickle.UnpicklingError as error:
+        reason = re.search(r"WeightsUnpickler error: (.*?)\.(\s|$)", str(error))
+        raise ValueError(
+            f"checkpoint {checkpoint} holds a pickle that is not plain tensors and containers "
+            f"({reason.group(1) if reason else error}): torch.load(weights_only=True) refused it, and so does resuming."
+        ) from error
+    except Exception as error:
+        raise ValueError(f"checkpoint {checkpoint} could not be loaded ({type(error).__name__}: {error}).") from error
+    for name, obj in (extra_state or {}).items():
+        obj.load_state_dict(read_checkpoint_state(checkpoint, name))
+
+
+__all__ = [
+    "TrainingProgress",
+    "check_output_dir",
+    "check_safetensors_files",
+    "checkpoint_problems",
+    "list_checkpoints",
+    "load_checkpoint",
+    "read_checkpoint_state",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
