@@ -196,3 +196,26 @@ def test_bad_arguments_raise(dataset, encoder, tmp_path):
         cache.read_episode(len(LENGTHS))
     with pytest.raises(ValueError, match=r"one of \['squares'\]"):
         LatentCacheSource(out, source="nope")
+
+
+def test_damaged_cache_files_name_themselves(dataset, encoder, tmp_path):
+    out = build_latent_cache(
+        LeRobotSource(dataset, camera_keys=["cam.a"]), encoder, tmp_path / "cache", show_progress=False
+    )
+    shard = out / json.loads((out / INDEX_NAME).read_text())["shards"][0]["file"]
+    content = shard.read_bytes()
+    shard.write_bytes(content[: len(content) // 2])  # a copy cut short
+    with pytest.raises(ValueError, match=f"latent cache file {shard} is damaged or truncated") as raised:
+        LatentCacheSource(out)
+    assert "incomplete metadata" in str(raised.value.__cause__)
+    with pytest.raises(ValueError, match=f"{shard} is damaged or truncated"):
+        compute_cache_statistics(out, show_progress=False)
+    shard.write_bytes(content)
+
+    statistics = out / "latent_statistics.safetensors"
+    statistics.write_bytes(statistics.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="latent_statistics.safetensors is damaged or truncated"):
+        LatentCacheSource(out)
+    (out / INDEX_NAME).write_text('{"complete": tr')
+    with pytest.raises(ValueError, match=f"latent cache index {out / INDEX_NAME} is damaged"):
+        LatentCacheSource(out)

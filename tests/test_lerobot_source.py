@@ -1,6 +1,7 @@
 import json
 import pickle
 
+import av
 import huggingface_hub
 import numpy as np
 import pandas as pd
@@ -312,3 +313,29 @@ def test_writer_rejects_inconsistent_episodes(tmp_path):
         writer.add_episode({"cam": frames}, {"action": np.zeros((4, 2))})
     with pytest.raises(FileExistsError, match="overwrite=True"):
         LeRobotWriter(tmp_path / "c", fps=10)
+
+
+def test_damaged_parquet_and_video_files_name_themselves(make_lerobot_dataset):
+    root, _ = make_lerobot_dataset(lengths=(12, 9))
+    data_file = root / "data" / "chunk-000" / "file-000.parquet"
+    content = data_file.read_bytes()
+    for damaged in (content[: len(content) // 2], content[:600] + b"\xff" * 50 + content[650:]):
+        data_file.write_bytes(damaged)
+        with pytest.raises(ValueError, match=f"parquet file {data_file} is damaged or truncated"):
+            LeRobotSource(root).read_episode(0)
+    data_file.write_bytes(content)
+    episodes_file = next((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    episodes = episodes_file.read_bytes()
+    episodes_file.write_bytes(episodes[:-30])
+    with pytest.raises(ValueError, match=f"parquet file {episodes_file} is damaged or truncated"):
+        LeRobotSource(root)
+    episodes_file.write_bytes(episodes)
+
+    video = root / "videos" / "observation.image" / "chunk-000" / "file-000.mp4"
+    content = video.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, len(content) // 3, dtype=np.uint8).tobytes()
+    for damaged in (content[: len(content) // 2], content[: len(content) // 3] + noise + content[2 * len(content) // 3 :]):
+        video.write_bytes(damaged)
+        with pytest.raises(ValueError, match=f"video_path {video} is damaged or truncated") as raised:
+            LeRobotSource(root).read_episode(1)
+        assert isinstance(raised.value.__cause__, av.error.FFmpegError)

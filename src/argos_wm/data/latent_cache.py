@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -110,6 +110,16 @@ def _source_record(source: LeRobotSource, camera_keys: list[str]) -> dict:
             key: {stat: np.asarray(v).tolist() for stat, v in stats.items()} for key, stats in source.stats.items()
         },
     }
+
+
+def _open_cache_file(path: Path):
+    """`safe_open(path)`; a truncated or damaged file raises a ValueError naming it."""
+    try:
+        return safe_open(path, framework="pt")
+    except SafetensorError as error:
+        raise ValueError(
+            f"the latent cache file {path} is damaged or truncated ({error}); delete the cache and build it again."
+        ) from error
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -320,7 +330,7 @@ def compute_cache_statistics(
     shape = (index["num_latent_tokens"], index["latent_dim"])
     total, total_sq, count = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64), 0
     for shard in tqdm(index["shards"], desc="Latent statistics", unit="shard", disable=not show_progress):
-        with safe_open(cache_dir / shard["file"], framework="pt") as handle:
+        with _open_cache_file(cache_dir / shard["file"]) as handle:
             for key in (k for k in handle.keys() if k.startswith("latents/")):
                 latents = handle.get_tensor(key).double()  # [F, N, C]
                 total += latents.sum(0)
@@ -354,7 +364,10 @@ class LatentCacheSource:
             raise FileNotFoundError(
                 f"`cache_dir` {self.cache_dir} has no {INDEX_NAME}; build it with build_latent_cache."
             )
-        self.index = json.loads(index_path.read_text())
+        try:
+            self.index = json.loads(index_path.read_text())
+        except ValueError as error:
+            raise ValueError(f"the latent cache index {index_path} is damaged ({error}); build the cache again.") from error
         if not self.index.get("complete"):
             raise ValueError(
                 f"the cache at {self.cache_dir} is unfinished; run build_latent_cache again to resume it."
@@ -383,8 +396,12 @@ class LatentCacheSource:
         )
         self.latent_mean = self.latent_std = None
         if normalize:
-            statistics = load_file(self.cache_dir / STATISTICS_NAME)
+            with _open_cache_file(self.cache_dir / STATISTICS_NAME) as handle:
+                statistics = {key: handle.get_tensor(key) for key in handle.keys()}
             self.latent_mean, self.latent_std = statistics["latent_mean"], statistics["latent_std"]
+        for shard in sorted({entry["shard"] for entry in self.episodes}):  # a truncated shard fails here, not mid-run
+            with _open_cache_file(self.cache_dir / self.index["shards"][shard]["file"]):
+                pass
         self._handles: dict[str, object] = {}
         self._dims = None
 
@@ -405,7 +422,7 @@ class LatentCacheSource:
     def _handle(self, shard: int):
         file = self.index["shards"][shard]["file"]
         if file not in self._handles:
-            self._handles[file] = safe_open(self.cache_dir / file, framework="pt")
+            self._handles[file] = _open_cache_file(self.cache_dir / file)
         return self._handles[file]
 
     def _dimensions(self) -> tuple[int | None, int | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
         values = array.flatten().to_numpy(zero_copy_only=False)
         return values.reshape(len(array), -1)
     return array.to_numpy(zero_copy_only=False).reshape(len(array), 1)
+
+
+@contextmanager
+def _naming_damaged_parquet(path: Path):
+    """Turns pyarrow's errors on a damaged parquet file (`OSError: Unexpected end of stream`, ...) into a ValueError
+    naming the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(
+            f"the parquet file {path} is damaged or truncated ({type(error).__name__}: {error}); download or write it "
+            "again."
+        ) from error
 
 
 def _is_repo_id(name: str) -> bool:
@@ -155,7 +171,10 @@ class LeRobotSource:
 
         self.episodes = self._load_episodes()
         tasks_path = self.root / "meta" / "tasks.parquet"
-        self.tasks = pd.read_parquet(tasks_path) if tasks_path.is_file() else None
+        self.tasks = None
+        if tasks_path.is_file():
+            with _naming_damaged_parquet(tasks_path):
+                self.tasks = pd.read_parquet(tasks_path)
         self._data_cache: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -221,8 +240,9 @@ class LeRobotSource:
             raise FileNotFoundError(f"the dataset at {self.root} has no meta/episodes/chunk-*/file-*.parquet")
         tables = []
         for path in files:
-            columns = [name for name in pq.read_schema(path).names if not name.startswith("stats/")]
-            tables.append(pq.read_table(path, columns=columns).to_pandas())
+            with _naming_damaged_parquet(path):
+                columns = [name for name in pq.read_schema(path).names if not name.startswith("stats/")]
+                tables.append(pq.read_table(path, columns=columns).to_pandas())
         episodes = pd.concat(tables, ignore_index=True).sort_values("episode_index", ignore_index=True)
         required = ["episode_index", "length", "data/chunk_index", "data/file_index"]
         required += [
@@ -278,11 +298,13 @@ class LeRobotSource:
             path = self._local_file(self.info["data_path"].format(chunk_index=chunk_index, file_index=file_index))
             wanted = ["episode_index", "timestamp", self.action_key, self.state_key, *self.extra_keys]
             wanted = [column for column in dict.fromkeys(wanted) if column is not None]
-            available = pq.read_schema(path).names
+            with _naming_damaged_parquet(path):
+                available = pq.read_schema(path).names
             missing = [column for column in wanted if column not in available]
             if missing:
                 raise ValueError(f"{path} lacks the columns {missing}; it has {available}")
-            table = pq.read_table(path, columns=wanted)
+            with _naming_damaged_parquet(path):
+                table = pq.read_table(path, columns=wanted)
             if len(self._data_cache) >= 4:
                 self._data_cache.pop(next(iter(self._data_cache)))
             self._data_cache[key] = {column: _column_to_numpy(table[column]) for column in wanted}

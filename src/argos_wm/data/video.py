@@ -47,22 +47,29 @@ def decode_video_frames(
     if timestamps.ndim != 1 or timestamps.size == 0:
         raise ValueError(f"timestamps must be a non-empty 1-D array, got shape {timestamps.shape}")
 
-    with av.open(str(video_path)) as container:
-        stream = container.streams.video[0]
-        if tolerance_s is None:
-            rate = stream.average_rate or stream.guessed_rate
-            tolerance_s = 0.5 / float(rate) if rate else 1e-3
-        first, last = float(timestamps.min()), float(timestamps.max())
-        container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
+    try:
+        with av.open(str(video_path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"video_path {video_path} has no video stream")
+            stream = container.streams.video[0]
+            if tolerance_s is None:
+                rate = stream.average_rate or stream.guessed_rate
+                tolerance_s = 0.5 / float(rate) if rate else 1e-3
+            first, last = float(timestamps.min()), float(timestamps.max())
+            container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
 
-        times, images = [], []
-        for frame in container.decode(stream):
-            if frame.time is None or frame.time < first - tolerance_s:
-                continue
-            if frame.time > last + tolerance_s:
-                break
-            times.append(frame.time)
-            images.append(frame.to_ndarray(format="rgb24"))
+            times, images = [], []
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < first - tolerance_s:
+                    continue
+                if frame.time > last + tolerance_s:
+                    break
+                times.append(frame.time)
+                images.append(frame.to_ndarray(format="rgb24"))
+    except av.error.FFmpegError as error:  # e.g. InvalidDataError from avcodec_send_packet() on a damaged file
+        raise ValueError(
+            f"video_path {video_path} is damaged or truncated: FFmpeg failed with {type(error).__name__}: {error}"
+        ) from error
 
     if not images:
         raise ValueError(f"no frame of {video_path} lies in [{first:.4f}, {last:.4f}] s (tolerance {tolerance_s} s)")
