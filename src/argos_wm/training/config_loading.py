@@ -5,11 +5,13 @@
 Values given on the command line are parsed as YAML (`--learning_rate 3e-4`, `--datasets "[{root: data}]"`), a flag
 without a value is `True` (`--push_to_hub`), and a dotted key sets one entry of a dict field
 (`--scheduler.bootstrap_fraction 0.5`). Unknown keys and values of the wrong type raise a `ValueError` naming them.
+`--help` (or `-h`) prints every key with its type and default, and exits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 import types
@@ -91,6 +93,43 @@ def build_config(config_class: type[ConfigT], values: dict[str, Any]) -> ConfigT
     return config_class(**coerced)
 
 
+def _field_comments(config_class: type) -> dict[str, str]:
+    """The `# comment` after each field of a dataclass's source (`name: int = 3  # what it is`), when it has one."""
+    try:
+        lines = inspect.getsource(config_class).splitlines()
+    except (OSError, TypeError):
+        return {}
+    comments = {}
+    for line in lines:
+        name, _, rest = line.strip().partition(":")
+        if name.isidentifier() and "  # " in rest:
+            comments[name] = rest.split("  # ", 1)[1].strip()
+    return comments
+
+
+def config_help(config_class: type, program: str) -> str:
+    """The `--help` text: usage, the config class's docstring, and every key with its type and default."""
+    hints = typing.get_type_hints(config_class)
+    comments = _field_comments(config_class)
+    lines = [f"usage: {program} [--config FILE.yaml] [--key value ...]", ""]
+    if config_class.__doc__:
+        lines += [inspect.cleandoc(config_class.__doc__), ""]
+    lines.append("options (values are parsed as YAML; --key.entry value sets one entry of a dict):")
+    lines.append("  --config FILE.yaml: a YAML file of keys; --key value flags override it")
+    for field in dataclasses.fields(config_class):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = "required"
+        annotation = hints[field.name]
+        kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+        comment = f"  # {comments[field.name]}" if field.name in comments else ""
+        lines.append(f"  --{field.name} ({kind}, default {default!r}){comment}")
+    return "\n".join(lines)
+
+
 def load_config(config_class: type[ConfigT], argv: list[str] | None = None) -> ConfigT:
     """
     Reads `--config FILE.yaml` (optional) and `--key value` overrides from `argv` into `config_class`.
@@ -103,6 +142,9 @@ def load_config(config_class: type[ConfigT], argv: list[str] | None = None) -> C
         The config instance; its `__post_init__` may check values further.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        print(config_help(config_class, os.path.basename(sys.argv[0]) or config_class.__name__))
+        raise SystemExit(0)
     overrides = parse_overrides(argv)
     path = overrides.pop("config", None)
     values = {}
@@ -116,4 +158,4 @@ def load_config(config_class: type[ConfigT], argv: list[str] | None = None) -> C
     return build_config(config_class, {**values, **overrides})
 
 
-__all__ = ["build_config", "load_config", "parse_overrides"]
+__all__ = ["build_config", "config_help", "load_config", "parse_overrides"]
