@@ -1,6 +1,10 @@
 """examples/train_world_model.py end to end on a tiny generated dataset: learning, exact resume, export, bad configs."""
 
 import importlib.util
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ from argos_wm.training.checkpointing import read_checkpoint_state
 from argos_wm.training.config_loading import load_config
 from argos_wm.training.losses import DiffusionForcingLoss
 from argos_wm.training.training_config import WorldModelTrainingConfig
+from argos_wm.training.world_data import build_sources
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +193,53 @@ def test_bad_configs_fail_at_start(train_script, data, tmp_path):
         train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {missing}}}]"))
     with pytest.raises(ValueError, match="unknown keys \\['fsp'\\]"):
         train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {data['root']}, fsp: 5}}]"))
+
+
+def test_missing_caches_roots_output_dirs_and_damaged_weights_fail_at_start(train_script, uninterrupted_run, data, tmp_path):
+    def entry(root=data["root"], cache=data["cache"]):
+        return f"[{{name: squares, root: {root}, latent_cache: {cache}}}]"
+
+    mistyped = tmp_path / "cahce"  # never a silent fall back to encoding frames
+    with pytest.raises(FileNotFoundError, match=rf"datasets\[0\] \(squares\) has latent_cache '{mistyped}'"):
+        train_script.main(arguments(data, tmp_path / "out", "--datasets", entry(cache=mistyped)))
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    index = json.loads((data["cache"] / "index.json").read_text())
+    (unfinished / "index.json").write_text(json.dumps({**index, "complete": False}))
+    with pytest.raises(FileNotFoundError, match=rf"datasets\[0\] \(squares\) has latent_cache .*unfinished"):
+        build_sources([{"name": "squares", "root": str(data["root"]), "latent_cache": str(unfinished)}])
+    broken_root = tmp_path / "no_such_root"  # the cache alone would train, but the entry names no dataset
+    with pytest.raises(FileNotFoundError, match=rf"datasets\[0\] \(squares\) has root '{broken_root}'"):
+        train_script.main(arguments(data, tmp_path / "out", "--datasets", entry(root=broken_root)))
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="output_dir must be a writable folder, got '.*file/out'"):
+        train_script.main(arguments(data, tmp_path / "file" / "out"))
+    assert not (tmp_path / "file").is_dir()
+
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(uninterrupted_run[0] / "pipeline", pipeline)
+    weights = pipeline / "world_model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"weights file {weights} is damaged or truncated.*incomplete metadata"):
+        train_script.main(
+            arguments(data, tmp_path / "out", "--pretrained_model_name_or_path", str(pipeline), "--model_overrides", "{}")
+        )
+
+
+def test_help_prints_the_options_and_exits(train_script, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as raised:
+        train_script.main(["--help"])
+    assert raised.value.code == 0
+    printed = capsys.readouterr().out
+    assert "usage:" in printed and "--max_train_steps (int, default 1000)" in printed and "resume_from_checkpoint" in printed
+    result = subprocess.run([sys.executable, str(SCRIPT), "-h"], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0 and "--learning_rate" in result.stdout, result.stderr[-2000:]
+
+    spec = importlib.util.spec_from_file_location("train_rae_decoder", ROOT / "examples" / "train_rae_decoder.py")
+    decoder_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decoder_script)
+    monkeypatch.setattr(sys, "argv", ["train_rae_decoder.py", "--help"])
+    with pytest.raises(SystemExit) as raised:
+        decoder_script.parse_config()
+    assert raised.value.code == 0 and "--noise_tau (float, default 0.8)" in capsys.readouterr().out

@@ -24,7 +24,7 @@ class WorldModelTrainingConfig:
 
     Data:
         datasets: the mixture; each entry has `root` (LeRobot v3 folder or Hub repo id) and optionally `name`,
-            `weight`, `latent_cache` (used when the folder holds a finished cache), `fps`, `camera_keys`,
+            `weight`, `latent_cache` (a finished cache; a missing one is an error), `fps`, `camera_keys`,
             `camera_weights`, `action_key`, `state_key`, `action_aggregation`, `use_action_probability`,
             `independent_frames_probability`.
         encoder: `ArgosDinoEncoder` name or path; encodes frames on the fly when a dataset has no latent cache and is

@@ -8,6 +8,7 @@ held-out clips are normalised with the training statistics.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
 
@@ -43,32 +44,65 @@ def episode_subset(source: LeRobotSource | LatentCacheSource, positions: list[in
     return subset
 
 
-def _has_cache(entry: dict) -> bool:
+def _has_cache(position: int, entry: dict) -> bool:
+    """
+    Whether the entry names a `latent_cache`. A named cache must be a finished one: a missing, mistyped or unfinished
+    cache raises a FileNotFoundError naming the entry, never a silent fallback to encoding frames.
+    """
     cache = entry.get("latent_cache")
-    return cache is not None and (Path(cache) / INDEX_NAME).is_file()
+    if cache is None:
+        return False
+    label = f"datasets[{position}] ({entry.get('name') or Path(str(entry.get('root'))).name})"
+    index_path = Path(cache) / INDEX_NAME
+    if not index_path.is_file():
+        raise FileNotFoundError(
+            f"{label} has latent_cache {str(cache)!r}, which holds no finished latent cache ({index_path} does not "
+            "exist); build it with `python -m argos_wm.data.latent_cache`, or remove `latent_cache` to encode frames."
+        )
+    try:
+        complete = json.loads(index_path.read_text()).get("complete")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{label} latent_cache {str(cache)!r}: {index_path} is damaged ({error}).") from error
+    if not complete:
+        raise FileNotFoundError(
+            f"{label} has latent_cache {str(cache)!r}, which is unfinished; run `python -m argos_wm.data.latent_cache` "
+            "again to finish it, or remove `latent_cache` to encode frames."
+        )
+    return True
 
 
 def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
     """
-    Opens every dataset entry: latent caches when all entries have a finished one, frames otherwise.
+    Opens every dataset entry: latent caches when every entry names one, frames otherwise. A named cache must be
+    finished and the entry's `root` must exist (a local folder, or the Hub dataset the cache was built from).
 
     Returns:
         name -> source, and name -> the entry's mixture settings (`weight`, `use_action_probability`,
         `independent_frames_probability`).
     """
-    use_latents = all(_has_cache(entry) for entry in datasets)
-    if not use_latents and any(_has_cache(entry) for entry in datasets):
-        logger.warning("Only some datasets have a latent cache: every dataset is encoded on the fly.")
-    sources, mixture = {}, {}
     for position, entry in enumerate(datasets):
         unknown = sorted(set(entry) - set(DATASET_KEYS))
         if unknown:
             raise ValueError(f"datasets[{position}] has unknown keys {unknown}; allowed keys are {list(DATASET_KEYS)}.")
+        if entry.get("root") is None:
+            raise ValueError(f"datasets[{position}] must have a `root` (LeRobot v3 folder or Hub repo id), got {entry}.")
+    has_cache = [_has_cache(position, entry) for position, entry in enumerate(datasets)]  # checks every named cache
+    use_latents = all(has_cache)
+    if not use_latents and any(has_cache):
+        logger.warning("Only some datasets have a latent cache: every dataset is encoded on the fly.")
+    sources, mixture = {}, {}
+    for position, entry in enumerate(datasets):
         name = entry.get("name") or Path(str(entry["root"])).name
         if name in sources:
             raise ValueError(f"datasets[{position}] repeats the name {name!r}; give each entry a distinct `name`.")
         if use_latents:
             source = LatentCacheSource(entry["latent_cache"], source=entry.get("latent_cache_source"), name=name)
+            root, built_from = str(entry["root"]), source.record["root_or_repo_id"]
+            if not Path(root).expanduser().is_dir() and root != built_from:
+                raise FileNotFoundError(
+                    f"datasets[{position}] ({name}) has root {root!r}, which is neither an existing folder nor the Hub "
+                    f"dataset its latent cache {entry['latent_cache']} was built from ({built_from!r})."
+                )
             if entry.get("fps") is not None and abs(float(entry["fps"]) - source.fps) > 1e-6:
                 raise ValueError(
                     f"datasets[{position}].fps is {entry['fps']} but its latent cache {entry['latent_cache']} holds "
