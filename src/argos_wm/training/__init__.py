@@ -1,4 +1,4 @@
-from .checkpointing import TrainingProgress, resolve_checkpoint, save_checkpoint
+from .checkpointing import TrainingProgress, load_checkpoint, read_checkpoint_state, resolve_checkpoint, save_checkpoint
 from .config_loading import load_config
 from .evaluation import RolloutEvaluation, evaluate_rollouts, rollout_latents
 from .export import export_pipeline, push_pipeline_to_hub
@@ -19,8 +19,10 @@ __all__ = [
     "create_optimizer",
     "evaluate_rollouts",
     "export_pipeline",
+    "load_checkpoint",
     "load_config",
     "push_pipeline_to_hub",
+    "read_checkpoint_state",
     "resolve_checkpoint",
     "rollout_latents",
     "save_checkpoint",
