@@ -121,14 +121,14 @@ def rollout_seconds_per_frame(model, args, device: torch.device, use_cache: bool
 
     def rollout():
         with autocast:
-            cache = model(**context, use_cache=True).past_key_values if use_cache else None
+            cache = model(**context, use_cache=True).cache if use_cache else None
             history = context
             for _ in range(args.rollout_frames):
                 latents = torch.randn(batch, 1, config.latent_tokens, config.latent_channels, device=device)
                 for k in range(args.num_inference_steps):
                     current = frame_inputs(latents, k * step_size)
                     if use_cache:
-                        prediction = model(**current, past_key_values=cache).sample
+                        prediction = model(**current, cache=cache).sample
                     else:
                         prediction = model(**concat(history, current)).sample[:, -1:]
                     velocity = (prediction.float() - latents) / (1 - k * step_size)
@@ -136,7 +136,7 @@ def rollout_seconds_per_frame(model, args, device: torch.device, use_cache: bool
                 finished = frame_inputs(latents, 0.9)
                 finished.pop("step_sizes")
                 if use_cache:
-                    model(**finished, past_key_values=cache, use_cache=True)
+                    model(**finished, cache=cache, use_cache=True)
                 else:
                     history = {name: torch.cat([history[name], finished[name]], dim=1) for name in history}
 

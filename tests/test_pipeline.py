@@ -90,7 +90,7 @@ def test_denoising_steps_do_not_grow_the_cache(pipe):
     calls = []
 
     def record(module, args, kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         calls.append((None if cache is None else cache.num_frames, kwargs.get("use_cache", False)))
 
     handle = pipe.world_model.register_forward_pre_hook(record, with_kwargs=True)
@@ -234,3 +234,55 @@ def test_plan_scores_candidates_with_common_noise(pipe, common_noise):
     # the same actions get the same cost exactly when every candidate of every call shares the noise
     assert identical == common_noise, costs
     assert not torch.allclose(costs[0, 0], costs[0, 1])  # the two plans of the batch have their own noise/goals
+
+
+def test_mismatched_scheduler_is_rejected_at_construction(pipe):
+    with pytest.raises(ValueError, match=r"max_shortcut_steps=16.*max_shortcut_steps=64"):
+        WorldModelPipeline(pipe.world_model, ShortcutForcingScheduler())
+
+
+@pytest.mark.parametrize("window", [2, 3, 4, 5, 8, 16])
+def test_cached_rollout_equals_reference_over_windows_and_context_lengths(window):
+    pipe = make_pipeline(temporal_context_length=window)
+    for context in (1, 4, 8, 12):
+        batch = 1 if context % 2 else 3
+        inputs = make_inputs(batch=batch, context=context, horizon=20, seed=context)
+        cached = pipe.rollout(**inputs, num_inference_steps=1, generator=seeded(context))
+        reference = pipe.rollout(**inputs, num_inference_steps=1, generator=seeded(context), use_cache=False)
+        torch.testing.assert_close(cached.latents, reference.latents, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(cached.states, reference.states, rtol=1e-4, atol=1e-3)
+
+
+class FixedCandidatesProbe:
+    """A planner stand-in that scores a fixed set of candidates once and returns the best."""
+
+    requires_grad = False
+
+    def __init__(self, candidates: torch.Tensor):
+        self.candidates = candidates  # normalised [B, M, H, A]
+
+    def __call__(self, cost_fn, init_mean, low=None, high=None, generator=None, show_progress=True):
+        self.costs = cost_fn(self.candidates)  # [B, M]
+        best = self.costs.argmin(dim=1)
+        return self.candidates[torch.arange(len(best)), best], self.costs.min(dim=1).values
+
+
+@pytest.mark.parametrize("context", [8, 12])
+@pytest.mark.parametrize("common_noise", [True, False])
+def test_plan_cached_equals_reference_with_long_contexts(context, common_noise):
+    """Planning from >= 8 context frames: the cached candidate rollouts score exactly like the reference path."""
+    pipe = make_pipeline(temporal_context_length=16)
+    inputs = make_inputs(batch=2, context=context, horizon=5, seed=context)
+    candidates = torch.randn(2, 6, 5, 2, generator=seeded(1))
+    costs = []
+    for use_cache in (True, False):
+        probe = FixedCandidatesProbe(candidates)
+        pipe.plan(
+            observation_latents=inputs["context_latents"], observation_states=inputs["context_states"],
+            observation_actions=inputs["context_actions"], goal_latents=torch.zeros(2, *LATENT_SHAPE),
+            goal_states=torch.full((2, 2), 256.0), horizon=5, planner=probe, num_inference_steps=2,
+            common_noise=common_noise, generator=seeded(2), cost_steps="all", use_cache=use_cache,
+        )  # fmt: skip
+        costs.append(probe.costs)
+    torch.testing.assert_close(costs[0], costs[1], rtol=1e-4, atol=1e-5)
+    assert costs[0].std() > 1e-4  # the candidates are told apart

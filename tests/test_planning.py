@@ -47,10 +47,10 @@ class DriftWorldModel(nn.Module):
         return self.scale.device
 
     def forward(self, latents, signal_levels, step_sizes=None, actions=None, action_mask=None, states=None,
-                state_mask=None, independent_frames=None, past_key_values=None, use_cache=False):  # fmt: skip
+                state_mask=None, independent_frames=None, cache=None, use_cache=False):  # fmt: skip
         batch = latents.shape[0]
-        if past_key_values is not None and past_key_values.get(0) is not None:
-            previous = past_key_values.get(0)[0][:, :, 0, -1]  # [B, N, 1, T, C] -> [B, N, C]
+        if cache is not None and cache.get(0) is not None:
+            previous = cache.get(0)[0][:, :, 0, -1]  # [B, N, 1, T, C] -> [B, N, C]
         else:
             previous = torch.zeros(batch, TOKENS, CHANNELS)
         inputs = torch.cat([previous[:, None], latents[:, :-1]], dim=1)  # [B, T, N, C] previous frames
@@ -58,11 +58,11 @@ class DriftWorldModel(nn.Module):
         shift[..., :2] = (actions * action_mask[..., None])[:, :, None, :] * self.scale
         sample = inputs + shift
         if use_cache:
-            past_key_values = past_key_values if past_key_values is not None else WorldModelCache(8)
+            cache = cache if cache is not None else WorldModelCache(8)
             frames = latents.permute(0, 2, 1, 3)[:, :, None]  # [B, T, N, C] -> [B, N, 1, T, C]
-            past_key_values.update(0, frames, frames)
-            past_key_values.num_frames += latents.shape[1]
-        return ArgosWorldModelOutput(sample=sample, state_sample=sample[:, :, 0, :2], past_key_values=past_key_values)
+            cache.update(0, frames, frames)
+            cache.num_frames += latents.shape[1]
+        return ArgosWorldModelOutput(sample=sample, state_sample=sample[:, :, 0, :2], cache=cache)
 
 
 class PositionEncoder(nn.Module):

@@ -79,7 +79,7 @@ def test_output_shapes(overrides):
         assert output.state_sample.shape == inputs["states"].shape
     else:
         assert output.state_sample is None
-    assert output.past_key_values is None
+    assert output.cache is None
     assert torch.isfinite(output.sample).all()
 
 
@@ -126,12 +126,12 @@ def test_prefix_with_cache_equals_full_sequence(split):
     inputs = make_inputs(model, frames=6)
     full = model(**inputs)
     prefix = model(**slice_frames(inputs, 0, split), use_cache=True)
-    rest = model(**slice_frames(inputs, split, 6), past_key_values=prefix.past_key_values, use_cache=True)
+    rest = model(**slice_frames(inputs, split, 6), cache=prefix.cache, use_cache=True)
     torch.testing.assert_close(torch.cat([prefix.sample, rest.sample], 1), full.sample, atol=ATOL, rtol=0)
     torch.testing.assert_close(
         torch.cat([prefix.state_sample, rest.state_sample], 1), full.state_sample, atol=ATOL, rtol=0
     )
-    assert rest.past_key_values.num_frames == 6
+    assert rest.cache.num_frames == 6
 
 
 def test_frame_by_frame_cache_with_sliding_window():
@@ -140,8 +140,8 @@ def test_frame_by_frame_cache_with_sliding_window():
     full = model(**inputs)
     cache = None
     for t in range(8):
-        step = model(**slice_frames(inputs, t, t + 1), past_key_values=cache, use_cache=True)
-        cache = step.past_key_values
+        step = model(**slice_frames(inputs, t, t + 1), cache=cache, use_cache=True)
+        cache = step.cache
         torch.testing.assert_close(step.sample[:, 0], full.sample[:, t], atol=ATOL, rtol=0)
         assert cache.num_cached_frames == min(t + 1, 2)  # memory stays flat: context_length - 1 frames
     assert cache.num_frames == 8
@@ -162,10 +162,10 @@ def test_sliding_window_limits_attention():
 def test_reading_cache_without_use_cache_does_not_grow_it():
     model = make_model()
     inputs = make_inputs(model, frames=4)
-    cache = model(**slice_frames(inputs, 0, 3), use_cache=True).past_key_values
+    cache = model(**slice_frames(inputs, 0, 3), use_cache=True).cache
     keys_before = {idx: keys.clone() for idx, keys in cache.keys.items()}
-    first = model(**slice_frames(inputs, 3, 4), past_key_values=cache)
-    second = model(**slice_frames(inputs, 3, 4), past_key_values=cache)
+    first = model(**slice_frames(inputs, 3, 4), cache=cache)
+    second = model(**slice_frames(inputs, 3, 4), cache=cache)
     assert cache.num_frames == 3 and cache.num_cached_frames == 3
     for idx, keys in cache.keys.items():
         torch.testing.assert_close(keys, keys_before[idx])
@@ -176,21 +176,21 @@ def test_reading_cache_without_use_cache_does_not_grow_it():
 def test_cache_batch_repeat_interleave_matches_repeated_batch():
     model = make_model()
     inputs = make_inputs(model, batch=2, frames=4)
-    cache = model(**slice_frames(inputs, 0, 3), use_cache=True).past_key_values.batch_repeat_interleave(3)
+    cache = model(**slice_frames(inputs, 0, 3), use_cache=True).cache.batch_repeat_interleave(3)
     assert cache.batch_size == 6
     repeated = {name: value.repeat_interleave(3, dim=0) for name, value in inputs.items()}
-    output = model(**slice_frames(repeated, 3, 4), past_key_values=cache)
+    output = model(**slice_frames(repeated, 3, 4), cache=cache)
     torch.testing.assert_close(output.sample[:, 0], model(**repeated).sample[:, 3], atol=ATOL, rtol=0)
-    with pytest.raises(ValueError, match="past_key_values"):
-        model(**slice_frames(inputs, 3, 4), past_key_values=cache)
+    with pytest.raises(ValueError, match="cache holds a batch"):
+        model(**slice_frames(inputs, 3, 4), cache=cache)
 
 
 def test_cache_copy_is_independent():
     model = make_model()
     inputs = make_inputs(model, frames=4)
-    cache = model(**slice_frames(inputs, 0, 2), use_cache=True).past_key_values
+    cache = model(**slice_frames(inputs, 0, 2), use_cache=True).cache
     branch = cache.copy()
-    model(**slice_frames(inputs, 2, 3), past_key_values=branch, use_cache=True)
+    model(**slice_frames(inputs, 2, 3), cache=branch, use_cache=True)
     assert cache.num_frames == 2 and branch.num_frames == 3
     assert cache.num_cached_frames == 2 and branch.num_cached_frames == 3
 
@@ -364,3 +364,50 @@ def test_cache_keeps_only_the_window():
     for _ in range(10):
         cache.update(0, torch.zeros(1, 2, 1, 2, 4), torch.zeros(1, 2, 1, 2, 4))
     assert cache.num_cached_frames == 3
+
+
+def test_cache_argument_and_deprecated_past_key_values():
+    """transformers >= 5.24 names the cache `cache`; `past_key_values=` still works, with a FutureWarning."""
+    model = make_model()
+    inputs = make_inputs(model, frames=4)
+    output = model(**slice_frames(inputs, 0, 3), use_cache=True)
+    assert isinstance(output.cache, WorldModelCache) and "cache" in output.keys()
+    expected = model(**slice_frames(inputs, 3, 4), cache=output.cache).sample
+    with pytest.warns(FutureWarning, match="past_key_values"):
+        old = model(**slice_frames(inputs, 3, 4), past_key_values=output.cache).sample
+    torch.testing.assert_close(old, expected)
+    with pytest.warns(FutureWarning, match="past_key_values"):
+        assert output.past_key_values is output.cache
+    with pytest.raises(ValueError, match="past_key_values"):
+        model(**slice_frames(inputs, 3, 4), cache=output.cache, past_key_values=output.cache)
+    with pytest.raises(ValueError, match="temporal_context_length"):
+        model(**slice_frames(inputs, 3, 4), cache=WorldModelCache(temporal_context_length=5))
+
+
+def test_every_layer_temporal_is_rejected():
+    """With `temporal_attention_interval=1` no spatial layer is left, and a frame's actions reach no latent token."""
+    with pytest.raises(ValueError, match="temporal_attention_interval"):
+        ArgosWorldModelConfig(**{**TINY, "temporal_attention_interval": 1})
+
+
+@pytest.mark.parametrize("interval", [2, 3, 4])
+def test_actions_and_signal_levels_move_every_frame(interval):
+    model = make_model(temporal_attention_interval=interval)
+    inputs = make_inputs(model)
+    reference = model(**inputs).sample
+    for name in ("actions", "signal_levels", "step_sizes"):
+        changed = dict(inputs)
+        changed[name] = 1 - inputs[name] if name != "step_sizes" else torch.full_like(inputs[name], 0.125)
+        assert (model(**changed).sample - reference).abs().amax(dim=(2, 3)).min() > 1e-4, name
+
+
+def test_rotary_frequencies_stay_float32_in_bf16_models():
+    model = make_model().to(torch.bfloat16)
+    positions = torch.arange(300)
+    cos, sin = model.temporal_rotary(positions)
+    exponents = torch.arange(0, model.config.head_dim, 2, dtype=torch.float64) / model.config.head_dim
+    angles = positions.double()[:, None] / (model.config.rope_theta**exponents)[None]
+    angles = torch.cat([angles, angles], dim=-1)
+    assert cos.dtype == torch.float32
+    assert (cos.double() - angles.cos()).abs().max() < 1e-4
+    assert (sin.double() - angles.sin()).abs().max() < 1e-4

@@ -27,7 +27,8 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         action_dim (`int`, defaults to 8): action size A; 0 means the model takes no actions (only the "no action" token).
         state_dim (`int`, defaults to 8): proprioception size S; 0 means no state token and no state head.
         max_shortcut_steps (`int`, defaults to 64): K_max, a power of two; step sizes d lie in {1, 1/2, ..., 1/K_max}.
-        temporal_attention_interval (`int`, defaults to 4): every this-many-th layer is a temporal layer.
+        temporal_attention_interval (`int`, defaults to 4): every this-many-th layer is a temporal layer (>= 2, so
+            that spatial layers remain).
         temporal_context_length (`int`, defaults to 32): frames a frame attends to in time, itself included.
         attention_logit_softcap (`float`, *optional*, defaults to 50.0): soft-cap c of the attention logits
             (`c * tanh(s / c)`); `None` disables it.
@@ -98,10 +99,11 @@ class ArgosWorldModelConfig(PreTrainedConfig):
             )
         if self.max_shortcut_steps < 1 or self.max_shortcut_steps & (self.max_shortcut_steps - 1):
             raise ValueError(f"max_shortcut_steps must be a power of two; got {self.max_shortcut_steps}.")
-        if not 1 <= self.temporal_attention_interval <= self.num_hidden_layers:
+        if not 2 <= self.temporal_attention_interval <= self.num_hidden_layers:
             raise ValueError(
-                f"temporal_attention_interval must be in [1, num_hidden_layers={self.num_hidden_layers}] so at least "
-                f"one layer is temporal; got {self.temporal_attention_interval}."
+                f"temporal_attention_interval must be in [2, num_hidden_layers={self.num_hidden_layers}] so that at "
+                f"least one layer is temporal and one is spatial (a frame's action and signal tokens reach its latents "
+                f"only through spatial layers); got {self.temporal_attention_interval}."
             )
         if self.temporal_context_length < 1:
             raise ValueError(f"temporal_context_length must be >= 1; got {self.temporal_context_length}.")

@@ -7,6 +7,7 @@ within `temporal_context_length` frames, with a KV cache for autoregressive roll
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +32,18 @@ class ArgosWorldModelOutput(ModelOutput):
     Args:
         sample (`torch.Tensor` `[B, T, N, C]`): predicted clean latents of every frame.
         state_sample (`torch.Tensor` `[B, T, S]`, *optional*): predicted clean states; None when `state_dim == 0`.
-        past_key_values (`WorldModelCache`, *optional*): the cache, with this call's frames, when `use_cache=True`.
+        cache (`WorldModelCache`, *optional*): the cache, with this call's frames, when `use_cache=True`.
     """
 
     sample: torch.Tensor | None = None
     state_sample: torch.Tensor | None = None
-    past_key_values: WorldModelCache | None = None
+    cache: WorldModelCache | None = None
+
+    @property
+    def past_key_values(self) -> WorldModelCache | None:
+        """Deprecated name of `cache` (transformers >= 5.24 renamed it)."""
+        warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=2)
+        return self.cache
 
 
 class ArgosWorldModelAttention(nn.Module):
@@ -111,7 +118,7 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         rotary: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None = None,
-        past_key_values: WorldModelCache | None = None,
+        cache: WorldModelCache | None = None,
         use_cache: bool = False,
     ) -> torch.Tensor:
         """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache."""
@@ -119,12 +126,12 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         normed = self.attention_norm(hidden_states)
         if self.is_temporal:
             sequences = rearrange(normed, "b t s d -> (b s) t d")
-            past = past_key_values.get(self.layer_idx) if past_key_values is not None else None
+            past = cache.get(self.layer_idx) if cache is not None else None
             if past is not None:
                 past = tuple(rearrange(x, "b s h t d -> (b s) h t d") for x in past)
             attended, (key, value) = self.attention(sequences, rotary, attention_mask, past)
             if use_cache:
-                past_key_values.update(
+                cache.update(
                     self.layer_idx,
                     rearrange(key, "(b s) h t d -> b s h t d", b=batch),
                     rearrange(value, "(b s) h t d -> b s h t d", b=batch),
@@ -257,8 +264,6 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
             init.normal_(module.register_tokens, std=std)
             if module.no_state_embedding is not None:
                 init.normal_(module.no_state_embedding, std=std)
-        elif isinstance(module, RotaryEmbedding):
-            init.copy_(module.inv_freq, module.compute_inv_freq())
         elif any(module is layer for layer in self._zero_initialized_layers()):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
@@ -306,9 +311,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         states: torch.Tensor | None = None,
         state_mask: torch.Tensor | None = None,
         independent_frames: torch.Tensor | None = None,
-        past_key_values: WorldModelCache | None = None,
+        cache: WorldModelCache | None = None,
         use_cache: bool = False,
         return_dict: bool = True,
+        past_key_values: WorldModelCache | None = None,
     ) -> ArgosWorldModelOutput | tuple:
         r"""
         Args:
@@ -322,23 +328,34 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             state_mask (`torch.Tensor` `[B, T]` bool, *optional*): False where there is no state.
             independent_frames (`torch.Tensor` `[B, T]` bool, *optional*): True where a frame attends only to itself
                 in time (single images).
-            past_key_values (`WorldModelCache`, *optional*): keys/values of frames seen before this call; the new
-                frames follow them in time. Read only unless `use_cache=True`.
-            use_cache (`bool`): append this call's frames to `past_key_values` (a new cache when None) and return it.
+            cache (`WorldModelCache`, *optional*): keys/values of frames seen before this call; the new frames follow
+                them in time. Read only unless `use_cache=True`.
+            use_cache (`bool`): append this call's frames to `cache` (a new cache when None) and return it.
+            past_key_values (`WorldModelCache`, *optional*): deprecated name of `cache` (transformers >= 5.24).
         """
+        if past_key_values is not None:
+            if cache is not None:
+                raise ValueError("Give `cache` only; `past_key_values` is its deprecated name, got both.")
+            warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=2)
+            cache = past_key_values
         self._check_inputs(
             latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
         )
         batch, frames = signal_levels.shape
-        if use_cache and past_key_values is None:
-            past_key_values = WorldModelCache(self.config.temporal_context_length)
-        if past_key_values is not None and past_key_values.batch_size not in (None, batch):
+        if use_cache and cache is None:
+            cache = WorldModelCache(self.config.temporal_context_length)
+        if cache is not None and cache.temporal_context_length != self.config.temporal_context_length:
             raise ValueError(
-                f"past_key_values holds a batch of {past_key_values.batch_size}, but latents have batch size {batch}; "
+                f"cache keeps temporal_context_length={cache.temporal_context_length} frames but the model attends "
+                f"over {self.config.temporal_context_length} (config.temporal_context_length)."
+            )
+        if cache is not None and cache.batch_size not in (None, batch):
+            raise ValueError(
+                f"cache holds a batch of {cache.batch_size}, but latents have batch size {batch}; "
                 "use cache.batch_repeat_interleave() to expand a context cache."
             )
-        past_frames = past_key_values.num_frames if past_key_values is not None else 0
-        cached_frames = past_key_values.num_cached_frames if past_key_values is not None else 0
+        past_frames = cache.num_frames if cache is not None else 0
+        cached_frames = cache.num_cached_frames if cache is not None else 0
 
         step_indices = self._step_indices(step_sizes, signal_levels)
         hidden_states = self.embeddings(
@@ -361,13 +378,13 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                     hidden_states,
                     temporal_rotary,
                     attention_mask=temporal_mask,
-                    past_key_values=past_key_values,
+                    cache=cache,
                     use_cache=use_cache,
                 )
             else:
                 hidden_states = layer(hidden_states, spatial_rotary)
         if use_cache:
-            past_key_values.num_frames += frames
+            cache.num_frames += frames
 
         hidden_states = self.norm(hidden_states)
         latent_states = hidden_states[:, :, -self.config.latent_tokens :]  # [B, T, N, width]
@@ -389,7 +406,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         output = ArgosWorldModelOutput(
             sample=prediction,
             state_sample=state_prediction,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
         )
         return output if return_dict else output.to_tuple()
 

@@ -16,16 +16,16 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.theta = theta
-        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
 
-    def compute_inv_freq(self) -> torch.Tensor:
-        """`[head_dim / 2]` inverse frequencies."""
-        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim
+    def inv_freq(self, device: torch.device | None = None) -> torch.Tensor:
+        """`[head_dim / 2]` inverse frequencies in float32. Computed on each call rather than kept as a buffer, so
+        that `model.to(torch.bfloat16)` cannot round them (a bf16 table is 0.05 rad off by position 300)."""
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
         return 1.0 / (self.theta**exponents)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`positions` `[L]` -> `(cos, sin)`, each `[L, head_dim]` in float32."""
-        freqs = positions.to(torch.float32)[:, None] * self.inv_freq[None, :]
+        freqs = positions.to(torch.float32)[:, None] * self.inv_freq(positions.device)[None, :]
         angles = torch.cat([freqs, freqs], dim=-1)
         return angles.cos(), angles.sin()
 

@@ -11,7 +11,7 @@ class WorldModelCache:
     attend to, so memory stays flat however long the rollout. `num_frames` counts every frame appended so far and
     gives new frames their time positions.
 
-    A forward call with `past_key_values=cache, use_cache=True` appends its frames; with `use_cache=False` it only
+    A forward call with `cache=cache, use_cache=True` appends its frames; with `use_cache=False` it only
     reads the cache (the denoising steps of one frame).
     """
 
@@ -46,9 +46,9 @@ class WorldModelCache:
         if layer_idx in self.keys:
             keys = torch.cat([self.keys[layer_idx], keys], dim=3)
             values = torch.cat([self.values[layer_idx], values], dim=3)
-        keep = self.temporal_context_length - 1
-        self.keys[layer_idx] = keys[:, :, :, keys.shape[3] - keep :]
-        self.values[layer_idx] = values[:, :, :, values.shape[3] - keep :]
+        start = max(keys.shape[3] - (self.temporal_context_length - 1), 0)  # keep the last L - 1 frames
+        self.keys[layer_idx] = keys[:, :, :, start:]
+        self.values[layer_idx] = values[:, :, :, start:]
 
     def batch_repeat_interleave(self, repeats: int) -> "WorldModelCache":
         """Repeats each batch element `repeats` times in place (one context, many candidate futures); returns self."""

@@ -39,6 +39,11 @@ def _shape(value) -> str:
     return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
 
 
+def _repeat(values: torch.Tensor | None, repeats: int) -> torch.Tensor | None:
+    """Repeats each batch element `repeats` times, like `WorldModelCache.batch_repeat_interleave`."""
+    return None if values is None else values.repeat_interleave(repeats, dim=0)
+
+
 def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
     """Concatenates the inputs of two frame blocks along time."""
     return {key: None if first[key] is None else torch.cat([first[key], second[key]], dim=1) for key in first}
@@ -87,6 +92,13 @@ class WorldModelPipeline(DiffusionPipeline):
             raise ValueError(
                 f"normalizer must match the world model's (action_dim, state_dim) = ({config.action_dim}, "
                 f"{config.state_dim}); got ({normalizer.config.action_dim}, {normalizer.config.state_dim})."
+            )
+        if scheduler.config.max_shortcut_steps != config.max_shortcut_steps:
+            raise ValueError(
+                f"scheduler must match the world model's max_shortcut_steps={config.max_shortcut_steps} (the step "
+                f"sizes it was trained with); got a scheduler with max_shortcut_steps="
+                f"{scheduler.config.max_shortcut_steps}. Build it with "
+                f"ShortcutForcingScheduler(max_shortcut_steps={config.max_shortcut_steps})."
             )
         if encoder is not None and (encoder.config.num_latent_tokens, encoder.config.latent_dim) != (
             config.latent_tokens,
@@ -285,7 +297,7 @@ class WorldModelPipeline(DiffusionPipeline):
                     states = self.scheduler.add_noise(states, randn(state_shape), level)
                 finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
                 if cache is not None:
-                    self.world_model(**finished, past_key_values=cache, use_cache=True)
+                    self.world_model(**finished, cache=cache, use_cache=True)
                 else:
                     history = _cat_frames(history, finished)
             latents = randn(latent_shape)
@@ -293,7 +305,7 @@ class WorldModelPipeline(DiffusionPipeline):
             for signal_level in self.scheduler.timesteps.tolist():
                 frame = self._frame_inputs(latents, states, action, signal_level, step_size)
                 if cache is not None:
-                    output = self.world_model(**frame, past_key_values=cache)
+                    output = self.world_model(**frame, cache=cache)
                     prediction, state_prediction = output.sample, output.state_sample
                 else:
                     output = self.world_model(**_cat_frames(history, frame))
@@ -330,7 +342,7 @@ class WorldModelPipeline(DiffusionPipeline):
         horizon = actions.shape[1]
         if not use_cache:
             return self._generate(actions, context_signal_level, generator, history=inputs), horizon
-        cache = self.world_model(**inputs, use_cache=True).past_key_values
+        cache = self.world_model(**inputs, use_cache=True).cache
         return self._generate(actions, context_signal_level, generator, cache=cache), horizon
 
     # ------------------------------------------------------------------------------------------------ public API
@@ -481,6 +493,7 @@ class WorldModelPipeline(DiffusionPipeline):
         action_weight: float = 0.0,
         common_noise: bool = True,
         show_progress: bool = True,
+        use_cache: bool = True,
     ) -> PlanOutput:
         r"""
         Searches the action sequence whose predicted outcome is closest to a goal (DINO-WM's objective).
@@ -507,6 +520,8 @@ class WorldModelPipeline(DiffusionPipeline):
                 `"all"` (mean over the predicted frames); `action_weight`: action-magnitude penalty.
             common_noise (`bool`, defaults to True): score every candidate of every iteration with the same sampling
                 noise (common random numbers), so that cost differences come from the actions, not from the noise.
+            use_cache (`bool`, defaults to True): roll candidates out from the context's KV cache; False recomputes
+                the whole sequence at every step (the reference path, same noise, same plan within float tolerance).
 
         Returns:
             [`PlanOutput`]: `actions` `[B, H, A]` (raw units, within the bounds) and `cost` `[B]`.
@@ -537,7 +552,7 @@ class WorldModelPipeline(DiffusionPipeline):
             inputs = self._prepare_context(
                 latents, observation_states, observation_actions, context_signal_level, generator
             )
-            context_cache = self.world_model(**inputs, use_cache=True).past_key_values
+            context_cache = self.world_model(**inputs, use_cache=True).cache if use_cache else None
             seed_device = generator.device if generator is not None else "cpu"
             noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 
@@ -545,12 +560,15 @@ class WorldModelPipeline(DiffusionPipeline):
             """Normalised candidates `[B, M, H, A]` -> costs `[B, M]`, all rolled out as one batch."""
             num_candidates = candidates.shape[1]
             flat = candidates.flatten(0, 1)  # [B, M, H, A] -> [B*M, H, A]
-            cache = context_cache.copy().batch_repeat_interleave(num_candidates)
+            if use_cache:
+                context = {"cache": context_cache.copy().batch_repeat_interleave(num_candidates)}
+            else:
+                context = {"history": {k: _repeat(v, num_candidates) for k, v in inputs.items()}}
             if common_noise:
                 noise = torch.Generator(self._execution_device).manual_seed(noise_seed)
-                frames = self._generate(flat, context_signal_level, noise, cache=cache, noise_repeats=num_candidates)
+                frames = self._generate(flat, context_signal_level, noise, noise_repeats=num_candidates, **context)
             else:
-                frames = self._generate(flat, context_signal_level, generator, cache=cache)
+                frames = self._generate(flat, context_signal_level, generator, **context)
             frames = list(frames)
             predicted = torch.cat([frame[0] for frame in frames], dim=1)  # [B*M, H, N, C]
             predicted_states = None if frames[0][1] is None else torch.cat([frame[1] for frame in frames], dim=1)

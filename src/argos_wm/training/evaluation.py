@@ -102,7 +102,7 @@ def rollout_latents(
             action_mask=_slice(action_mask, start, stop),
             states=noisy_states,
             state_mask=_slice(state_mask, start, stop),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
 
@@ -121,7 +121,7 @@ def rollout_latents(
                 action_mask=_slice(action_mask, t, t + 1),
                 states=state,
                 state_mask=_slice(state_mask, t, t + 1),
-                past_key_values=cache,
+                cache=cache,
             )
             sample = scheduler.step_from_sample(output.sample.to(dtype), level, sample)
             if state is not None:
