@@ -132,8 +132,8 @@ def main(args: list[str] | None = None) -> dict:
         planning_json = out / "planning.json"
         run_stage("plan PushT", [
             python, str(planning_script), "--pipeline", str(out / "pipeline"), "--dataset", str(dataset),
-            "--num_goals", str(config.planning_goals), "--frameskip", str(round(10 / config.fps)),
-            "--action_aggregation", "sum", "--output", str(planning_json),
+            "--num_goals", str(config.planning_goals),
+            "--output", str(planning_json),
         ], timings)  # fmt: skip
         planning = json.loads(planning_json.read_text())
         report["planning"] = {method: planning[method] for method in ("world_model", "random", "goal_agent", "replay")}

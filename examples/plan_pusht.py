@@ -37,6 +37,7 @@ from transformers import HfArgumentParser
 from argos_wm.data import LeRobotSource
 from argos_wm.data.pusht import PUSHT_ENV_ID, environment_state
 from argos_wm.pipelines import WorldModelPipeline
+from argos_wm.pipelines.action_state_normalizer import ACTION_AGGREGATIONS, aggregate_actions, held_action
 from argos_wm.planning import CEMPlanner, GoalCost, mpc
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,16 @@ class PushTPlanningConfig:
     num_goals: int = field(default=50, metadata={"help": "Evaluation goals (DINO-WM: 50)."})
     num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes (the dataset's last ones)."})
     horizon: int = field(default=5, metadata={"help": "Model steps to the goal (DINO-WM: 5)."})
-    frameskip: int = field(default=5, metadata={"help": "Simulator steps per model step (DINO-WM: 5)."})
-    action_aggregation: str = field(
-        default="last",
-        metadata={"help": "How the training data combined the frameskip's actions: last, mean or sum (LeRobotSource)."},
+    frameskip: int | None = field(
+        default=None,
+        metadata={"help": "Simulator steps per model step (DINO-WM: 5); None: what the pipeline was trained with."},
+    )
+    action_aggregation: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the training data combined the frameskip's actions: last, mean or sum (LeRobotSource); "
+            "None: what the pipeline records (its normalizer's action_aggregation)."
+        },
     )
     execute_steps: int = field(default=1, metadata={"help": "Model steps executed before replanning."})
     num_samples: int = field(default=64, metadata={"help": "CEM samples per iteration (DINO-WM: 300)."})
@@ -84,12 +91,12 @@ class PushTPlanningConfig:
 
     def __post_init__(self):
         for name in ("num_goals", "num_eval_episodes", "horizon", "frameskip", "execute_steps", "iterations"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.reach < 0:
             raise ValueError(f"reach must be >= 0 pixels, got {self.reach}")
-        if self.action_aggregation not in ("last", "mean", "sum"):
-            raise ValueError(f"action_aggregation must be last, mean or sum, got {self.action_aggregation!r}")
+        if self.action_aggregation not in (None, *ACTION_AGGREGATIONS):
+            raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS} or None, got {self.action_aggregation!r}")
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"methods must be among {METHODS}, got unknown {unknown}")
@@ -106,15 +113,42 @@ def pusht_success(goal_state: np.ndarray, state: np.ndarray) -> tuple[bool, floa
 
 class PushTActionSpace:
     """Maps between simulator actions (absolute targets, pixels) and the model's actions, one per `frameskip`
-    simulator steps, combined like the training data (`LeRobotSource(action_aggregation=...)`)."""
+    simulator steps, combined like the training data (`aggregate_actions` / `held_action`)."""
 
     def __init__(self, frameskip: int, aggregation: str):
         self.frameskip, self.aggregation = frameskip, aggregation
-        self.scale = frameskip if aggregation == "sum" else 1
+
+    @classmethod
+    def from_pipeline(cls, pipe: WorldModelPipeline, frameskip: int | None = None, aggregation: str | None = None):
+        """The action space the pipeline was trained in (its normalizer's `frameskip` / `action_aggregation`);
+        explicit values must agree with what the pipeline records, and are required when it records nothing."""
+        recorded = pipe.normalizer.config if pipe.normalizer is not None else {}
+        settings = {}
+        for name, given in (("frameskip", frameskip), ("action_aggregation", aggregation)):
+            stored = recorded.get(name) if recorded.get("action_aggregation") is not None else None
+            if given is not None and stored is not None and given != stored:
+                raise ValueError(
+                    f"{name}={given!r} disagrees with the pipeline, trained with {name}={stored!r} "
+                    f"(normalizer.config.{name}); leave {name} unset to use the pipeline's."
+                )
+            if given is None and stored is None:
+                raise ValueError(
+                    f"the pipeline does not record its {name} (normalizer.config.action_aggregation is None): pass "
+                    f"--{name} as the training data was built."
+                )
+            settings[name] = given if given is not None else stored
+        return cls(settings["frameskip"], settings["action_aggregation"])
+
+    def _to_model(self, targets: np.ndarray) -> np.ndarray:
+        """Simulator targets `[..., 2]`, each held for `frameskip` steps -> model actions `[..., 2]`."""
+        held = torch.as_tensor(np.asarray(targets, dtype=np.float32))[..., None, :].expand(
+            *np.shape(targets)[:-1], self.frameskip, 2
+        )
+        return aggregate_actions(held, self.aggregation, self.frameskip)[..., 0, :].numpy()
 
     def hold(self, observation: dict) -> np.ndarray:
         """The model action `[2]` that keeps the agent where it is: its own position as the target."""
-        return np.asarray(observation["agent_pos"], dtype=np.float32) * self.scale
+        return self._to_model(observation["agent_pos"])
 
     def bounds(self, observation: dict, reach: float) -> tuple[np.ndarray, np.ndarray]:
         """Model-action bounds `([2], [2])`: targets within `reach` px of the agent (0: the whole workspace)."""
@@ -122,18 +156,16 @@ class PushTActionSpace:
         if reach > 0:
             agent = np.asarray(observation["agent_pos"], dtype=np.float64)
             low, high = np.maximum(low, agent - reach), np.minimum(high, agent + reach)
-        return (low * self.scale).astype(np.float32), (high * self.scale).astype(np.float32)
+        return self._to_model(low), self._to_model(high)
 
     def from_simulator(self, actions: np.ndarray) -> np.ndarray:
         """Simulator actions `[H * frameskip, 2]` -> model actions `[H, 2]`."""
-        chunks = actions.reshape(-1, self.frameskip, actions.shape[-1])
-        if self.aggregation == "last":
-            return chunks[:, -1]
-        return chunks.sum(1) if self.aggregation == "sum" else chunks.mean(1)
+        return aggregate_actions(torch.as_tensor(actions), self.aggregation, self.frameskip).numpy()
 
     def to_simulator(self, action: np.ndarray) -> np.ndarray:
         """One model action `[2]` -> the simulator target held for `frameskip` steps."""
-        return np.clip(np.asarray(action, dtype=np.float32) / self.scale, PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
+        target = held_action(torch.as_tensor(np.asarray(action, dtype=np.float32)), self.aggregation, self.frameskip)
+        return np.clip(target.numpy(), PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
 
 
 class ModelActionEnv:
@@ -194,12 +226,13 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     import gymnasium as gym
 
     config = PushTPlanningConfig(dataset=str(dataset_dir), **overrides)
+    action_space = PushTActionSpace.from_pipeline(pipe, config.frameskip, config.action_aggregation)
+    config.frameskip, config.action_aggregation = action_space.frameskip, action_space.aggregation
     pipe.set_progress_bar_config(disable=True)
     source = LeRobotSource(config.dataset, extra_keys=["observation.environment_state"])
     image_size = source.features[source.camera_keys[0]]["shape"][0]
     rng = np.random.default_rng(config.seed)
     goals = sample_goals(source, config, rng)
-    action_space = PushTActionSpace(config.frameskip, config.action_aggregation)
     cost = GoalCost(state_weight=config.state_weight)
     env = gym.make(
         PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size

@@ -122,21 +122,19 @@ def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Gene
 
 
 def build_pipeline(model, scheduler, encoder, decoder, dataset) -> WorldModelPipeline:
-    """The inference pipeline of the trained model, with the training data's action / state normalisation."""
-    name = next(iter(dataset.sources))  # the first dataset's units are the pipeline's raw units
-    statistics = dataset.statistics[name]
+    """The inference pipeline of the trained model, carrying the normaliser that training used (the first dataset's
+    units are the pipeline's raw units; it also records how that dataset aggregated actions over skipped frames)."""
+    name = next(iter(dataset.sources))
+    normalizer = dataset.normalizers[name]
     config = model.config
-
-    def padded(kind: str, dim: int):
-        if dim == 0 or kind not in statistics:
-            return None
-        stats = {key: value.tolist() for key, value in statistics[kind].items()}
-        width = dim - len(stats["mean"])
-        return {key: values + [0.0 if key in ("mean", "min") else 1.0] * width for key, values in stats.items()}
-
-    normalizer = ActionStateNormalizer.from_statistics(
-        padded("actions", config.action_dim), padded("states", config.state_dim), normalization_mode=dataset.normalization
-    )
+    if (normalizer.config.action_dim, normalizer.config.state_dim) != (config.action_dim, config.state_dim):
+        # the model takes no actions (or no states) although the data has them: keep only what the model takes
+        statistics = dataset.statistics[name]
+        normalizer = ActionStateNormalizer.from_statistics(
+            statistics.get("actions") if config.action_dim else None,
+            statistics.get("states") if config.state_dim else None,
+            **{key: normalizer.config[key] for key in ("normalization_mode", "eps", "action_aggregation", "frameskip")},
+        )
     return WorldModelPipeline(world_model=model, scheduler=scheduler, encoder=encoder, decoder=decoder, normalizer=normalizer)
 
 

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
 from argos_wm.data.pusht import main as record_pusht
 from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
+from conftest import randomize_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +39,11 @@ def tiny_pipeline() -> WorldModelPipeline:
                        num_hidden_layers=2, latent_bottleneck_dim=16, signal_embedding_dim=32))  # fmt: skip
     actions = {"mean": [1280.0, 1280.0], "std": [500.0, 500.0]}
     states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
+    torch.manual_seed(0)
     pipe = WorldModelPipeline(
-        ArgosWorldModel(config).eval(), ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
+        randomize_outputs(ArgosWorldModel(config)),  # a model whose predictions depend on the actions ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
         encoder=ArgosDinoEncoder.from_name_or_path(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
-        normalizer=ActionStateNormalizer.from_statistics(actions, states),
+        normalizer=ActionStateNormalizer.from_statistics(actions, states, action_aggregation="sum", frameskip=5),
     )  # fmt: skip
     return pipe
 
@@ -60,7 +63,7 @@ def test_action_space_holds_and_bounds_targets_within_reach(plan_pusht):
 
 def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
     results = plan_pusht.evaluate_pusht(
-        tiny_pipeline(), dataset, num_goals=2, num_eval_episodes=1, horizon=2, action_aggregation="sum",
+        tiny_pipeline(), dataset, num_goals=2, num_eval_episodes=1, horizon=2,
         num_samples=4, num_elites=2, iterations=1, device="cpu",
     )  # fmt: skip
     assert len(results["goals"]) == 2 and results["thresholds"] == {"position_px": 20.0, "angle_rad": np.pi / 9}
@@ -79,3 +82,27 @@ def test_planning_config_errors(plan_pusht):
         plan_pusht.PushTPlanningConfig(reach=-1.0)
     with pytest.raises(ValueError, match="action_aggregation"):
         plan_pusht.PushTPlanningConfig(action_aggregation="median")
+
+
+def test_action_space_comes_from_the_pipeline(plan_pusht):
+    """The aggregation a pipeline was trained with is read from it; a contradicting flag is an error."""
+    pipe = tiny_pipeline()
+    space = plan_pusht.PushTActionSpace.from_pipeline(pipe)
+    assert (space.frameskip, space.aggregation) == (5, "sum")
+    with pytest.raises(ValueError, match=r"action_aggregation='last' disagrees.*'sum'"):
+        plan_pusht.PushTActionSpace.from_pipeline(pipe, aggregation="last")
+    pipe.normalizer = ActionStateNormalizer.from_statistics({"mean": [0, 0], "std": [1, 1]}, {"mean": [0, 0], "std": [1, 1]})
+    with pytest.raises(ValueError, match="does not record its frameskip"):
+        plan_pusht.PushTActionSpace.from_pipeline(pipe)
+    space = plan_pusht.PushTActionSpace.from_pipeline(pipe, frameskip=5, aggregation="last")
+    np.testing.assert_allclose(space.hold({"agent_pos": np.array([10.0, 20.0])}), [10.0, 20.0])
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean", "last"])
+def test_held_targets_round_trip_through_every_aggregation(plan_pusht, aggregation):
+    space = plan_pusht.PushTActionSpace(frameskip=5, aggregation=aggregation)
+    targets = np.array([[100.0, 300.0], [250.0, 40.0]], dtype=np.float32)
+    held = np.repeat(targets, 5, axis=0)  # each target held for 5 simulator steps
+    model_actions = space.from_simulator(held)
+    np.testing.assert_allclose(model_actions, targets * (5 if aggregation == "sum" else 1))
+    np.testing.assert_allclose(np.stack([space.to_simulator(a) for a in model_actions]), targets)

@@ -124,7 +124,8 @@ def test_padding_masks_and_normalisation(mixture, roots):
     assert sample["actions"].shape == (4, 4) and not sample["actions"][:, 2:].any()
     assert sample["states"].shape == (4, 3) and not sample["states"][:, 2:].any() and sample["state_mask"].all()
     assert sample["action_mask"].all() and sample["frames"].shape == (4, 3, 32, 32)
-    torch.testing.assert_close(mixture.denormalize("bridge", "actions", sample["actions"]), episode.actions)
+    normalizer = mixture.normalizers["bridge"]
+    torch.testing.assert_close(normalizer.denormalize_actions(sample["actions"])[:, :2], episode.actions)
 
     first = mixture[ClipRequest("bridge", episode=0, start=0, length=3)]
     assert first["action_mask"].tolist() == [False, True, True]  # the first frame of an episode has no action
@@ -190,3 +191,46 @@ def test_bad_arguments_raise(mixture, roots):
         TokenBudgetBatchSampler(mixture, frames_per_batch=8, sequence_lengths={0: 1.0}, num_batches=1)
     with pytest.raises(ValueError, match="request.source"):
         mixture[ClipRequest("unknown", episode=0, start=0, length=2)]
+
+
+def write_constant_channel_dataset(root):
+    """Actions [T, 2] whose second channel never changes, states [T, 2]: the cases that drifted apart."""
+    rng = np.random.default_rng(3)
+    with LeRobotWriter(root, fps=10, video_options=VideoEncodingOptions(codec="libx264", crf=18)) as writer:
+        for length in (8, 10):
+            images = np.zeros((length, 16, 16, 3), dtype=np.uint8)
+            actions = np.stack([rng.uniform(0, 512, length), np.full(length, 7.0)], axis=1).astype(np.float32)
+            states = rng.uniform(0, 512, size=(length, 2)).astype(np.float32)
+            writer.add_episode({"observation.image": images}, {"action": actions, "observation.state": states}, task="t")
+    return Path(root)
+
+
+@pytest.mark.parametrize("normalization", ["mean_std", "min_max"])
+@pytest.mark.parametrize("fps", [10, 5])
+def test_training_normalisation_is_the_pipeline_normaliser(tmp_path, normalization, fps):
+    """The clips a model trains on and the pipeline it is exported in normalise raw actions/states identically:
+    every mode, a constant channel, channels padded to the model's size, resampled (aggregated) actions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_world_model", TINY_ENCODER.parents[1] / "examples" / "train_world_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, ShortcutForcingScheduler
+    from conftest import TINY_WORLD_MODEL
+
+    root = write_constant_channel_dataset(tmp_path / "constant")
+    source = LeRobotSource(root, fps=fps)
+    dataset = WorldDataset({"pusht": source}, action_dim=4, state_dim=3, normalization=normalization, show_progress=False)
+    model = ArgosWorldModel(ArgosWorldModelConfig(**{**TINY_WORLD_MODEL, "action_dim": 4, "state_dim": 3}))
+    pipe = script.build_pipeline(model, ShortcutForcingScheduler(max_shortcut_steps=16), None, None, dataset)
+    assert pipe.normalizer is dataset.normalizers["pusht"]
+    assert pipe.normalizer.config.action_aggregation == "sum" and pipe.normalizer.config.frameskip == 10 // fps
+    episode = source.read_episode(1)
+    sample = dataset[ClipRequest("pusht", episode=1, start=0, length=len(episode))]
+    raw_actions = torch.cat([episode.actions, torch.zeros(len(episode), 2)], dim=1)  # padded like a user would
+    raw_states = torch.cat([episode.states, torch.zeros(len(episode), 1)], dim=1)
+    known = sample["action_mask"]
+    torch.testing.assert_close(sample["actions"][known], pipe.normalizer.normalize_actions(raw_actions)[known])
+    torch.testing.assert_close(sample["states"], pipe.normalizer.normalize_states(raw_states))
+    assert not sample["actions"][:, 1:].any()  # the constant channel and the padding are 0, not -1
+    torch.testing.assert_close(pipe.normalizer.denormalize_actions(sample["actions"])[known], raw_actions[known])

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import resize_images
+from ..pipelines.action_state_normalizer import NORMALIZATION_MODES, ActionStateNormalizer
 from .latent_cache import LatentCacheSource
 
 
@@ -99,7 +100,8 @@ class WorldDataset(Dataset):
         use_action_probability: probability that a clip keeps its actions, a float or name -> float (default 1).
         independent_frames_probability: probability that a clip's frames are independent images, a float or
             name -> float (default 0).
-        normalization: `"mean_std"` ((x - mean) / std) or `"min_max"` (to [-1, 1]) for actions and states.
+        normalization: `"mean_std"` ((x - mean) / std) or `"min_max"` (to [-1, 1]) for actions and states; each
+            source gets an [`ActionStateNormalizer`] (`normalizers[name]`), the object a trained pipeline carries.
         image_size: when set, frames are resized (shorter side + centre crop) to `image_size` x `image_size` so that
             sources of different resolutions share a batch; ignored for latents.
         statistics_episodes: episodes read to compute action / state statistics when `meta/stats.json` has none or
@@ -133,8 +135,8 @@ class WorldDataset(Dataset):
         for name, source in self.sources.items():
             if len(source) == 0:
                 raise ValueError(f"source {name!r} has no episode.")
-        if normalization not in ("mean_std", "min_max"):
-            raise ValueError(f"`normalization` must be 'mean_std' or 'min_max', got {normalization!r}.")
+        if normalization not in NORMALIZATION_MODES:
+            raise ValueError(f"`normalization` must be one of {NORMALIZATION_MODES}, got {normalization!r}.")
         self.normalization = normalization
         self.image_size = image_size
 
@@ -165,6 +167,20 @@ class WorldDataset(Dataset):
             }
             for name, source in self.sources.items()
         }
+        self.normalizers = {name: self._normalizer(name) for name in self.sources}
+
+    def _normalizer(self, name: str) -> ActionStateNormalizer:
+        """The source's action / state normalisation, padded to the mixture's sizes, with its action aggregation."""
+        source, statistics = self.sources[name], self.statistics[name]
+        return ActionStateNormalizer.from_statistics(
+            statistics.get("actions"),
+            statistics.get("states"),
+            normalization_mode=self.normalization,
+            action_dim=self.action_dim,
+            state_dim=self.state_dim,
+            action_aggregation=getattr(source, "action_aggregation", None) if source.action_key else None,
+            frameskip=max(round(source.source_fps / source.fps), 1),
+        )
 
     def _padded_dim(self, argument: str, value: int | None) -> int | None:
         """`value` checked against the sources' `action_dim` / `state_dim` (`argument`), or the largest of them."""
@@ -203,27 +219,14 @@ class WorldDataset(Dataset):
             for stat in ("mean", "std", "min", "max")
         }
 
-    def normalize(self, name: str, kind: Literal["actions", "states"], values: torch.Tensor) -> torch.Tensor:
-        """Normalises a source's actions or states `[T, D]` with its statistics."""
-        stats = self.statistics[name][kind]
-        if self.normalization == "mean_std":
-            return (values - stats["mean"]) / stats["std"].clamp_min(1e-6)
-        return 2 * (values - stats["min"]) / (stats["max"] - stats["min"]).clamp_min(1e-6) - 1
-
-    def denormalize(self, name: str, kind: Literal["actions", "states"], values: torch.Tensor) -> torch.Tensor:
-        """Inverse of `normalize` for the first D channels of padded values `[..., >= D]`."""
-        stats = self.statistics[name][kind]
-        values = values[..., : stats["mean"].numel()]
-        if self.normalization == "mean_std":
-            return values * stats["std"].clamp_min(1e-6) + stats["mean"]
-        return (values + 1) / 2 * (stats["max"] - stats["min"]).clamp_min(1e-6) + stats["min"]
-
     def _padded(self, name: str, kind: str, values: torch.Tensor | None, mask: torch.Tensor, dim: int) -> torch.Tensor:
-        """Normalised values `[T, D]` zero-padded to `[T, dim]`, zero where `mask` `[T]` is False (unknown)."""
+        """Raw values `[T, D]` zero-padded to `[T, dim]` and normalised by the source's normaliser, zero where `mask`
+        `[T]` is False (unknown)."""
         if values is None:
             return torch.zeros(len(mask), dim)
-        values = self.normalize(name, kind, values.float()) * mask[:, None]
-        return torch.cat([values, values.new_zeros(len(mask), dim - values.shape[1])], dim=1)
+        values = torch.cat([values.float(), values.new_zeros(len(mask), dim - values.shape[1])], dim=1)
+        normalized = getattr(self.normalizers[name], f"normalize_{kind}")(values)
+        return normalized * mask[:, None]
 
     def __getitem__(self, request: ClipRequest) -> dict:
         """The clip of a `ClipRequest` as a dict for `collate_world_clips`."""

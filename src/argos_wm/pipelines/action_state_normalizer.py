@@ -16,20 +16,57 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 NORMALIZATION_MODES = ("mean_std", "min_max")
+ACTION_AGGREGATIONS = ("sum", "last", "mean")
 
 
 def _statistics_to_affine(
-    statistics: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor], mode: str, eps: float
+    name: str,
+    statistics: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor],
+    mode: str,
+    eps: float,
+    dim: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LeRobot-style statistics (`mean`/`std` or `min`/`max`, each `[D]`) -> `(shift, scale)` `[D]`."""
+    """LeRobot-style statistics (`mean`/`std` or `min`/`max`, each `[D]`) -> `(shift, scale)` `[dim]`.
+
+    A constant feature (std or range 0) maps to 0. Features past D (padding up to `dim`, for models that take a
+    larger action / state than this dataset has) get the identity, so a padded 0 stays 0.
+    """
     keys = ("mean", "std") if mode == "mean_std" else ("min", "max")
     missing = [key for key in keys if key not in statistics]
     if missing:
-        raise ValueError(f"statistics must hold {keys} for normalization_mode={mode!r}; missing {missing}.")
+        raise ValueError(f"{name}_statistics must hold {keys} for normalization_mode={mode!r}; missing {missing}.")
     first, second = (torch.as_tensor(np.asarray(statistics[key], dtype=np.float32)).flatten() for key in keys)
     if mode == "mean_std":
-        return first, second.clamp_min(eps)
-    return (first + second) / 2, ((second - first) / 2).clamp_min(eps)  # [min, max] -> [-1, 1]
+        shift, scale = first, second.clamp_min(eps)
+    else:
+        shift, scale = (first + second) / 2, ((second - first) / 2).clamp_min(eps)  # [min, max] -> [-1, 1]
+    dim = len(shift) if dim is None else dim
+    if dim < len(shift):
+        raise ValueError(f"{name}_dim must be at least the {len(shift)} features of {name}_statistics; got {dim}.")
+    padding = dim - len(shift)
+    return torch.cat([shift, torch.zeros(padding)]), torch.cat([scale, torch.ones(padding)])
+
+
+def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
+    """Source actions `[..., H * frameskip, A]` -> model actions `[..., H, A]`: each run of `frameskip` consecutive
+    actions summed, averaged or reduced to its last, like `LeRobotSource(action_aggregation=...)` does on resampling."""
+    if aggregation not in ACTION_AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {ACTION_AGGREGATIONS}; got {aggregation!r}.")
+    if actions.ndim < 2 or actions.shape[-2] % frameskip:
+        raise ValueError(
+            f"actions must be [..., H * frameskip, A] with frameskip={frameskip}; got shape {tuple(actions.shape)}."
+        )
+    chunks = actions.unflatten(-2, (-1, frameskip))  # [..., H * k, A] -> [..., H, k, A]
+    if aggregation == "last":
+        return chunks[..., -1, :]
+    return chunks.sum(-2) if aggregation == "sum" else chunks.mean(-2)
+
+
+def held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
+    """Model actions `[..., A]` -> the source action `[..., A]` that, repeated `frameskip` times, aggregates to it."""
+    if aggregation not in ACTION_AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {ACTION_AGGREGATIONS}; got {aggregation!r}.")
+    return actions / frameskip if aggregation == "sum" else actions
 
 
 class ActionStateNormalizer(ModelMixin, ConfigMixin):
@@ -43,6 +80,10 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
             [`~ActionStateNormalizer.from_statistics`] map to shift/scale: `"mean_std"` (zero mean, unit std) or
             `"min_max"` (the data range onto [-1, 1]).
         eps (`float`, defaults to 1e-6): lower bound of the scale, so constant features do not divide by zero.
+        action_aggregation (`str`, *optional*): how the training data combined the `frameskip` source actions that
+            led to one model frame: `"sum"` (relative actions), `"last"` (absolute targets) or `"mean"`
+            (`LeRobotSource(action_aggregation=...)`); None when unknown.
+        frameskip (`int`, defaults to 1): source (environment) steps per model step.
 
     Example:
     ```python
@@ -53,13 +94,23 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(
-        self, action_dim: int = 0, state_dim: int = 0, normalization_mode: str = "mean_std", eps: float = 1e-6
+        self,
+        action_dim: int = 0,
+        state_dim: int = 0,
+        normalization_mode: str = "mean_std",
+        eps: float = 1e-6,
+        action_aggregation: str | None = None,
+        frameskip: int = 1,
     ):
         super().__init__()
         if action_dim < 0 or state_dim < 0:
             raise ValueError(f"action_dim and state_dim must be >= 0; got {action_dim} and {state_dim}.")
         if normalization_mode not in NORMALIZATION_MODES:
             raise ValueError(f"normalization_mode must be one of {NORMALIZATION_MODES}; got {normalization_mode!r}.")
+        if action_aggregation is not None and action_aggregation not in ACTION_AGGREGATIONS:
+            raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS} or None; got {action_aggregation!r}.")
+        if not isinstance(frameskip, int) or frameskip < 1:
+            raise ValueError(f"frameskip must be an integer >= 1; got {frameskip!r}.")
         self.register_buffer("action_shift", torch.zeros(action_dim))
         self.register_buffer("action_scale", torch.ones(action_dim))
         self.register_buffer("state_shift", torch.zeros(state_dim))
@@ -72,17 +123,33 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         state_statistics: Mapping[str, Sequence[float]] | None = None,
         normalization_mode: str = "mean_std",
         eps: float = 1e-6,
+        action_dim: int | None = None,
+        state_dim: int | None = None,
+        action_aggregation: str | None = None,
+        frameskip: int = 1,
     ) -> "ActionStateNormalizer":
-        """A normaliser from per-feature statistics, e.g. `LeRobotSource.stats["action"]` (`mean`, `std`, ...)."""
+        """
+        A normaliser from per-feature statistics, e.g. `LeRobotSource.stats["action"]` (`mean`, `std`, ...).
+
+        `action_dim` / `state_dim` pad the features to the model's sizes (identity on the padding); None keeps the
+        statistics' sizes. Without statistics, a given dimension gets the identity map.
+        """
+        if normalization_mode not in NORMALIZATION_MODES:
+            raise ValueError(f"normalization_mode must be one of {NORMALIZATION_MODES}; got {normalization_mode!r}.")
         affine = {}
-        for name, statistics in (("action", action_statistics), ("state", state_statistics)):
+        for name, statistics, dim in (
+            ("action", action_statistics, action_dim),
+            ("state", state_statistics, state_dim),
+        ):
             if statistics is not None:
-                affine[name] = _statistics_to_affine(statistics, normalization_mode, eps)
+                affine[name] = _statistics_to_affine(name, statistics, normalization_mode, eps, dim)
         normalizer = cls(
-            action_dim=len(affine["action"][0]) if "action" in affine else 0,
-            state_dim=len(affine["state"][0]) if "state" in affine else 0,
+            action_dim=len(affine["action"][0]) if "action" in affine else action_dim or 0,
+            state_dim=len(affine["state"][0]) if "state" in affine else state_dim or 0,
             normalization_mode=normalization_mode,
             eps=eps,
+            action_aggregation=action_aggregation,
+            frameskip=frameskip,
         )
         for name, (shift, scale) in affine.items():
             getattr(normalizer, f"{name}_shift").copy_(shift)
@@ -108,6 +175,24 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         shift, scale = self._affine("action", actions)
         return actions * scale + shift
 
+    def aggregate_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Raw source actions `[..., H * frameskip, A]` -> raw model actions `[..., H, A]`, combined like the
+        training data; see [`aggregate_actions`]."""
+        return aggregate_actions(actions, self._known_aggregation(), self.config.frameskip)
+
+    def held_action(self, actions: torch.Tensor) -> torch.Tensor:
+        """Raw model actions `[..., A]` -> the raw source action `[..., A]` held for `frameskip` steps; see
+        [`held_action`]."""
+        return held_action(actions, self._known_aggregation(), self.config.frameskip)
+
+    def _known_aggregation(self) -> str:
+        if self.config.action_aggregation is None:
+            raise ValueError(
+                "this normalizer does not record how actions were aggregated (config.action_aggregation is None); "
+                "build it with from_statistics(..., action_aggregation=, frameskip=)."
+            )
+        return self.config.action_aggregation
+
     def normalize_states(self, states: torch.Tensor) -> torch.Tensor:
         """Raw proprio `[..., S]` -> normalised proprio `[..., S]`."""
         shift, scale = self._affine("state", states)
@@ -119,4 +204,4 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         return states * scale + shift
 
 
-__all__ = ["ActionStateNormalizer"]
+__all__ = ["ACTION_AGGREGATIONS", "ActionStateNormalizer", "aggregate_actions", "held_action"]

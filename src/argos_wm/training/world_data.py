@@ -161,7 +161,9 @@ def build_world_datasets(
         statistics_episodes=1,
         **common,
     )
-    held_out.statistics = {name: train.statistics[name] for name in eval_sources}  # the training normalisation
+    # the held-out clips are normalised by the training normalisers, the objects the pipeline will carry
+    held_out.statistics = {name: train.statistics[name] for name in eval_sources}
+    held_out.normalizers = {name: train.normalizers[name] for name in eval_sources}
     return train, held_out
 
 
