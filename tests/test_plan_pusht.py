@@ -41,7 +41,8 @@ def tiny_pipeline() -> WorldModelPipeline:
     states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
     torch.manual_seed(0)
     pipe = WorldModelPipeline(
-        randomize_outputs(ArgosWorldModel(config)),  # a model whose predictions depend on the actions ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
+        randomize_outputs(ArgosWorldModel(config)),  # a model whose predictions depend on the actions
+        ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
         encoder=ArgosDinoEncoder.from_name_or_path(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
         normalizer=ActionStateNormalizer.from_statistics(actions, states, action_aggregation="sum", frameskip=5),
     )  # fmt: skip
