@@ -204,14 +204,17 @@ def test_training_levels_shortcut_grid():
     assert len(signal_levels[step_sizes == 0.125].unique()) == 8
 
 
-def test_training_levels_bootstrap_share_and_flow_frames():
-    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, bootstrap_fraction=0.25)
+@pytest.mark.parametrize("fraction, expected", [(0.25, 0.25), (None, 4 / 5)])
+def test_training_levels_bootstrap_share_and_flow_frames(fraction, expected):
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, bootstrap_fraction=fraction)
     signal_levels, step_sizes = scheduler.sample_training_levels(4000, 3, generator=torch.Generator().manual_seed(6))
-    bootstrap_sequences = (step_sizes > 1 / 16).any(dim=1)
-    assert abs(bootstrap_sequences.float().mean().item() - 0.25) < 0.03
-    assert torch.all((step_sizes > 1 / 16).all(dim=1) == bootstrap_sequences)  # a whole sequence is one kind
-    flow_levels = signal_levels[~bootstrap_sequences]
-    assert torch.all(step_sizes[~bootstrap_sequences] == 1 / 16)
+    is_bootstrap = step_sizes > 1 / 16
+    assert abs(is_bootstrap.float().mean().item() - expected) < 0.03  # None: Dreamer 4, d uniform over 5 sizes
+    # drawn per frame: sequences mix d_min frames and shortcut frames, in every order, as rollouts feed the model
+    mixed = is_bootstrap.any(dim=1) & ~is_bootstrap.all(dim=1)
+    assert abs(mixed.float().mean().item() - (1 - expected**3 - (1 - expected) ** 3)) < 0.04
+    assert (~is_bootstrap[:, :-1] & is_bootstrap[:, 1:]).any()  # a shortcut frame after a d_min frame
+    flow_levels = signal_levels[~is_bootstrap]
     assert len(flow_levels.unique()) > 1000  # continuous sampler, not a grid
 
 

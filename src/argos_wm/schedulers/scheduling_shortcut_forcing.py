@@ -83,10 +83,12 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         use_shortcut (`bool`, defaults to `True`):
             Train shortcut forcing. `False` trains plain diffusion forcing: every frame uses `d_min` and the
             continuous signal-level sampler.
-        bootstrap_fraction (`float`, defaults to 0.25):
-            Probability that a training sequence is a bootstrap sequence, trained with step sizes `d > d_min`
-            (its frames draw `d` uniformly over `{1, 1/2, ..., 2 / K_max}` and `tau` uniformly on `d`'s grid
-            `{0, d, ..., 1 - d}`). The other sequences use `d_min` and the continuous sampler.
+        bootstrap_fraction (`float`, *optional*, defaults to 0.25):
+            Probability that a training frame is a bootstrap frame, trained with a step size `d > d_min` (drawn
+            uniformly over `{1, 1/2, ..., 2 / K_max}`, with `tau` uniform on `d`'s grid `{0, d, ..., 1 - d}`); the
+            other frames use `d_min` and the continuous sampler. Drawn per frame (Dreamer 4 eq. 4 and 6), so a
+            sequence mixes both, as rollouts do (context at `d_min`, the new frame at `1/K`). None uses Dreamer 4's
+            `log2(K_max) / (log2(K_max) + 1)`: `d` uniform over all of `{1, ..., 1/K_max}`.
         signal_level_sampler (`str`, defaults to `"uniform"`):
             Continuous sampler of per-frame signal levels: `"uniform"` (`tau ~ U[0, 1)`), `"logit_normal"`
             (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift).
@@ -115,7 +117,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         self,
         max_shortcut_steps: int = 64,
         use_shortcut: bool = True,
-        bootstrap_fraction: float = 0.25,
+        bootstrap_fraction: float | None = 0.25,
         signal_level_sampler: str = "uniform",
         logit_normal_mean: float = 0.0,
         logit_normal_std: float = 1.0,
@@ -126,7 +128,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
-        if not 0.0 <= bootstrap_fraction <= 1.0:
+        if bootstrap_fraction is not None and not 0.0 <= bootstrap_fraction <= 1.0:
             raise ValueError(f"`bootstrap_fraction` must be in [0, 1], got {bootstrap_fraction}.")
         if signal_level_sampler not in SIGNAL_LEVEL_SAMPLERS:
             raise ValueError(
@@ -151,6 +153,16 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
     def min_step_size(self) -> float:
         """`d_min = 1 / max_shortcut_steps`, the finest step, trained with the plain flow loss."""
         return 1.0 / self.config.max_shortcut_steps
+
+    @property
+    def bootstrap_probability(self) -> float:
+        """Probability that a training frame gets a step size `d > d_min` (0 without shortcuts)."""
+        num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))
+        if not self.config.use_shortcut or num_shortcut_sizes == 0:
+            return 0.0
+        if self.config.bootstrap_fraction is None:
+            return num_shortcut_sizes / (num_shortcut_sizes + 1)
+        return self.config.bootstrap_fraction
 
     @property
     def shift_alpha(self) -> float:
@@ -217,10 +229,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         """
         Draws per-frame signal levels and shortcut step sizes for one training batch.
 
-        Each sequence is a bootstrap sequence with probability `bootstrap_fraction` (never when `use_shortcut` is
-        False or `max_shortcut_steps` is 1). Every frame of a bootstrap sequence draws its own step size `d`
-        uniformly over `{1, 1/2, ..., 2 / K_max}` and its own level uniformly on `{0, d, ..., 1 - d}`; every frame of
-        the other sequences gets `d_min` and a level from the continuous sampler.
+        Each frame is a bootstrap frame with probability `bootstrap_probability` (never when `use_shortcut` is
+        False or `max_shortcut_steps` is 1): it draws its own step size `d` uniformly over `{1, 1/2, ..., 2 / K_max}`
+        and its own level uniformly on `{0, d, ..., 1 - d}`; the other frames get `d_min` and a level from the
+        continuous sampler.
 
         Args:
             batch_size (`int`): `B`.
@@ -240,10 +252,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
 
         num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))  # sizes 1, 1/2, ..., 2 / K_max
-        if not self.config.use_shortcut or num_shortcut_sizes == 0:
+        if self.bootstrap_probability == 0.0:
             return signal_levels, step_sizes
 
-        is_bootstrap = self._uniform((batch_size, 1), generator, device) < self.config.bootstrap_fraction
+        is_bootstrap = self._uniform(shape, generator, device) < self.bootstrap_probability
         exponents = torch.floor(self._uniform(shape, generator, device) * num_shortcut_sizes)
         steps_per_unit = 2.0**exponents  # 1 / d
         grid_levels = torch.floor(self._uniform(shape, generator, device) * steps_per_unit) / steps_per_unit
