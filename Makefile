@@ -1,22 +1,46 @@
-# Two commands do all the set-up: `make test` and `make demo` create .venv when missing,
-# install torch==2.13.0 first (the CPU wheel) and then the project with its extras.
+# Two commands do all the set-up: `make test` and `make demo` create .venv when missing, install torch==2.13.0 first
+# (the CPU wheel) and then the project with its extras, every package at the version pinned in constraints.txt (the
+# lock of tested versions), so a new upstream release cannot break a fresh install.
+#   make test-latest   the suite against today's newest releases (no lock), in .venv-latest
+#   make lock          refresh constraints.txt: newest releases in a fresh .venv-lock, the suite must pass, then freeze
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.argos-installed
+CONSTRAINTS := constraints.txt
+TORCH := torch==2.13.0
+EXTRAS := .[dev,sim,space]
 
-.PHONY: install test demo benchmark clean
+.PHONY: install test test-latest lock demo benchmark clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py $(CONSTRAINTS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e ".[dev,sim,space]"
+	$(PYTHON) -m pip install --quiet -c $(CONSTRAINTS) pip
+	$(PYTHON) -m pip install --quiet -c $(CONSTRAINTS) $(TORCH)
+	$(PYTHON) -m pip install --quiet -c $(CONSTRAINTS) -e "$(EXTRAS)"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
+
+test-latest:
+	rm -rf .venv-latest && python3 -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet $(TORCH)
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	.venv-latest/bin/python -m pip list --format=freeze | grep -iE "^(transformers|diffusers|accelerate|datasets|huggingface.hub|gradio)=" || true
+	.venv-latest/bin/python -m pytest -q tests
+
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet $(TORCH)
+	.venv-lock/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	.venv-lock/bin/python -m pytest -q tests
+	( echo "# The lock of tested versions: written by \`make lock\` after the suite passed with them. Do not edit by hand."; \
+	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | sed -e 's/+cpu$$//' | grep -v "^setuptools==\|^wheel==" ) > $(CONSTRAINTS)
+	rm -rf .venv-lock
 
 demo: $(STAMP)
 	$(PYTHON) examples/demo.py --output_dir outputs/demo
@@ -25,4 +49,4 @@ benchmark: $(STAMP)
 	$(PYTHON) benchmarks/benchmark_world_model.py
 
 clean:
-	rm -rf $(VENV) outputs
+	rm -rf $(VENV) .venv-latest .venv-lock outputs
