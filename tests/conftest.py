@@ -49,6 +49,15 @@ def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a module of tiny-model tests: faster than two threads fighting over the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def synthetic_frames(num_frames: int, size: int = 32, seed: int = 0, black: bool = False) -> np.ndarray:
     """uint8 `[T, size, size, 3]`: a smooth background and a bright square whose position encodes the frame index."""
     if black:

@@ -42,13 +42,7 @@ def make_inputs(batch: int = 2, context: int = 3, horizon: int = 4, seed: int = 
     }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one intra-op thread is faster than two fighting over the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread beats two fighting over the cores
 
 
 def seeded(seed: int = 0) -> torch.Generator:

@@ -16,13 +16,7 @@ TOKENS, CHANNELS = 4, 8
 STATS = {"mean": [0.0, 0.0], "std": [10.0, 10.0]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one intra-op thread is faster than two fighting over the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread beats two fighting over the cores
 
 
 class DriftWorldModel(nn.Module):
