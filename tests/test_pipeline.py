@@ -280,3 +280,57 @@ def test_plan_cached_equals_reference_with_long_contexts(context, common_noise):
         costs.append(probe.costs)
     torch.testing.assert_close(costs[0], costs[1], rtol=1e-4, atol=1e-5)
     assert costs[0].std() > 1e-4  # the candidates are told apart
+
+
+def _plan_inputs(batch: int = 1) -> dict:
+    """Arguments of a one-iteration plan from `make_inputs`'s context to a zero goal."""
+    inputs = make_inputs(batch=batch)
+    return {
+        "observation_latents": inputs["context_latents"], "observation_states": inputs["context_states"],
+        "observation_actions": inputs["context_actions"], "goal_latents": torch.zeros(batch, *LATENT_SHAPE),
+        "goal_states": torch.full((batch, 2), 256.0), "horizon": 2, "num_samples": 4, "num_elites": 2,
+        "iterations": 1, "num_inference_steps": 1, "show_progress": False, "generator": seeded(),
+    }  # fmt: skip
+
+
+def test_plan_rejects_inverted_action_bounds(pipe):
+    """The planners clamp to the upper bound last: low > high used to return actions pinned at `action_high`."""
+    with pytest.raises(ValueError, match=r"action_low must be <= action_high.*action_low=\[512.0, 512.0\].*"
+                                         r"action_high=\[0.0, 0.0\]"):  # fmt: skip
+        pipe.plan(**_plan_inputs(), action_low=512, action_high=0)
+    with pytest.raises(ValueError, match=r"action_low=\[\[0.0, 10.0\], \[0.0, 0.0\]\]"):
+        pipe.plan(**_plan_inputs(batch=2), action_low=[[0, 10], [0, 0]], action_high=[5, 5])
+    with pytest.raises(ValueError, match="action_high must not be NaN"):
+        pipe.plan(**_plan_inputs(), action_low=0, action_high=float("nan"))
+    plan = pipe.plan(**_plan_inputs(), action_low=[0, 100], action_high=[512, 100])  # equal bounds are fine
+    torch.testing.assert_close(plan.actions[..., 1], torch.full((1, 2), 100.0))
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("goal_states", (1, 2)),
+        ("goal_latents", (1, *LATENT_SHAPE)),
+        ("observation_states", (1, 3, 2)),
+        ("observation_latents", (1, 3, *LATENT_SHAPE)),
+        ("init_actions", (1, 2, 2)),
+    ],
+)
+def test_plan_rejects_non_finite_inputs(pipe, name, shape):
+    """A NaN goal used to give a plan of cost inf, a NaN observation a plan of cost NaN, without an error."""
+    values = torch.zeros(shape) if name.endswith("latents") else torch.full(shape, 100.0)
+    values.view(-1)[1] = float("nan")
+    with pytest.raises(ValueError, match=rf"{name} must be finite; got 1 NaN or infinite value\(s\), the first nan"):
+        pipe.plan(**{**_plan_inputs(), name: values})
+
+
+def test_plan_names_the_arguments_the_user_passed(pipe):
+    """plan's context arguments are rollout's context_*: their errors name observation_*, what the caller wrote."""
+    inputs = _plan_inputs()
+    with pytest.raises(ValueError, match=r"observation_states must have shape \[B, T, 2\] = \(1, 3, 2\); got \(1, 2\)"):
+        pipe.plan(**{**inputs, "observation_states": torch.zeros(1, 2)})
+    with pytest.raises(ValueError, match=r"observation_actions must have shape \[B, T, 2\] = \(1, 3, 2\); got"):
+        pipe.plan(**{**inputs, "observation_actions": torch.zeros(1, 3, 5)})
+    observation_actions = inputs["observation_actions"].clone()
+    assert observation_actions[0, 0].isnan().all()  # NaN rows are unknown actions, not an error
+    assert torch.isfinite(pipe.plan(**{**inputs, "observation_actions": observation_actions}).cost).all()

@@ -39,6 +39,17 @@ def _shape(value) -> str:
     return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
 
 
+def _check_finite(name: str, values: torch.Tensor) -> None:
+    """ValueError naming `name` and where the first non-finite value is, when `values` holds NaN or infinity."""
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name} must be finite; got {int(bad.sum())} NaN or infinite value(s), the first "
+            f"{float(values[index])} at index {index} of shape {tuple(values.shape)}."
+        )
+
+
 def _repeat(values: torch.Tensor | None, repeats: int) -> torch.Tensor | None:
     """Repeats each batch element `repeats` times, like `WorldModelCache.batch_repeat_interleave`."""
     return None if values is None else values.repeat_interleave(repeats, dim=0)
@@ -177,8 +188,11 @@ class WorldModelPipeline(DiffusionPipeline):
             raise ValueError(f"{name}_latents must have shape {expected}; got {_shape(latents)}.")
         return latents.to(self._execution_device, self.world_model.dtype)
 
-    def _check_sequence(self, name: str, values, batch: int, frames: int | None, size: int) -> torch.Tensor:
-        """Validates `[B, T, size]` (T = `frames` unless None) and returns it as a float tensor."""
+    def _check_sequence(
+        self, name: str, values, batch: int, frames: int | None, size: int, finite: bool = False
+    ) -> torch.Tensor:
+        """Validates `[B, T, size]` (T = `frames` unless None; every value finite when `finite`) and returns it as a
+        float tensor."""
         if not torch.is_tensor(values):
             values = torch.as_tensor(np.asarray(values, dtype=np.float32))
         expected = (batch, frames if frames is not None else "T", size)
@@ -186,7 +200,10 @@ class WorldModelPipeline(DiffusionPipeline):
             frames is not None and values.shape[1] != frames
         ):
             raise ValueError(f"{name} must have shape [B, T, {size}] = {expected}; got {_shape(values)}.")
-        return values.float()
+        values = values.float()
+        if finite:
+            _check_finite(name, values)
+        return values
 
     def _check_actions(self, actions, batch: int) -> torch.Tensor:
         """Future actions `[B, H, A]` (raw units) -> normalised `[B, H, A]`."""
@@ -431,17 +448,31 @@ class WorldModelPipeline(DiffusionPipeline):
 
     __call__ = rollout
 
-    def _action_bounds(self, bound, batch: int, name: str) -> torch.Tensor | None:
-        """Raw bound (scalar, `[A]` or `[B, A]`) -> normalised `[B, A]`."""
-        if bound is None:
-            return None
+    def _action_bounds(self, action_low, action_high, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Raw bounds (each None, a scalar, `[A]` or `[B, A]`, low <= high) -> normalised `[B, A]` each."""
         action_dim = self.world_model.config.action_dim
-        bound = torch.as_tensor(bound, dtype=torch.float32)
-        if bound.ndim == 0:
-            bound = bound.expand(action_dim)
-        if bound.shape[-1] != action_dim or bound.ndim > 2 or (bound.ndim == 2 and bound.shape[0] != batch):
-            raise ValueError(f"{name} must be a scalar, [A] or [B, A] with A = {action_dim}; got {_shape(bound)}.")
-        return self._normalize("action", bound.expand(batch, action_dim))
+        bounds = {}
+        for name, bound in (("action_low", action_low), ("action_high", action_high)):
+            if bound is None:
+                bounds[name] = None
+                continue
+            bound = torch.as_tensor(np.asarray(bound, dtype=np.float32) if not torch.is_tensor(bound) else bound)
+            bound = bound.float().cpu()
+            if bound.ndim == 0:
+                bound = bound.expand(action_dim)
+            if bound.shape[-1] != action_dim or bound.ndim > 2 or (bound.ndim == 2 and bound.shape[0] != batch):
+                raise ValueError(f"{name} must be a scalar, [A] or [B, A] with A = {action_dim}; got {_shape(bound)}.")
+            if bool(torch.isnan(bound).any()):
+                raise ValueError(f"{name} must not be NaN; got {bound.tolist()}.")
+            bounds[name] = bound.expand(batch, action_dim)
+        low, high = bounds["action_low"], bounds["action_high"]
+        if low is not None and high is not None and bool((low > high).any()):
+            shown = [(bound[0] if batch == 1 else bound).tolist() for bound in (low, high)]
+            raise ValueError(
+                f"action_low must be <= action_high in every dimension; got action_low={shown[0]} and "
+                f"action_high={shown[1]} (raw units)."
+            )
+        return tuple(None if bound is None else self._normalize("action", bound) for bound in (low, high))
 
     def _goal(self, goal, goal_latents, goal_states, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Goal image `[B, H, W, 3]` or latents `[B, N, C]`, raw proprio `[B, S]` -> normalised latents and states."""
@@ -450,12 +481,15 @@ class WorldModelPipeline(DiffusionPipeline):
             goal = torch.as_tensor(np.asarray(goal) if not torch.is_tensor(goal) else goal)
             if goal.ndim != 4 or goal.shape[0] != batch:
                 raise ValueError(f"goal must be one image per batch element, [B={batch}, H, W, 3]; got {_shape(goal)}.")
+            if goal.is_floating_point():
+                _check_finite("goal", goal)
             goal_latents = self._context_latents(goal[:, None], None, "goal")[:, 0]
         elif goal_latents is None:
             raise ValueError("Give exactly one of `goal` (an image) and `goal_latents`.")
         expected = (batch, config.latent_tokens, config.latent_channels)
         if not torch.is_tensor(goal_latents) or tuple(goal_latents.shape) != expected:
             raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {_shape(goal_latents)}.")
+        _check_finite("goal_latents" if goal is None else "goal (encoded)", goal_latents)
         if goal_states is not None:
             if config.state_dim == 0:
                 raise ValueError("goal_states were given but the world model has no state token (state_dim == 0).")
@@ -464,6 +498,7 @@ class WorldModelPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"goal_states must have shape [B, S] = {(batch, config.state_dim)}; got {_shape(goal_states)}."
                 )
+            _check_finite("goal_states", goal_states)
             goal_states = self._normalize("state", goal_states)
         return goal_latents.to(self._execution_device, self.world_model.dtype), goal_states
 
@@ -540,13 +575,28 @@ class WorldModelPipeline(DiffusionPipeline):
 
         with torch.no_grad():
             latents = self._context_latents(observation, observation_latents, "observation")
-            batch = latents.shape[0]
+            _check_finite("observation_latents" if observation is None else "observation (encoded)", latents)
+            batch, frames = latents.shape[:2]
+            # the context's proprio and actions, checked under the names the caller used (not rollout's context_*)
+            if observation_states is not None:
+                if config.state_dim == 0:
+                    raise ValueError(
+                        "observation_states were given but the world model has no state token (state_dim == 0)."
+                    )
+                observation_states = self._check_sequence(
+                    "observation_states", observation_states, batch, frames, config.state_dim, finite=True
+                )
+            if observation_actions is not None:  # NaN rows mark unknown actions
+                observation_actions = self._check_sequence(
+                    "observation_actions", observation_actions, batch, frames, config.action_dim
+                )
             goal_latents, goal_states = self._goal(goal, goal_latents, goal_states, batch)
-            low = self._action_bounds(action_low, batch, "action_low")
-            high = self._action_bounds(action_high, batch, "action_high")
+            low, high = self._action_bounds(action_low, action_high, batch)
             init_mean = torch.zeros(batch, horizon, config.action_dim, device=self._execution_device)
             if init_actions is not None:
-                init_actions = self._check_sequence("init_actions", init_actions, batch, horizon, config.action_dim)
+                init_actions = self._check_sequence(
+                    "init_actions", init_actions, batch, horizon, config.action_dim, finite=True
+                )
                 init_mean = self._normalize("action", init_actions)
             self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
             inputs = self._prepare_context(
