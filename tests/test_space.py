@@ -2,7 +2,11 @@
 
 import socket
 import sys
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
+
+import inspect
 
 import av
 import gradio as gr
@@ -21,8 +25,9 @@ from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingSched
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "spaces" / "argos-wm"))
 
-from app import DISPLAY_SIZE, SpaceArguments, load_space  # noqa: E402
-from controls import ActionSpace  # noqa: E402
+from app import DISPLAY_SIZE, PLAN_ITERATIONS, SpaceArguments, load_space, readable, served  # noqa: E402
+from controls import ActionMapping, ActionSpace  # noqa: E402
+from session import RolloutEngine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,20 @@ def _drain(events):
     return list(events)
 
 
+def _served_call(fn, name: str, inputs: list, event_data=None) -> tuple[list, list[str]]:
+    """Calls `fn` as the served app does (`served` wrapper, gradio's special-argument injection) and returns its
+    outputs (every yield of a generator) and the warnings it showed."""
+    from gradio.helpers import special_args
+
+    event = served(fn, name)
+    inputs, *_ = special_args(event, list(inputs), request=None, event_data=event_data)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = event(*inputs)
+        outputs = list(result) if inspect.isgenerator(result) else [result]
+    return outputs, [str(warning.message) for warning in shown]
+
+
 # ------------------------------------------------------------------------------------------------------ controls
 def test_pusht_action_space_pad_nudge_and_bounds():
     space = ActionSpace.pusht()
@@ -89,9 +108,11 @@ def test_arm_action_space_moves_one_axis_and_keeps_the_gripper():
 # ----------------------------------------------------------------------------------------------- event functions
 def test_start_step_nudge_click_reset(space):
     clip = next(iter(space.clips))
-    session, frame, strip, status, x, y, context, goal_slider = space.start(clip, None, 3)
+    session, frame, strip, status, x, y, context, goal_slider, goal = space.start(clip, None, 3)
     assert frame.shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3) and len(context) == 3 and strip == []
     assert session.num_predicted == 0 and "3 context frames" in status
+    # the goal preview shows the clip's last frame, the goal slider's value, without moving the slider first
+    assert goal_slider.value == len(session.clip) - 1 and goal.shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
 
     outputs = _drain(space.step(session, 3, 4, 3, 300.0, 200.0))
     assert len(outputs) == 3  # one streamed update per predicted frame
@@ -105,7 +126,7 @@ def test_start_step_nudge_click_reset(space):
     assert (x, y) == pytest.approx((300.0, 200.0 + 0.05 * 512))
 
     event = gr.SelectData(None, {"index": [DISPLAY_SIZE // 4, DISPLAY_SIZE // 2], "value": None})
-    session, *_, x, y = _drain(space.click(session, 1, 1, 3, x, y, evt=event))[-1]
+    session, *_, x, y = _drain(space.click(event, session, 1, 1, 3, x, y))[-1]
     assert (x, y) == pytest.approx((128.0, 256.0)) and session.num_predicted == 5
 
     session, frame, strip, *_ = space.reset(session, 2)
@@ -136,10 +157,12 @@ def test_plan_execute_and_export(space):
     session = _drain(space.execute_plan(session, plan, 1, 2))[-1][0]
     assert session.num_predicted == 3
 
-    path = space.export(session)
-    with av.open(path) as container:
+    update = space.export(session)
+    assert update["visible"]  # the download appears only once there is a video
+    with av.open(update["value"]) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    assert len(frames) == len(session.frames) == 5 and frames[0].shape == session.frames[0].shape
+    # the downloadable video has the displayed size (96 px frames upscaled 4x), not the model's 96 px
+    assert len(frames) == len(session.frames) == 5 and frames[0].shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
 
 
 def test_bad_inputs_raise_clear_errors(space, tmp_path):
@@ -183,6 +206,144 @@ def test_uploaded_image_and_video_start_a_rollout(space, tmp_path):
     assert session.num_context == 4  # 20 fps resampled to the model's 10 fps, first 4 frames
     brightness = [frame.mean() for frame in session.frames]
     assert brightness == sorted(brightness) and brightness[1] - brightness[0] > 25  # every other source frame
+
+
+def test_served_click_receives_the_click(space):
+    """gradio passes `gr.SelectData` only to a positional parameter: the click handler put it after `*action`, and
+    every click on the frame failed with "missing 1 required keyword-only argument: 'evt'"."""
+    clip = next(iter(space.clips))
+    session = space.start(clip, None, 2)[0]
+    event = gr.SelectData(None, {"index": [DISPLAY_SIZE // 2, DISPLAY_SIZE // 4], "value": None})
+    outputs, shown = _served_call(space.click, "click", [session, 1, 1, 2, 10.0, 10.0], event_data=event)
+    assert shown == [] and len(outputs) == 1
+    session, _, _, status, x, y = outputs[-1]
+    assert (x, y) == pytest.approx((256.0, 128.0)) and "1 predicted" in status
+
+
+def test_served_failures_warn_and_keep_the_page(space, tmp_path):
+    """A failed upload, click or plan shows a readable warning (no server temp path) and leaves every output,
+    the rollout state included, as it was: `gr.skip()`, not the red "Error" badges of a raised exception."""
+    clip = next(iter(space.clips))
+    session = space.start(clip, None, 2)[0]
+    broken = tmp_path / "gradio" / "0123abcd" / "broken.png"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not an image")
+    outputs, shown = _served_call(space.start, "start", [None, str(broken), 2])
+    assert outputs == [gr.skip()] and len(shown) == 1
+    assert "`image` must be a PNG, JPEG or WebP image, got 'broken.png'" in shown[0] and str(tmp_path) not in shown[0]
+
+    video = tmp_path / "gradio" / "0123abcd" / "broken.mp4"
+    video.write_bytes(b"\x00" * 64)
+    outputs, shown = _served_call(space.start, "start", [None, str(video), 2])
+    assert outputs == [gr.skip()] and "`video` must be an MP4" in shown[0] and str(tmp_path) not in shown[0]
+
+    outputs, shown = _served_call(space.click, "click", [None, 1, 1, 2, 10.0, 10.0], event_data=gr.SelectData(
+        None, {"index": [1, 1], "value": None}))  # fmt: skip
+    assert outputs == [gr.skip()] and shown == ["Click inside the frame after a rollout was started."]
+
+    goal = tmp_path / "gradio" / "0123abcd" / "goal.png"
+    goal.write_bytes(b"GIF89a")
+    outputs, shown = _served_call(space.plan, "plan", [session, 1, str(goal), 2, 16, 1, 2])
+    assert outputs == [gr.skip()] and "got 'goal.png'" in shown[0] and str(tmp_path) not in shown[0]
+
+    def broken_engine_step(*args, **kwargs):
+        raise RuntimeError(f"CUDA out of memory at {tmp_path}/cache/kernels.bin")
+
+    engine_step, space.engine.step = space.engine.step, broken_engine_step
+    try:  # an unexpected exception: a message naming it, the page kept, the traceback in the server log
+        outputs, shown = _served_call(space.step, "step", [session, 1, 1, 2, 10.0, 10.0])
+    finally:
+        space.engine.step = engine_step
+    assert outputs == [gr.skip()] and shown[0].startswith("step failed (RuntimeError: CUDA out of memory at")
+    assert str(tmp_path) not in shown[0] and "kernels.bin" in shown[0]
+    assert session.num_predicted == 0
+
+
+def test_readable_drops_server_paths():
+    error = ValueError("cannot identify image file '/tmp/gradio/294fe77b/broken.png' (see C:\\Users\\me\\x.png)")
+    assert readable(error) == "cannot identify image file 'broken.png' (see x.png)"
+    assert readable(gr.Error("`action` x must be in [0, 512], got 900")) == "`action` x must be in [0, 512], got 900"
+    assert readable(ValueError("keys W/S and A/D")) == "keys W/S and A/D"
+
+
+def test_action_mapping_follows_the_pipeline():
+    statistics = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
+    normalizer = ActionStateNormalizer.from_statistics(statistics, statistics, action_aggregation="sum", frameskip=5)
+    mapping = ActionMapping.from_pipeline(SimpleNamespace(normalizer=normalizer))
+    assert (mapping.aggregation, mapping.frameskip, mapping.known) == ("sum", 5, True)
+    np.testing.assert_allclose(mapping.to_model([[512.0, 100.0]]), [[2560.0, 500.0]])
+    np.testing.assert_allclose(mapping.to_simulator([2560.0, 500.0]), [512.0, 100.0])
+    for aggregation in ("mean", "last"):
+        np.testing.assert_allclose(ActionMapping(aggregation, 5).to_model([512.0, 100.0]), [512.0, 100.0])
+    unknown = ActionMapping.from_pipeline(SimpleNamespace(normalizer=ActionStateNormalizer.from_statistics(statistics)))
+    assert not unknown.known and "does not record" in unknown.describe()
+    np.testing.assert_allclose(unknown.to_model([512.0, 100.0]), [512.0, 100.0])
+    # an arm: the normaliser's range is in summed model actions, the sliders move one simulator step
+    arm_statistics = {"min": [-5.0, -5.0, 0.0], "max": [5.0, 5.0, 5.0]}
+    arm = ActionStateNormalizer.from_statistics(arm_statistics, normalization_mode="min_max")
+    space = ActionSpace.for_model(3, arm, ActionMapping("sum", 5))
+    assert space.low == pytest.approx((-1.0, -1.0, 0.0)) and space.high == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_plans_and_steps_use_the_models_action_scale(space, monkeypatch):
+    """A model trained on sums of 5 PushT targets: the user's targets in [0, 512] reach it multiplied by 5, and plans
+    are bounded by [0, 2560] in the model's units and come back as targets in [0, 512] (the Space bounded the model's
+    actions by [0, 512]: every planned target came back as 512 / 5 = 102)."""
+    engine = RolloutEngine(space.engine.pipeline, ActionSpace.pusht(), mapping=ActionMapping("sum", 5))
+    clip = next(iter(space.clips.values()))
+    session = engine.start(clip, 2)
+    pipeline, seen = engine.pipeline, {}
+
+    def spy(method):
+        def call(**kwargs):
+            seen[method.__name__] = kwargs
+            return method(**kwargs)
+
+        return call
+
+    monkeypatch.setattr(pipeline, "plan", spy(pipeline.plan))
+    monkeypatch.setattr(pipeline, "rollout_stream", spy(pipeline.rollout_stream))
+    plan = engine.plan(session, clip.frames[-1], clip.states[-1], 2, 1, 2, num_samples=16, iterations=2)
+    np.testing.assert_allclose(seen["plan"]["action_low"], [0.0, 0.0])
+    np.testing.assert_allclose(seen["plan"]["action_high"], [2560.0, 2560.0])
+    assert plan.actions.shape == (2, 2) and np.all((plan.actions >= 0) & (plan.actions <= 512))
+    np.testing.assert_allclose(plan.model_actions, 5 * plan.actions, rtol=1e-5)
+
+    session = list(engine.step(session, [[100.0, 200.0]], 1, 2))[-1]
+    np.testing.assert_allclose(seen["rollout_stream"]["actions"].cpu(), [[[500.0, 1000.0]]])
+    np.testing.assert_allclose(session.actions[-1], [500.0, 1000.0])  # the context the model sees next
+    np.testing.assert_allclose(session.action, [100.0, 200.0])  # the sliders
+
+
+def test_plan_shows_progress(space):
+    clip = next(iter(space.clips))
+    session = space.start(clip, None, 2)[0]
+    calls = []
+    outputs = _drain(space.plan(session, 1, None, 2, 16, 1, 2, lambda value, desc, **_: calls.append((value, desc))))
+    assert len(outputs) == 2
+    iterations = [value for value, desc in calls if desc.startswith("Planning: CEM iteration")]
+    assert iterations == [(i, PLAN_ITERATIONS) for i in range(PLAN_ITERATIONS + 1)]
+    assert [value for value, desc in calls if desc.startswith("Predicting")] == [(1, 2), (2, 2)]
+
+
+def test_plans_have_their_own_concurrency_slot(space):
+    """Every event shared one queue slot, so one user's plan made every other user's step wait for it."""
+    demo = space.build()
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    assert groups["plan"] == ("plan", space.plan_concurrency_limit)
+    assert {groups[name][0] for name in ("step", "up", "click", "reset", "start", "execute_plan")} == {"rollout"}
+
+
+def test_context_change_restarts_an_unstepped_rollout(space):
+    clip = next(iter(space.clips))
+    session = space.start(clip, None, 2)[0]
+    outputs = space.change_context(session, 4)
+    assert outputs[0].num_context == 4 and len(outputs[-3]) == 4  # the context gallery shows the new context
+    stepped = _drain(space.step(outputs[0], 1, 1, 4, 10.0, 10.0))[-1][0]
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert space.change_context(stepped, 2) == gr.skip()  # the predicted frames stay
+    assert stepped.num_predicted == 1
 
 
 # --------------------------------------------------------------------------------------------- the served app

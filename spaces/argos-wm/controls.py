@@ -6,14 +6,24 @@ Two kinds of action space cover the datasets argos_wm trains on:
   frame (a 2-D pad) or nudges the target with the arrow buttons / keys.
 - *relative* (robot arms, Soar / BridgeV2 / DROID): the action is an end-effector delta and a gripper command. The
   user sets sliders and steps, or presses a direction button / key that moves one axis by a nudge.
+
+The user always sets a *simulator action*: what the environment takes at each of its steps (PushT: a target in the
+512 x 512 window). A model trained with a frameskip k sees one action per k simulator steps, combined like its training
+data (`sum` for relative actions, `last` or `mean` for targets); `ActionMapping` converts between the two with the
+pipeline's own `aggregate_actions` / `held_action`, so a PushT model trained on sums of 5 targets gets actions up to
+2,560 while the user picks targets in [0, 512].
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from argos_wm.pipelines.action_state_normalizer import aggregate_actions, held_action
 
 PUSHT_WINDOW_SIZE = 512.0
 ARM_AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
@@ -25,6 +35,69 @@ PAD_KEYS = {"←": ["ArrowLeft", "a"], "→": ["ArrowRight", "d"], "↑": ["Arro
 ARM_KEYS = {"x+": ["w"], "x−": ["s"], "y+": ["a"], "y−": ["d"], "z+": ["e"], "z−": ["q"]}
 COMMON_KEYS = {"step": ["Enter"], "reset": ["r"], "gripper": ["g"]}
 ARROW_NAMES = {"←": "left", "→": "right", "↑": "up", "↓": "down"}
+
+
+@dataclass(frozen=True)
+class ActionMapping:
+    """
+    Simulator actions (what the user sets: one per environment step) <-> the model's actions (one per `frameskip`
+    environment steps, the held simulator action combined by `aggregation`, as the training data was built).
+
+    Args:
+        aggregation: `"sum"`, `"mean"` or `"last"`, as the pipeline records it (`normalizer.config.action_aggregation`);
+            None when the pipeline does not record it: then model actions are taken to be simulator actions.
+        frameskip: environment steps per model step (`normalizer.config.frameskip`).
+    """
+
+    aggregation: str | None = None
+    frameskip: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.frameskip, int) or self.frameskip < 1:
+            raise ValueError(f"`frameskip` must be an integer >= 1, got {self.frameskip!r}.")
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> ActionMapping:
+        """The mapping a `WorldModelPipeline` was trained with (its normaliser's `action_aggregation` / `frameskip`)."""
+        normalizer = getattr(pipeline, "normalizer", None)
+        if normalizer is None or normalizer.config.action_aggregation is None:
+            return cls()
+        return cls(normalizer.config.action_aggregation, int(normalizer.config.frameskip))
+
+    @property
+    def known(self) -> bool:
+        """Whether the pipeline records how its actions were aggregated."""
+        return self.aggregation is not None
+
+    def to_model(self, actions) -> np.ndarray:
+        """Simulator actions `[..., A]`, each held for `frameskip` steps -> model actions `[..., A]` (float32)."""
+        actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
+        if not self.known:
+            return actions.numpy()
+        held = actions[..., None, :].expand(*actions.shape[:-1], self.frameskip, actions.shape[-1])  # [..., k, A]
+        return aggregate_actions(held, self.aggregation, self.frameskip)[..., 0, :].numpy()
+
+    def to_simulator(self, actions) -> np.ndarray:
+        """Model actions `[..., A]` -> the simulator action `[..., A]` held for `frameskip` steps (float32)."""
+        actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
+        if not self.known:
+            return actions.numpy()
+        return held_action(actions, self.aggregation, self.frameskip).numpy()
+
+    def describe(self) -> str:
+        """One line for the UI: how the controls' values reach the model."""
+        if not self.known:
+            return (
+                "⚠ This pipeline does not record how its actions were aggregated over skipped frames "
+                "(`normalizer.config.action_aggregation` is None): the controls' values go to the model unchanged, "
+                "as if it took one simulator action per frame."
+            )
+        if self.frameskip == 1:
+            return "One model frame per simulator step: the controls' values go to the model unchanged."
+        return (
+            f"One model frame = {self.frameskip} simulator steps holding the controls' action; the model sees their "
+            f"**{self.aggregation}** (as in training)."
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +135,15 @@ class ActionSpace:
     @property
     def dim(self) -> int:
         return len(self.names)
+
+    @property
+    def steps(self) -> tuple[float, ...]:
+        """Slider step of each dimension: a power of ten near 1/1000 of its range (0.1 px for PushT's 512 px)."""
+        return tuple(10.0 ** math.floor(math.log10((high - low) / 1000)) for low, high in zip(self.low, self.high))
+
+    def rounded(self, action) -> list[float]:
+        """`action` `[A]` rounded to the sliders' steps, as the number boxes show it."""
+        return [round(float(value), max(0, -math.floor(math.log10(step)))) for value, step in zip(action, self.steps)]
 
     @property
     def directions(self) -> dict[str, tuple[int, float]]:
@@ -114,10 +196,11 @@ class ActionSpace:
         )
 
     @classmethod
-    def for_model(cls, action_dim: int, normalizer=None) -> ActionSpace:
+    def for_model(cls, action_dim: int, normalizer=None, mapping: ActionMapping | None = None) -> ActionSpace:
         """
-        The space of a model with `action_dim` actions: PushT for 2, a robot arm otherwise, bounded by the
-        pipeline's `ActionStateNormalizer` when given (min_max: its range; mean_std: mean ± 3 std).
+        The simulator-action space of a model with `action_dim` actions: PushT's window for 2, a robot arm otherwise,
+        bounded by the pipeline's `ActionStateNormalizer` when given (min_max: its range; mean_std: mean ± 3 std),
+        converted from model actions to per-step simulator actions with `mapping`.
         """
         if action_dim < 1:
             raise ValueError(f"`action_dim` must be >= 1 for an action-conditioned Space, got {action_dim}.")
@@ -129,7 +212,9 @@ class ActionSpace:
         spread = normalizer.action_scale.float().cpu().numpy()
         if normalizer.config.normalization_mode == "mean_std":
             spread = 3 * spread
-        return cls.arm(action_dim, low=shift - spread, high=shift + spread)
+        mapping = mapping or ActionMapping()
+        low, high = mapping.to_simulator(shift - spread), mapping.to_simulator(shift + spread)
+        return cls.arm(action_dim, low=np.minimum(low, high), high=np.maximum(low, high))
 
     def validate(self, action) -> np.ndarray:
         """`action` `[A]` as float32, or a ValueError naming the dimension, its bounds and the value received."""

@@ -29,9 +29,11 @@ class StartClip:
     Attributes:
         name: label shown in the UI.
         frames: uint8 `[T, H, W, 3]`, square, at the Space's frame size.
-        actions: float32 `[T, A]`, `actions[t]` led from frame t-1 to frame t; None for uploads.
+        actions: float32 `[T, A]` model actions (aggregated over the skipped frames like the model's training data),
+            `actions[t]` led from frame t-1 to frame t; None for uploads.
         action_mask: bool `[T]`, False where `actions[t]` is unknown.
         states: float32 `[T, S]` proprio; None when unknown.
+        fps: frame rate of `frames`, None when unknown (a single image).
     """
 
     name: str
@@ -39,6 +41,7 @@ class StartClip:
     actions: np.ndarray | None = None
     action_mask: np.ndarray | None = None
     states: np.ndarray | None = None
+    fps: float | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -57,12 +60,18 @@ def load_sample_clips(
     max_frames: int = 48,
     fps: float | None = None,
     name: str | None = None,
+    frameskip: int = 1,
+    action_aggregation: str | None = None,
 ) -> list[StartClip]:
     """
-    The first `num_clips` episodes (at most `max_frames` frames each, resampled to `fps`) of a LeRobot v3.0 dataset as
-    start clips named "`name` episode i" (`name` defaults to the dataset's).
+    The first `num_clips` episodes (at most `max_frames` frames each) of a LeRobot v3.0 dataset as start clips named
+    "`name` episode i" (`name` defaults to the dataset's), resampled like the model's training data: to `fps`
+    (default: the dataset's fps / `frameskip`), the actions of skipped frames combined by `action_aggregation`
+    (default "sum", `LeRobotSource`'s).
     """
-    source = LeRobotSource(root_or_repo_id, fps=fps, name=name)
+    if fps is None:
+        fps = LeRobotSource(root_or_repo_id, name=name).source_fps / frameskip
+    source = LeRobotSource(root_or_repo_id, fps=fps, name=name, action_aggregation=action_aggregation or "sum")
     if not source.camera_keys:
         raise ValueError(f"`root_or_repo_id` {str(root_or_repo_id)!r} must have a video feature, got none.")
     clips = []
@@ -75,6 +84,7 @@ def load_sample_clips(
                 actions=None if episode.actions is None else episode.actions.numpy(),
                 action_mask=episode.action_mask.numpy(),
                 states=None if episode.states is None else episode.states.numpy(),
+                fps=source.fps,
             )
         )
     return clips
@@ -103,7 +113,8 @@ def clip_from_image(path: str | Path, frame_size: int) -> StartClip:
         with Image.open(path) as image:
             image = image.convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"`image` must be a PNG, JPEG or WebP image, got {path.name!r} ({error}).") from error
+        reason = str(error).replace(str(path), path.name)  # the upload's name, not the server's temp path
+        raise ValueError(f"`image` must be a PNG, JPEG or WebP image, got {path.name!r} ({reason}).") from error
     _check_size("image", image.width, image.height)
     return StartClip(name=f"upload {path.name}", frames=square_frames(np.asarray(image)[None], frame_size))
 
@@ -128,10 +139,11 @@ def clip_from_video(path: str | Path, frame_size: int, fps: float, max_frames: i
                     frames.append(frame.to_ndarray(format="rgb24"))
                     next_time += 1.0 / fps
     except (av.FFmpegError, UnicodeDecodeError) as error:
-        raise ValueError(f"`video` must be an MP4, WebM or MOV video, got {path.name!r} ({error}).") from error
+        reason = str(error).replace(str(path), path.name)  # the upload's name, not the server's temp path
+        raise ValueError(f"`video` must be an MP4, WebM or MOV video, got {path.name!r} ({reason}).") from error
     if not frames:
         raise ValueError(f"`video` must hold at least 1 frame, got 0 in {path.name!r}.")
-    return StartClip(name=f"upload {path.name}", frames=square_frames(np.stack(frames), frame_size))
+    return StartClip(name=f"upload {path.name}", frames=square_frames(np.stack(frames), frame_size), fps=fps)
 
 
 def _check_size(argument: str, width: int, height: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from argos_wm.data import VideoEncodingOptions, VideoWriter
-from argos_wm.pipelines import PlanOutput
-from controls import ActionSpace
+from argos_wm.planning import CEMPlanner
+from controls import ActionMapping, ActionSpace
 from samples import StartClip
 
 SHORTCUT_STEPS = (1, 2, 4, 8)
@@ -28,9 +28,9 @@ class RolloutSession:
         num_context: T0, the number of context frames taken from the clip.
         latents: `[T, N, C]` normalised latents of the context and predicted frames.
         states: `[T, S]` proprio of every frame in raw units, None when the model or the clip has none.
-        actions: `[T, A]` raw action that led to each frame, rows of NaN where unknown.
+        actions: `[T, A]` raw model action that led to each frame, rows of NaN where unknown.
         frames: T uint8 frames `[H, W, 3]`: the observed context, then the decoded predictions.
-        action: `[A]` the current action (the sliders' values).
+        action: `[A]` the current simulator action (the sliders' values).
         seed: seed of the next prediction's noise.
         step_seconds: wall time of each predicted frame.
     """
@@ -60,6 +60,48 @@ class RolloutSession:
         return replace(self, frames=list(self.frames), step_seconds=list(self.step_seconds))
 
 
+@dataclass
+class SpacePlan:
+    """
+    A plan of the Space.
+
+    Attributes:
+        actions: `[H, A]` simulator actions (what the sliders show), within the action space's bounds.
+        model_actions: `[H, A]` the same actions as the model takes them (raw units).
+        cost: the planning cost of the best sequence.
+    """
+
+    actions: np.ndarray
+    model_actions: np.ndarray
+    cost: float
+
+
+class ProgressPlanner:
+    """
+    A sampling planner (`CEMPlanner`) that calls `callback(done, total)` each time it has scored its candidates, i.e.
+    after every iteration, so that a long plan can show its progress. `WorldModelPipeline.plan` takes it like any
+    planner instance.
+    """
+
+    requires_grad = False
+
+    def __init__(self, planner: CEMPlanner, callback: Callable[[int, int], None]):
+        self.planner = planner
+        self.callback = callback
+
+    def __call__(self, cost_fn, init_mean, low=None, high=None, generator=None, show_progress=False):
+        done = 0
+
+        def reporting_cost_fn(candidates: torch.Tensor) -> torch.Tensor:
+            nonlocal done
+            costs = cost_fn(candidates)  # [B, M]
+            done += 1
+            self.callback(done, self.planner.iterations)
+            return costs
+
+        return self.planner(reporting_cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
+
+
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
     """Frames float in [0, 1] `[..., H, W, 3]` -> uint8."""
     return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -71,11 +113,13 @@ class RolloutEngine:
 
     Args:
         pipeline: a `WorldModelPipeline` with an encoder (images -> latents) and a decoder (latents -> images).
-        action_space: the space the model's actions live in, raw units.
+        action_space: the space of the simulator actions the user sets (one per environment step).
         fps: frame rate of the model's clips, used for exported videos.
+        mapping: simulator actions <-> model actions; defaults to what the pipeline records
+            (`ActionMapping.from_pipeline`).
     """
 
-    def __init__(self, pipeline, action_space: ActionSpace, fps: float = 10.0):
+    def __init__(self, pipeline, action_space: ActionSpace, fps: float = 10.0, mapping: ActionMapping | None = None):
         if pipeline.encoder is None or pipeline.decoder is None:
             raise ValueError("`pipeline` must have an encoder and a decoder to show frames, got a latent-only pipeline.")
         config = pipeline.world_model.config
@@ -85,6 +129,7 @@ class RolloutEngine:
             )
         self.pipeline = pipeline
         self.action_space = action_space
+        self.mapping = mapping if mapping is not None else ActionMapping.from_pipeline(pipeline)
         self.fps = fps
         self.max_context = max(1, config.temporal_context_length - 1)
         self.state_dim = config.state_dim
@@ -129,11 +174,11 @@ class RolloutEngine:
     def _start_action(self, actions: torch.Tensor, states: torch.Tensor | None) -> np.ndarray:
         """The sliders' first values: an absolute space starts at the agent (its state, else its last target)."""
         space = self.action_space
-        known = actions[torch.isfinite(actions).all(-1)]
+        known = actions[torch.isfinite(actions).all(-1)]  # model actions
         if space.absolute and states is not None and states.shape[-1] == space.dim:
             start = states[-1].numpy()
         elif space.absolute and len(known):
-            start = known[-1].numpy()
+            start = self.mapping.to_simulator(known[-1].numpy())
         else:
             start = space.neutral
         return np.clip(start, space.low, space.high).astype(np.float32)
@@ -153,32 +198,33 @@ class RolloutEngine:
         self, session: RolloutSession, actions: np.ndarray, shortcut_steps: int = 4, context_length: int = 8
     ) -> Iterator[RolloutSession]:
         """
-        Predicts one frame per action of `actions` `[K, A]` (raw units) with the KV-cached streaming rollout,
-        appending each frame to `session` (in place) and yielding the session after it.
+        Predicts one frame per simulator action of `actions` `[K, A]` (each held for the model's frameskip) with the
+        KV-cached streaming rollout, appending each frame to `session` (in place) and yielding the session after it.
         """
         if shortcut_steps not in SHORTCUT_STEPS:
             raise ValueError(f"`shortcut_steps` must be one of {SHORTCUT_STEPS}, got {shortcut_steps}.")
         actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.action_space.dim)
-        actions = torch.from_numpy(np.stack([self.action_space.validate(action) for action in actions]))
+        actions = np.stack([self.action_space.validate(action) for action in actions])  # [K, A] simulator
+        model_actions = torch.from_numpy(self.mapping.to_model(actions))  # [K, A] model, raw units
         context = self.context(session, context_length)
         stream = self.pipeline.rollout_stream(
             context_latents=context["latents"],
             context_states=context["states"],
             context_actions=context["actions"],
-            actions=actions[None].to(self.device),  # [1, K, A]
+            actions=model_actions[None].to(self.device),  # [1, K, A]
             num_inference_steps=shortcut_steps,
             generator=self._generator(session.seed),
             output_type="np",
         )
         session.seed += 1
         begin = time.perf_counter()
-        for action, output in zip(actions, stream):
+        for action, model_action, output in zip(actions, model_actions, stream):
             session.latents = torch.cat([session.latents, output.latents[0].float().cpu()])  # [T + 1, N, C]
             if session.states is not None:
                 session.states = torch.cat([session.states, output.states[0].float().cpu()])
-            session.actions = torch.cat([session.actions, action[None]])
+            session.actions = torch.cat([session.actions, model_action[None]])
             session.frames.append(_to_uint8(output.frames[0, 0]))
-            session.action = action.numpy()
+            session.action = action
             session.step_seconds.append(time.perf_counter() - begin)
             begin = time.perf_counter()
             yield session
@@ -193,33 +239,47 @@ class RolloutEngine:
         context_length: int = 8,
         num_samples: int = 64,
         iterations: int = 5,
-    ) -> PlanOutput:
-        """CEM plan of `horizon` actions from the session's last frames to `goal_frame` uint8 `[H, W, 3]`."""
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SpacePlan:
+        """
+        CEM plan of `horizon` actions from the session's last frames to `goal_frame` uint8 `[H, W, 3]`, within the
+        action space's simulator bounds (mapped to the model's actions); `progress(done, iterations)` is called after
+        each CEM iteration.
+        """
         if shortcut_steps not in SHORTCUT_STEPS:
             raise ValueError(f"`shortcut_steps` must be one of {SHORTCUT_STEPS}, got {shortcut_steps}.")
         context = self.context(session, context_length)
         use_state = goal_state is not None and session.states is not None
-        return self.pipeline.plan(
+        space, mapping = self.action_space, self.mapping
+        low, high = mapping.to_model(np.asarray(space.low)), mapping.to_model(np.asarray(space.high))  # [A] model
+        planner = CEMPlanner(num_samples=num_samples, num_elites=max(2, num_samples // 10), iterations=iterations)
+        if progress is not None:
+            planner = ProgressPlanner(planner, progress)
+        output = self.pipeline.plan(
             observation_latents=context["latents"],
             observation_states=context["states"],
             observation_actions=context["actions"],
             goal=goal_frame[None],
             goal_states=np.asarray(goal_state, dtype=np.float32)[None] if use_state else None,
             horizon=horizon,
-            planner="cem",
-            num_samples=num_samples,
-            num_elites=max(2, num_samples // 10),
-            iterations=iterations,
-            action_low=torch.tensor(self.action_space.low),
-            action_high=torch.tensor(self.action_space.high),
+            planner=planner,
+            action_low=torch.from_numpy(np.minimum(low, high)),
+            action_high=torch.from_numpy(np.maximum(low, high)),
             num_inference_steps=shortcut_steps,
             generator=self._generator(session.seed),
             show_progress=False,
         )
+        model_actions = output.actions[0].float().cpu().numpy()  # [H, A]
+        actions = np.clip(mapping.to_simulator(model_actions), space.low, space.high)  # float rounding at the bounds
+        return SpacePlan(actions=actions.astype(np.float32), model_actions=model_actions, cost=float(output.cost[0]))
 
-    def export_video(self, session: RolloutSession, path: str | Path) -> Path:
-        """Writes the session's frames (context, then predictions) to an H.264 mp4 at `path`."""
+    def export_video(self, session: RolloutSession, path: str | Path, scale: int = 1) -> Path:
+        """Writes the session's frames (context, then predictions), upscaled `scale` times (nearest, as the page shows
+        them), to an H.264 mp4 at `path`."""
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"`scale` must be an integer >= 1, got {scale!r}.")
         frames = np.stack(session.frames)  # [T, H, W, 3]
+        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)  # [T, H * scale, W * scale, 3]
         height, width = frames.shape[1:3]
         frames = frames[:, : height - height % 2, : width - width % 2]
         options = VideoEncodingOptions(codec="libx264", fallback_codec="libx264", crf=18)
