@@ -15,8 +15,10 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from ..data.lerobot_source import ACTION_AGGREGATIONS
+
+
 NORMALIZATION_MODES = ("mean_std", "min_max")
-ACTION_AGGREGATIONS = ("sum", "last", "mean")
 
 
 def _statistics_to_affine(

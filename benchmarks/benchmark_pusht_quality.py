@@ -1,0 +1,273 @@
+"""How well a trained pipeline models PushT, on held-out episodes, against copy-last: the model-quality benchmark.
+
+    python benchmarks/benchmark_pusht_quality.py --pipeline outputs/demo/pipeline \
+        --dataset outputs/demo/pusht_dataset --latent_cache outputs/demo/pusht_latents
+
+For every held-out episode (the last `num_eval_episodes`, which training holds out) and every time t with
+`context_frames` real frames before it, the pipeline predicts from the real context and the real actions:
+- one step (teacher-forced): frame t alone;
+- open loop: frames t … t + horizon − 1, each predicted frame feeding the next.
+Each prediction is scored in normalised latent space (MSE over tokens and channels) against copy-last (the last
+context frame stands for every future frame), split into transitions where the block moves (> 1 px or > 0.02 rad
+between consecutive frames) and where it stays still; and in the block's pose, read out of latents by a ridge probe
+fitted on the real latents of the training episodes (position error in px, angle error in degrees). K = 1 shortcut
+step is the model's x-prediction itself; K = 2, 4 refine it. Writes `quality.json` and `quality.png` (error vs
+horizon, model against copy-last) to `output_dir` and prints the tables.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from transformers import HfArgumentParser
+
+from argos_wm.data import LatentCacheSource, LeRobotSource
+from argos_wm.pipelines import WorldModelPipeline
+
+
+MOVING_PX, MOVING_RAD = 1.0, 0.02
+
+
+@dataclass
+class QualityBenchmarkConfig:
+    """What to evaluate and how."""
+
+    pipeline: str = field(default="outputs/demo/pipeline", metadata={"help": "A WorldModelPipeline folder."})
+    dataset: str = field(default="outputs/demo/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
+    latent_cache: str = field(default="outputs/demo/pusht_latents", metadata={"help": "Its latent cache."})
+    output_dir: str = field(default="outputs/demo/quality", metadata={"help": "Where quality.json/png go."})
+    num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes: the dataset's last ones."})
+    context_frames: int = field(default=4, metadata={"help": "Real frames before each prediction."})
+    horizon: int = field(default=5, metadata={"help": "Open-loop frames."})
+    steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "Shortcut steps K per frame."})
+    context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the context."})
+    probe_l2: list[float] = field(
+        default_factory=lambda: [1.0, 10.0, 100.0, 1000.0], metadata={"help": "Ridge penalties tried for the probe."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the sampling noise."})
+
+
+@dataclass
+class PushTEpisodes:
+    """Latents `[T, N, C]`, raw actions `[T, A]` (NaN: unknown), raw states `[T, S]`, block poses `[T, 3]`."""
+
+    latents: list[torch.Tensor]
+    actions: list[torch.Tensor]
+    states: list[torch.Tensor]
+    blocks: list[np.ndarray]
+
+
+def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: list[int]) -> PushTEpisodes:
+    """The cache's episodes with the simulator's block pose at the same (resampled) frames."""
+    episodes = PushTEpisodes([], [], [], [])
+    for i in positions:
+        latent_episode = cache.read_episode(i, camera=cache.camera_keys[0])
+        simulator = source.read_episode(i, decode_frames=False)
+        if not torch.equal(latent_episode.frame_indices, simulator.frame_indices):
+            raise ValueError(f"episode {i}: the latent cache and the dataset were resampled differently.")
+        actions = latent_episode.actions.clone()
+        actions[~latent_episode.action_mask] = float("nan")
+        episodes.latents.append(latent_episode.latents)
+        episodes.actions.append(actions)
+        episodes.states.append(latent_episode.states)
+        episodes.blocks.append(simulator.extras["observation.environment_state"][:, 2:5].numpy().astype(np.float64))
+    return episodes
+
+
+class BlockProbe:
+    """Ridge regression from flattened latents `[N * C]` to the block's (x, y, cos θ, sin θ), penalty chosen on a
+    validation split of the training episodes."""
+
+    def fit(self, latents: list[torch.Tensor], blocks: list[np.ndarray], penalties: list[float]) -> "BlockProbe":
+        split = max(1, len(latents) // 5)
+        fit_x, fit_y = self._design(latents[split:]), self._targets(blocks[split:])
+        val_x, val_y = self._design(latents[:split]), self._targets(blocks[:split])
+        self.mean, self.target_mean = fit_x.mean(0), fit_y.mean(0)
+        errors = {}
+        for penalty in penalties:
+            weights = self._solve(fit_x, fit_y, penalty)
+            errors[penalty] = self._position_error(val_x @ weights + self.target_mean, val_y)
+        self.penalty = min(errors, key=errors.get)
+        all_x, all_y = self._design(latents), self._targets(blocks)
+        self.mean, self.target_mean = all_x.mean(0), all_y.mean(0)
+        self.weights = self._solve(all_x, all_y, self.penalty)
+        return self
+
+    def predict(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents `[..., N, C]` -> block poses `[..., 3]` (x, y in px, angle in radians)."""
+        flat = latents.flatten(-2).double().numpy()
+        xyc = (flat - self.mean) @ self.weights + self.target_mean
+        return np.concatenate([xyc[..., :2], np.arctan2(xyc[..., 3:4], xyc[..., 2:3])], axis=-1)
+
+    def _solve(self, x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+        centred = x - self.mean
+        gram = centred.T @ centred + penalty * np.eye(x.shape[1])
+        return np.linalg.solve(gram, centred.T @ (y - self.target_mean))
+
+    @staticmethod
+    def _design(latents: list[torch.Tensor]) -> np.ndarray:
+        return torch.cat(latents).flatten(1).double().numpy()  # [frames, N * C]
+
+    @staticmethod
+    def _targets(blocks: list[np.ndarray]) -> np.ndarray:
+        block = np.concatenate(blocks)
+        return np.stack([block[:, 0], block[:, 1], np.cos(block[:, 2]), np.sin(block[:, 2])], axis=1)
+
+    @staticmethod
+    def _position_error(predicted: np.ndarray, target: np.ndarray) -> float:
+        return float(np.linalg.norm(predicted[:, :2] - target[:, :2], axis=1).mean())
+
+
+def pose_errors(predicted: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block poses `[..., 3]` -> position error (px) and angle error (degrees, wrapped), each `[...]`."""
+    position = np.linalg.norm(predicted[..., :2] - real[..., :2], axis=-1)
+    angle = np.abs(predicted[..., 2] - real[..., 2]) % (2 * math.pi)
+    return position, np.degrees(np.minimum(angle, 2 * math.pi - angle))
+
+
+def windows(episodes: PushTEpisodes, context: int, horizon: int) -> dict[str, torch.Tensor | np.ndarray]:
+    """Every (episode, t) with `context` frames before t and `horizon` frames from t on, stacked as one batch."""
+    rows = {key: [] for key in ("context_latents", "context_states", "context_actions", "actions", "future", "blocks")}
+    for latents, actions, states, blocks in zip(episodes.latents, episodes.actions, episodes.states, episodes.blocks):
+        for t in range(context, len(latents) - horizon + 1):
+            rows["context_latents"].append(latents[t - context : t])
+            rows["context_states"].append(states[t - context : t])
+            rows["context_actions"].append(actions[t - context : t])
+            rows["actions"].append(actions[t : t + horizon])
+            rows["future"].append(latents[t - 1 : t + horizon])  # the last context frame, then the future
+            rows["blocks"].append(blocks[t - 1 : t + horizon])
+    stacked = {key: torch.stack(value) for key, value in rows.items() if key != "blocks"}
+    stacked["blocks"] = np.stack(rows["blocks"])
+    return stacked
+
+
+def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkConfig) -> dict:
+    """Latent MSE and probe pose errors per horizon step, model vs copy-last, split by block motion."""
+    generator = torch.Generator().manual_seed(config.seed)
+    predicted = pipe.rollout(
+        context_latents=batch["context_latents"], context_states=batch["context_states"],
+        context_actions=batch["context_actions"], actions=batch["actions"], num_inference_steps=steps,
+        context_signal_level=config.context_signal_level, generator=generator,
+    ).latents.float()  # fmt: skip
+    real, last = batch["future"][:, 1:], batch["future"][:, :1]
+    model_mse = (predicted - real).pow(2).mean(dim=(2, 3)).numpy()  # [W, H]
+    copy_mse = (last - real).pow(2).mean(dim=(2, 3)).numpy()
+    blocks = batch["blocks"]  # [W, H + 1, 3]
+    step_motion = np.linalg.norm(blocks[:, 1:, :2] - blocks[:, :-1, :2], axis=-1)
+    step_turn = np.abs(blocks[:, 1:, 2] - blocks[:, :-1, 2])
+    moving = (step_motion > MOVING_PX) | (step_turn > MOVING_RAD)  # [W, H]: the transition into frame t + h
+    model_position, model_angle = pose_errors(probe.predict(predicted), blocks[:, 1:])
+    copy_position, copy_angle = pose_errors(np.repeat(probe.predict(last), real.shape[1], axis=1), blocks[:, 1:])
+
+    def split(values: np.ndarray, mask: np.ndarray) -> list[float]:
+        return [float(values[:, h][mask[:, h]].mean()) if mask[:, h].any() else float("nan") for h in range(values.shape[1])]
+
+    result = {"windows": int(len(predicted)), "moving_share": [float(x) for x in moving.mean(0)]}
+    for name, values in (("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
+                         ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
+                         ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle)):  # fmt: skip
+        result[name] = {
+            "all": [float(x) for x in values.mean(0)],
+            "moving": split(values, moving),
+            "still": split(values, ~moving),
+        }
+    return result
+
+
+def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
+    """A line plot of open-loop latent MSE vs horizon, one line per K and copy-last, drawn with PIL."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 60, 30, size[0] - 150, size[1] - 40
+    lines = {f"model K={k}": r["open_loop"]["latent_mse"]["all"] for k, r in results["by_steps"].items()}
+    first = next(iter(results["by_steps"].values()))
+    lines["copy-last"] = first["open_loop"]["copy_last_latent_mse"]["all"]
+    horizon = len(lines["copy-last"])
+    high = max(max(values) for values in lines.values()) * 1.1
+    colours = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for tick in range(5):
+        value = high * tick / 4
+        y = bottom - (bottom - top) * tick / 4
+        draw.text((8, y - 6), f"{value:.2f}", fill="black")
+    for h in range(horizon):
+        x = left + (right - left) * h / max(horizon - 1, 1)
+        draw.text((x - 8, bottom + 8), f"t+{h + 1}", fill="black")
+    for (name, values), colour in zip(lines.items(), colours[-len(lines):] if len(lines) > 4 else colours):
+        points = [
+            (left + (right - left) * h / max(horizon - 1, 1), bottom - (bottom - top) * value / high)
+            for h, value in enumerate(values)
+        ]
+        draw.line(points, fill=colour, width=3)
+        draw.text((right + 10, points[-1][1] - 6), name, fill=colour)
+    draw.text((left, 8), "open-loop latent MSE on held-out PushT episodes (lower is better)", fill="black")
+    image.save(path)
+    return path
+
+
+def main(args: list[str] | None = None) -> dict:
+    (config,) = HfArgumentParser(QualityBenchmarkConfig).parse_args_into_dataclasses(args=args)
+    torch.manual_seed(config.seed)
+    pipe = WorldModelPipeline.from_pretrained(config.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    cache = LatentCacheSource(config.latent_cache)
+    source = LeRobotSource(config.dataset, fps=cache.fps, extra_keys=["observation.environment_state"])
+    if len(cache) != len(source) or len(cache) <= config.num_eval_episodes:
+        raise ValueError(
+            f"latent_cache ({len(cache)} episodes) and dataset ({len(source)}) must hold the same episodes, more than "
+            f"num_eval_episodes={config.num_eval_episodes}."
+        )
+    split = len(cache) - config.num_eval_episodes
+    train = read_episodes(cache, source, list(range(split)))
+    held_out = read_episodes(cache, source, list(range(split, len(cache))))
+    probe = BlockProbe().fit(train.latents, train.blocks, config.probe_l2)
+    real_position, real_angle = pose_errors(probe.predict(torch.cat(held_out.latents)), np.concatenate(held_out.blocks))
+
+    results = {
+        "settings": asdict(config),
+        "probe": {"l2": probe.penalty, "held_out_position_px": float(real_position.mean()),
+                  "held_out_angle_deg": float(real_angle.mean())},  # fmt: skip
+        "by_steps": {},
+    }
+    one_step = windows(held_out, config.context_frames, 1)
+    open_loop = windows(held_out, config.context_frames, config.horizon)
+    with torch.no_grad():
+        for steps in config.steps:
+            results["by_steps"][steps] = {
+                "one_step": score(pipe, one_step, probe, steps, config),
+                "open_loop": score(pipe, open_loop, probe, steps, config),
+            }
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "quality.json").write_text(json.dumps(results, indent=1))
+    plot(results, output_dir / "quality.png")
+    print_tables(results)
+    return results
+
+
+def print_tables(results: dict) -> None:
+    probe = results["probe"]
+    print(f"block probe (ridge {probe['l2']:g}) on real held-out latents: {probe['held_out_position_px']:.1f} px, "
+          f"{probe['held_out_angle_deg']:.1f} deg")  # fmt: skip
+    print("| K | one-step latent MSE moving (model / copy-last) | still | all | "
+          f"{len(next(iter(results['by_steps'].values()))['open_loop']['latent_mse']['all'])}-step open-loop block "
+          "position px (model / copy-last) | block angle deg |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for steps, result in results["by_steps"].items():
+        one, loop = result["one_step"], result["open_loop"]
+        cells = []
+        for part in ("moving", "still", "all"):
+            model, copy = one["latent_mse"][part][0], one["copy_last_latent_mse"][part][0]
+            cells.append(f"{model:.3f} / {copy:.3f} ({model / copy:.2f}x)")
+        position = (np.mean(loop["block_position_px"]["all"]), np.mean(loop["copy_last_block_position_px"]["all"]))
+        angle = (np.mean(loop["block_angle_deg"]["all"]), np.mean(loop["copy_last_block_angle_deg"]["all"]))
+        print(f"| {steps} | " + " | ".join(cells) + f" | {position[0]:.1f} / {position[1]:.1f} "
+              f"({position[0] / position[1]:.2f}x) | {angle[0]:.1f} / {angle[1]:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
