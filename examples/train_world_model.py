@@ -14,6 +14,7 @@
 """Train an `ArgosWorldModel` with diffusion forcing or shortcut forcing on a mixture of LeRobot datasets.
 
     accelerate launch examples/train_world_model.py --config examples/configs/pusht_tiny.yaml
+    accelerate launch --config_file examples/accelerate_configs/ddp.yaml examples/train_world_model.py --config ...
     python examples/train_world_model.py --config examples/configs/pusht_tiny.yaml --max_train_steps 200 --mixed_precision no
 
 Every setting is a field of `WorldModelTrainingConfig` (argos_wm/training/training_config.py); `--key value`
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from huggingface_hub import file_exists
@@ -115,10 +116,31 @@ def model_inputs(batch, model_config: ArgosWorldModelConfig) -> dict:
     return inputs
 
 
-def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
-    """The noise generator of one micro-batch: a function of the step alone, so a resumed run draws the same noise."""
-    state = np.random.SeedSequence([seed, micro_step, process_index]).generate_state(1, dtype=np.uint64)[0]
+def step_generator(seed: int, batch_index: int) -> torch.Generator:
+    """
+    The noise generator of one micro-batch, a function of the sampler batch it trains on (its index in the whole run,
+    over all processes): P processes then draw the noise of one process accumulating the same P batches, and a resumed
+    run draws the noise of the uninterrupted one.
+    """
+    state = np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
+
+
+def check_processes(accelerator: Accelerator) -> None:
+    """Refuses launches that would train wrongly: processes that do not know of each other, and FSDP (not yet)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        raise ValueError(
+            f"launched as {launched} processes (WORLD_SIZE) but accelerate set up 1: each would train alone on the "
+            "same batches. On a machine without GPUs, set ACCELERATE_USE_CPU=1 (the processes then use gloo)."
+        )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "distributed_type FSDP is not supported by this script yet: its EMA checkpoints, evaluation and export "
+            "handle unsharded weights on the main process only, load_checkpoint refuses FSDP checkpoints, and "
+            "accelerate's FSDP2 preparation calls ArgosWorldModel.get_input_embeddings, which it lacks. Use DDP "
+            "(examples/accelerate_configs/ddp.yaml), with gradient_checkpointing for the large models."
+        )
 
 
 def build_pipeline(model, scheduler, encoder, decoder, dataset) -> WorldModelPipeline:
@@ -169,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    check_processes(accelerator)
     set_seed(config.seed)
 
     # Model, objective and data; every input problem surfaces here, before any step.
@@ -218,15 +241,18 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = create_optimizer(
         model, config.learning_rate, config.weight_decay, (config.adam_beta1, config.adam_beta2), config.adam_epsilon
     )
-    # The prepared LR scheduler steps once per process at every optimizer step (accelerate's convention).
+    # The LR schedule counts optimizer steps, whatever the number of processes: the loop steps it after each optimizer
+    # step and checkpoints save it as JSON. (accelerate's prepared scheduler steps once per process, so a run resumed on
+    # another number of processes would jump along its schedule.)
     lr_scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer,
         step_rules=config.lr_step_rules,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_train_steps * accelerator.num_processes,
+        num_warmup_steps=config.lr_warmup_steps,
+        num_training_steps=config.max_train_steps,
     )
     # One sampler epoch covers the whole run: batch b is a function of (seed, b), so resuming = skipping batches.
+    # accelerate shards it with `BatchSamplerShard`: process p trains on batches p, p + P, p + 2P, ... of the run.
     sampler = TokenBudgetBatchSampler(
         train_dataset,
         frames_per_batch=config.frames_per_batch,
@@ -237,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_dataloader = DataLoader(
         train_dataset, batch_sampler=sampler, collate_fn=collate_world_clips, num_workers=config.dataloader_num_workers
     )
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(model, optimizer, train_dataloader, lr_scheduler)
+    model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     unwrapped = accelerator.unwrap_model(model)
 
     ema = None
@@ -252,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         ema.to(accelerator.device)
     progress = TrainingProgress()
-    checkpoint_state = {"progress": progress, **({"ema": ema} if ema is not None else {})}  # saved as JSON + safetensors
+    # saved as JSON + safetensors beside accelerate's model and optimizer files
+    checkpoint_state = {"progress": progress, "lr_scheduler": lr_scheduler, **({"ema": ema} if ema is not None else {})}
 
     checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if checkpoint is not None:
@@ -261,7 +288,14 @@ def main(argv: list[str] | None = None) -> dict:
             ema.to(accelerator.device)
         logger.info("Resumed from %s at step %d", checkpoint, progress.step)
     first_step = progress.step
+    # Resuming skips the batches already trained on: exact when P x gradient_accumulation_steps is that of the saved
+    # run (e.g. 2 processes resumed as 1 process accumulating 2 batches, or the other way round); otherwise the run
+    # continues at batch step x P x gradient_accumulation_steps, other batches drawn the same way.
     micro_step = first_step * config.gradient_accumulation_steps
+    # `load_state` restores accelerate's micro-batch counter as the saved run counted it; its phase decides which
+    # micro-batch closes an accumulation, so it counts this run's micro-batches (a checkpoint of 2 processes resumed by
+    # 1 process accumulating 2 batches would otherwise step the optimizer one batch early).
+    accelerator.step = micro_step
     if micro_step:
         train_dataloader = accelerator.skip_first_batches(train_dataloader, micro_step)
 
@@ -317,14 +351,16 @@ def main(argv: list[str] | None = None) -> dict:
             break
         with accelerator.accumulate(model):
             latents = encode_frames(batch, encoder)
-            generator = step_generator(config.seed, micro_step, accelerator.process_index)
+            batch_index = micro_step * accelerator.num_processes + accelerator.process_index  # this batch in the run
+            generator = step_generator(config.seed, batch_index)
             with accelerator.autocast():
                 output = criterion(model, latents, generator=generator, **model_inputs(batch, model_config))
             accelerator.backward(output.loss)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            lr_scheduler.step()
+            if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         micro_step += 1
         window["loss"] += accelerator.gather(output.loss.detach()).mean().item()
