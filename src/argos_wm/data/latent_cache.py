@@ -14,8 +14,14 @@ Building is resumable: a shard is written (atomically) and recorded in `index.js
 interrupted run restarts after the last recorded shard. `LatentCacheSource` reads episodes or windows of them
 with the interface of `LeRobotSource`, returning `LatentEpisode`s.
 
+Building runs on several processes (GPUs) when launched with accelerate: process p of P encodes every P-th episode
+still to encode into its own shards, recorded in its own `index-part-{p}-of-{P}.json`; once all have finished, the
+main process merges the parts into `index.json` and computes the statistics. The cache reads the same as one built by
+a single process.
+
 Command line:
 `python -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR [--fps F --batch-size B]`
+`accelerate launch -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR` (one process per GPU)
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
@@ -45,6 +53,8 @@ CACHE_FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 STATISTICS_NAME = "latent_statistics.safetensors"
 SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
+PART_INDEX = "index-part-{process}-of-{processes}.json"  # the shards of one process of a multi-process build
+PART_SHARD_PATH = "shards/part-{process}-of-{processes}-shard-{{shard_index:05d}}.safetensors"
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -162,6 +172,7 @@ def build_latent_cache(
     shard_size_mb: float = 256.0,
     num_workers: int = 0,
     show_progress: bool = True,
+    state: PartialState | None = None,
 ) -> Path:
     """
     Encodes every episode of `sources` with `encoder` into a sharded safetensors cache at `output_dir`.
@@ -177,6 +188,9 @@ def build_latent_cache(
         shard_size_mb: a shard is closed once its latents reach this size.
         num_workers: DataLoader workers decoding videos while the encoder runs (0 decodes in this process).
         show_progress: show a tqdm bar over frames.
+        state: accelerate's `PartialState()` when the build runs on several processes, each calling this function:
+            process p encodes every P-th episode still to encode, and the main process writes the index and the
+            statistics once all have finished. None runs on this process alone.
 
     Returns:
         `output_dir` as a `Path`. `latent_statistics.safetensors` holds the encoder's statistics, or statistics
@@ -216,6 +230,7 @@ def build_latent_cache(
         "complete": False,
     }
     index_path = output_dir / INDEX_NAME
+    processes, process = (1, 0) if state is None else (state.num_processes, state.process_index)
     if index_path.is_file():
         previous = json.loads(index_path.read_text())
         identity = {
@@ -232,23 +247,40 @@ def build_latent_cache(
                     "use another output_dir or delete it to rebuild."
                 )
         index = previous
-    done = {(entry["source"], entry["position"]) for entry in index["episodes"]}
+    elif process == 0:
+        _write_json(index_path, index)  # the identity of the cache, checked by a resumed build
+    # Episodes of an earlier multi-process build that did not finish are in its part indexes.
+    parts = [json.loads(path.read_text()) for path in _part_index_paths(output_dir)]
+    done = {(entry["source"], entry["position"]) for part in (index, *parts) for entry in part["episodes"]}
     todo = [(s, i) for s, source in enumerate(sources) for i in range(len(source)) if (s, i) not in done]
     if done:
         logger.info(
             "Resuming the latent cache at %s: %d episodes already encoded, %d to go.", output_dir, len(done), len(todo)
         )
+    own_index, own_index_path, shard_path = index, index_path, SHARD_PATH
+    if processes > 1:
+        state.wait_for_everyone()  # every process has listed the episodes done before any writes a shard
+        todo = todo[process::processes]
+        own_index_path = output_dir / PART_INDEX.format(process=process, processes=processes)
+        own_index = {"shards": [], "episodes": []}
+        if own_index_path.is_file():  # this process's part of an interrupted build on as many processes
+            own_index = json.loads(own_index_path.read_text())
+        shard_path = PART_SHARD_PATH.format(process=process, processes=processes)
 
     total = sum(sources[s].episode_length(i) * len(cameras[s]) for s, i in todo)
     frame_bytes = encoder.config.num_latent_tokens * encoder.config.latent_dim * 2
-    progress = tqdm(total=total, desc="Encoding latents", unit="frame", disable=not show_progress)
+    progress = tqdm(total=total, desc="Encoding latents", unit="frame", disable=not show_progress or process != 0)
     reads = DataLoader(
         _EpisodeReads(sources, todo, cameras), batch_size=None, num_workers=num_workers, collate_fn=_no_collate
     )
+
+    def flush(pending: list[dict]) -> None:
+        _flush_shard(pending, own_index, output_dir, CACHE_DTYPES[dtype], own_index_path, shard_path)
+
     pending, pending_bytes = [], 0
     for item in reads:
         if pending and pending[0]["source"] != item["source"]:
-            _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+            flush(pending)
             pending, pending_bytes = [], 0
         item["latents"] = {
             camera: encoder.encode(frames, normalize=False, batch_size=batch_size).cpu()
@@ -258,11 +290,42 @@ def build_latent_cache(
         pending_bytes += len(item["episode"]) * len(item["latents"]) * frame_bytes
         progress.update(len(item["episode"]) * len(item["latents"]))
         if pending_bytes >= shard_size_mb * 2**20:
-            _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+            flush(pending)
             pending, pending_bytes = [], 0
     if pending:
-        _flush_shard(pending, index, output_dir, CACHE_DTYPES[dtype])
+        flush(pending)
     progress.close()
+
+    if state is not None:
+        state.wait_for_everyone()
+    if process == 0:
+        _finish_cache(index, output_dir, encoder, show_progress)
+    if state is not None:
+        state.wait_for_everyone()  # every process returns a finished cache
+    return output_dir
+
+
+def _part_index_paths(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.glob(PART_INDEX.format(process="*", processes="*")))
+
+
+def _merge_part_indexes(index: dict, output_dir: Path) -> None:
+    """Appends the shards and episodes of every part index (renumbering the shards) to `index` and deletes the parts."""
+    paths = _part_index_paths(output_dir)
+    for path in paths:
+        part = json.loads(path.read_text())
+        offset = len(index["shards"])
+        index["shards"].extend(part["shards"])
+        index["episodes"].extend({**entry, "shard": entry["shard"] + offset} for entry in part["episodes"])
+    index["episodes"].sort(key=lambda entry: (entry["source"], entry["position"]))
+    _write_json(output_dir / INDEX_NAME, index)
+    for path in paths:
+        path.unlink()
+
+
+def _finish_cache(index: dict, output_dir: Path, encoder: ArgosDinoEncoder, show_progress: bool) -> None:
+    """Merges the part indexes, writes `latent_statistics.safetensors` and marks the index complete."""
+    _merge_part_indexes(index, output_dir)
 
     if encoder.config.num_statistics_frames > 0:
         statistics = {"latent_mean": encoder.latent_mean.cpu(), "latent_std": encoder.latent_std.cpu()}
@@ -279,14 +342,20 @@ def build_latent_cache(
         metadata={"num_frames": str(num_frames)},
     )
     index["complete"] = True
-    _write_json(index_path, index)
-    return output_dir
+    _write_json(output_dir / INDEX_NAME, index)
 
 
-def _flush_shard(pending: list[dict], index: dict, output_dir: Path, dtype: torch.dtype) -> None:
-    """Writes the pending episodes of one source as the next shard, then records them in the index."""
+def _flush_shard(
+    pending: list[dict],
+    index: dict,
+    output_dir: Path,
+    dtype: torch.dtype,
+    index_path: Path,
+    shard_path: str = SHARD_PATH,
+) -> None:
+    """Writes the pending episodes of one source as the next shard, then records them in `index` (at `index_path`)."""
     shard_index = len(index["shards"])
-    relative = SHARD_PATH.format(shard_index=shard_index)
+    relative = shard_path.format(shard_index=shard_index)
     episodes = [p["episode"] for p in pending]
     tensors = {
         f"latents/{camera}": torch.cat([p["latents"][camera] for p in pending]).to(dtype)
@@ -318,7 +387,7 @@ def _flush_shard(pending: list[dict], index: dict, output_dir: Path, dtype: torc
         )
         offset += len(episode)
     index["shards"].append({"file": relative, "source": pending[0]["source"], "num_frames": offset})
-    _write_json(output_dir / INDEX_NAME, index)
+    _write_json(index_path, index)
 
 
 def compute_cache_statistics(
@@ -508,11 +577,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
     parser.add_argument("--shard-size-mb", type=float, default=256.0)
     parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="default: this process's accelerator (GPU), else the CPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
 
-    encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(args.device)
+    # several processes under `accelerate launch` / torchrun each encode their share (on CPUs: ACCELERATE_USE_CPU=1)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and state.num_processes == 1:
+        raise ValueError(
+            f"launched as {launched} processes (WORLD_SIZE) but accelerate set up 1: each would encode every episode "
+            "into the same files. On a machine without GPUs, set ACCELERATE_USE_CPU=1 (the processes then use gloo)."
+        )
+    device = args.device or state.device
+    encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(device)
     sources = [LeRobotSource(dataset, fps=args.fps) for dataset in args.dataset]
     had_statistics = encoder.config.num_statistics_frames > 0
     out = build_latent_cache(
@@ -524,13 +602,15 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         shard_size_mb=args.shard_size_mb,
         num_workers=args.num_workers,
+        show_progress=state.is_main_process,
+        state=state,
     )
-    if not had_statistics:
+    if not had_statistics and state.is_main_process:
         statistics = load_file(out / STATISTICS_NAME)
         with safe_open(out / STATISTICS_NAME, framework="pt") as handle:
             num_frames = int(handle.metadata()["num_frames"])
         encoder.set_latent_statistics(
-            statistics["latent_mean"].to(args.device), statistics["latent_std"].to(args.device), num_frames
+            statistics["latent_mean"].to(device), statistics["latent_std"].to(device), num_frames
         )
         encoder.save_pretrained(out / "encoder")
         logger.info("Saved the encoder with the cache's latent statistics to %s", out / "encoder")
