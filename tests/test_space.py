@@ -2,6 +2,8 @@
 
 import socket
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +29,10 @@ sys.path.insert(0, str(ROOT / "spaces" / "argos-wm"))
 
 from app import DISPLAY_SIZE, PLAN_ITERATIONS, SpaceArguments, load_space, readable, served  # noqa: E402
 from controls import ActionMapping, ActionSpace  # noqa: E402
-from session import RolloutEngine  # noqa: E402
+from session import RolloutEngine, StepPriority  # noqa: E402
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread beats two fighting over the cores
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +339,36 @@ def test_plans_have_their_own_concurrency_slot(space):
     assert {groups[name][0] for name in ("step", "up", "click", "reset", "start", "execute_plan")} == {"rollout"}
 
 
+def test_chunked_plans_let_steps_go_first_and_find_the_same_plan(space):
+    """A plan scores its candidates in chunks and waits for other users' running steps between chunks; with the
+    pipeline's common noise the chunks do not change the plan."""
+    engine, clip = space.engine, next(iter(space.clips.values()))
+    session = engine.start(clip, 2)
+    plans = []
+    for chunk_size in (0, 5):
+        engine.plan_chunk_size = chunk_size
+        plans.append(engine.plan(session, clip.frames[-1], clip.states[-1], 2, 1, 2, num_samples=16, iterations=2))
+    engine.plan_chunk_size = 16
+    np.testing.assert_allclose(plans[0].actions, plans[1].actions, rtol=1e-4)
+    assert plans[0].cost == pytest.approx(plans[1].cost, rel=1e-4)
+
+    priority = StepPriority(grace=0.1, max_wait=5.0)
+    waited = []
+    with priority.stepping():
+        waiter = threading.Thread(target=lambda: (begin := time.monotonic(), priority.wait(),
+                                                  waited.append(time.monotonic() - begin)))  # fmt: skip
+        waiter.start()
+        time.sleep(0.3)
+        assert waited == []  # the plan's next chunk waits while a step runs
+    waiter.join(5)
+    assert 0.3 + 0.1 <= waited[0] < 2.0  # ... and for the grace after it, while the server sends the frames
+    begin = time.monotonic()
+    with priority.stepping():
+        priority.max_wait = 0.2
+        priority.wait()  # a stream of steps slows a plan down but never stalls it
+    assert time.monotonic() - begin < 1.0
+
+
 def test_context_change_restarts_an_unstepped_rollout(space):
     clip = next(iter(space.clips))
     session = space.start(clip, None, 2)[0]
@@ -367,7 +402,7 @@ def test_app_served_on_localhost_through_gradio_client(space):
         assert "1 predicted" in outputs[2] and outputs[4] < outputs[3] + 512  # y slider moved up
         outputs = client.predict(2, 2, 2, 300.0, 100.0, api_name="/step")
         assert "3 predicted" in outputs[2] and Image.open(outputs[0]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
-        assert len(outputs[1]) == 3 and Image.open(outputs[1][-1]["image"]).size == (DISPLAY_SIZE, DISPLAY_SIZE)
+        assert len(outputs[1]) == 3 and Image.open(outputs[1][-1]["image"]).size == (96, 96)  # thumbnails: model size
         outputs = client.predict(2, api_name="/reset")
         assert "0 predicted" in outputs[2]
     finally:

@@ -84,6 +84,13 @@ class SpaceArguments:
         default=1,
         metadata={"help": "Plans run at the same time (all users); they have their own slots, so stepping never waits"},
     )
+    plan_chunk_size: int = field(
+        default=16, metadata={"help": "Candidates a plan scores at a time before letting running steps go first."}
+    )
+    plan_threads: int = field(
+        default=-1,
+        metadata={"help": "CPU threads of a plan's torch ops (-1: half of torch's on CPU, all on CUDA; 0: all)."},
+    )
     device: str | None = field(default=None, metadata={"help": "torch device; defaults to CUDA when present, else CPU."})
 
 
@@ -381,13 +388,14 @@ class WorldModelSpace:
     def _outputs(self, session: RolloutSession, show_context: bool = False) -> list:
         """State, frame, film strip, status and the sliders' values (on a start also the context gallery, the goal
         slider and the goal preview: the clip's last frame)."""
-        strip = [display(frame) for frame in session.frames[session.num_context :][-12:]]
+        # thumbnails at the model's resolution (the page scales them, pixelated): a step encodes 1 large image, not 13
+        strip = list(session.frames[session.num_context :][-12:])
         outputs = [session, display(session.frames[-1]), strip, self._status(session)]
         outputs += self.space.rounded(session.action)
         if show_context:
             last = len(session.clip) - 1
             outputs += [
-                [display(frame) for frame in session.frames[: session.num_context]],
+                list(session.frames[: session.num_context]),
                 gr.Slider(maximum=max(1, last), value=last),
                 display(session.clip.frames[last]),
             ]
@@ -632,7 +640,12 @@ def load_space(args: SpaceArguments) -> WorldModelSpace:
             action_aggregation=mapping.aggregation,
         )
     fps = args.fps or next((clip.fps for clip in clips if clip.fps), SOURCE_FPS / mapping.frameskip)
-    engine = RolloutEngine(pipeline, action_space, fps=fps, mapping=mapping)
+    plan_threads = args.plan_threads
+    if plan_threads < 0:  # on CPU, leave half the cores to other users' steps and to the server
+        plan_threads = max(1, torch.get_num_threads() // 2) if torch.device(device).type == "cpu" else 0
+    engine = RolloutEngine(
+        pipeline, action_space, fps=fps, mapping=mapping, plan_chunk_size=args.plan_chunk_size, plan_threads=plan_threads
+    )
     return WorldModelSpace(
         engine, clips, args.concurrency_limit, model_name=args.model, plan_concurrency_limit=args.plan_concurrency_limit
     )

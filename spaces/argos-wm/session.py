@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -76,30 +78,107 @@ class SpacePlan:
     cost: float
 
 
-class ProgressPlanner:
+class StepPriority:
     """
-    A sampling planner (`CEMPlanner`) that calls `callback(done, total)` each time it has scored its candidates, i.e.
-    after every iteration, so that a long plan can show its progress. `WorldModelPipeline.plan` takes it like any
-    planner instance.
+    Interactive steps go before plans. Steps (of any user) run inside `stepping()`; a plan calls `wait()` between
+    chunks of its candidates, which returns once no step has run for `grace` seconds (the server still encodes and
+    sends the step's frames after it), or after `max_wait` seconds, so that a stream of steps slows a plan down but
+    cannot stall it. On a machine that both saturate (2 CPU cores, one GPU) a step then shares it with at most one
+    chunk of a plan instead of with the whole plan.
+    """
+
+    def __init__(self, grace: float = 0.3, max_wait: float = 1.0):
+        self.grace = grace
+        self.max_wait = max_wait
+        self._running = 0
+        self._last_end = float("-inf")
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def stepping(self):
+        with self._idle:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._last_end = time.monotonic()
+                self._idle.notify_all()
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.max_wait
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                quiet = self._running == 0 and now - self._last_end >= self.grace
+                if quiet or now >= deadline:
+                    return
+                # wake when a step ends, or when the grace after the last one is over
+                timeout = deadline - now if self._running else min(deadline, self._last_end + self.grace) - now
+                self._idle.wait(timeout)
+
+
+@contextmanager
+def _torch_threads(num_threads: int):
+    """CPU threads of torch's ops in this thread while inside (0: unchanged). Other running threads keep theirs."""
+    if not num_threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class CooperativePlanner:
+    """
+    A sampling planner (`CEMPlanner`) run politely in a shared Space: it scores each iteration's candidates in chunks of
+    `chunk_size`, waits for running steps before each chunk (`priority.wait()`), and calls `progress(done, total)`
+    after each iteration. With the pipeline's common noise (its default) a candidate's cost does not depend on the
+    chunk it is scored in, so the plan is the one the unchunked planner finds. `WorldModelPipeline.plan` takes it like
+    any planner instance.
     """
 
     requires_grad = False
 
-    def __init__(self, planner: CEMPlanner, callback: Callable[[int, int], None]):
+    def __init__(
+        self,
+        planner: CEMPlanner,
+        progress: Callable[[int, int], None] | None = None,
+        priority: StepPriority | None = None,
+        chunk_size: int = 0,
+        num_threads: int = 0,
+    ):
         self.planner = planner
-        self.callback = callback
+        self.progress = progress
+        self.priority = priority
+        self.chunk_size = chunk_size
+        self.num_threads = num_threads
 
     def __call__(self, cost_fn, init_mean, low=None, high=None, generator=None, show_progress=False):
+        with _torch_threads(self.num_threads):
+            return self._plan(cost_fn, init_mean, low, high, generator, show_progress)
+
+    def _plan(self, cost_fn, init_mean, low, high, generator, show_progress):
         done = 0
 
-        def reporting_cost_fn(candidates: torch.Tensor) -> torch.Tensor:
+        def cooperative_cost_fn(candidates: torch.Tensor) -> torch.Tensor:
             nonlocal done
-            costs = cost_fn(candidates)  # [B, M]
+            size = self.chunk_size or candidates.shape[1]
+            costs = []
+            for chunk in candidates.split(size, dim=1):  # [B, M, H, A] -> [B, <= size, H, A]
+                if self.priority is not None:
+                    self.priority.wait()
+                costs.append(cost_fn(chunk))
             done += 1
-            self.callback(done, self.planner.iterations)
-            return costs
+            if self.progress is not None:
+                self.progress(done, self.planner.iterations)
+            return torch.cat(costs, dim=1)  # [B, M]
 
-        return self.planner(reporting_cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
+        return self.planner(cooperative_cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -117,9 +196,20 @@ class RolloutEngine:
         fps: frame rate of the model's clips, used for exported videos.
         mapping: simulator actions <-> model actions; defaults to what the pipeline records
             (`ActionMapping.from_pipeline`).
+        plan_chunk_size: candidates a plan scores at a time before it lets running steps go first (0: all at once).
+        plan_threads: CPU threads of a plan's torch ops (0: torch's default); fewer than the cores leave the others
+            to the steps of other users and to the server.
     """
 
-    def __init__(self, pipeline, action_space: ActionSpace, fps: float = 10.0, mapping: ActionMapping | None = None):
+    def __init__(
+        self,
+        pipeline,
+        action_space: ActionSpace,
+        fps: float = 10.0,
+        mapping: ActionMapping | None = None,
+        plan_chunk_size: int = 16,
+        plan_threads: int = 0,
+    ):
         if pipeline.encoder is None or pipeline.decoder is None:
             raise ValueError("`pipeline` must have an encoder and a decoder to show frames, got a latent-only pipeline.")
         config = pipeline.world_model.config
@@ -131,6 +221,9 @@ class RolloutEngine:
         self.action_space = action_space
         self.mapping = mapping if mapping is not None else ActionMapping.from_pipeline(pipeline)
         self.fps = fps
+        self.plan_chunk_size = plan_chunk_size
+        self.plan_threads = plan_threads
+        self.priority = StepPriority()
         self.max_context = max(1, config.temporal_context_length - 1)
         self.state_dim = config.state_dim
 
@@ -217,17 +310,18 @@ class RolloutEngine:
             output_type="np",
         )
         session.seed += 1
-        begin = time.perf_counter()
-        for action, model_action, output in zip(actions, model_actions, stream):
-            session.latents = torch.cat([session.latents, output.latents[0].float().cpu()])  # [T + 1, N, C]
-            if session.states is not None:
-                session.states = torch.cat([session.states, output.states[0].float().cpu()])
-            session.actions = torch.cat([session.actions, model_action[None]])
-            session.frames.append(_to_uint8(output.frames[0, 0]))
-            session.action = action
-            session.step_seconds.append(time.perf_counter() - begin)
+        with self.priority.stepping():  # plans of other users pause between their chunks meanwhile
             begin = time.perf_counter()
-            yield session
+            for action, model_action, output in zip(actions, model_actions, stream):
+                session.latents = torch.cat([session.latents, output.latents[0].float().cpu()])  # [T + 1, N, C]
+                if session.states is not None:
+                    session.states = torch.cat([session.states, output.states[0].float().cpu()])
+                session.actions = torch.cat([session.actions, model_action[None]])
+                session.frames.append(_to_uint8(output.frames[0, 0]))
+                session.action = action
+                session.step_seconds.append(time.perf_counter() - begin)
+                begin = time.perf_counter()
+                yield session
 
     def plan(
         self,
@@ -252,9 +346,13 @@ class RolloutEngine:
         use_state = goal_state is not None and session.states is not None
         space, mapping = self.action_space, self.mapping
         low, high = mapping.to_model(np.asarray(space.low)), mapping.to_model(np.asarray(space.high))  # [A] model
-        planner = CEMPlanner(num_samples=num_samples, num_elites=max(2, num_samples // 10), iterations=iterations)
-        if progress is not None:
-            planner = ProgressPlanner(planner, progress)
+        planner = CooperativePlanner(
+            CEMPlanner(num_samples=num_samples, num_elites=max(2, num_samples // 10), iterations=iterations),
+            progress=progress,
+            priority=self.priority,
+            chunk_size=self.plan_chunk_size,
+            num_threads=self.plan_threads,
+        )
         output = self.pipeline.plan(
             observation_latents=context["latents"],
             observation_states=context["states"],
