@@ -87,7 +87,7 @@ class StepPriority:
     chunk of a plan instead of with the whole plan.
     """
 
-    def __init__(self, grace: float = 0.3, max_wait: float = 1.0):
+    def __init__(self, grace: float = 1.0, max_wait: float = 2.0):
         self.grace = grace
         self.max_wait = max_wait
         self._running = 0
