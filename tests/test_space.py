@@ -405,5 +405,8 @@ def test_app_served_on_localhost_through_gradio_client(space):
         assert len(outputs[1]) == 3 and Image.open(outputs[1][-1]["image"]).size == (96, 96)  # thumbnails: model size
         outputs = client.predict(2, api_name="/reset")
         assert "0 predicted" in outputs[2]
+        # API clients get the error itself (the page gets a warning and keeps its outputs)
+        with pytest.raises(Exception, match="Plan to a goal first: there is no plan to execute"):
+            client.predict(2, 2, api_name="/execute_plan")
     finally:
         gr.close_all()

@@ -414,7 +414,7 @@ class WorldModelSpace:
                 f"`{self.model_name}` on **{engine.device}**: pick a start clip, then act. Every frame you see after "
                 f"the context is predicted by the model in DINOv2 latent space and decoded to pixels."
             )
-            with gr.Tab("Drive"):
+            with gr.Tab("Drive", elem_id="drive-tab"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=260):
                         clip_name = gr.Dropdown(
@@ -458,9 +458,9 @@ class WorldModelSpace:
                         with gr.Group(elem_classes="pad"):
                             directions = self._direction_buttons()
                         sliders = [
-                            gr.Slider(low, high, value=value, step=step, label=name)
-                            for name, low, high, value, step in zip(
-                                space.names, space.low, space.high, space.rounded(space.neutral), space.steps
+                            gr.Slider(low, high, value=value, step=step, label=name, elem_id=f"action-{i}")
+                            for i, (name, low, high, value, step) in enumerate(
+                                zip(space.names, space.low, space.high, space.rounded(space.neutral), space.steps)
                             )
                         ]
                         repeat = gr.Slider(1, 8, value=1, step=1, label="Frames per press")
@@ -489,8 +489,8 @@ class WorldModelSpace:
                         goal_index = gr.Slider(0, 1, value=1, step=1, label="Goal: frame of the start clip")
                         goal_upload = gr.Image(label="…or upload a goal image", type="filepath", height=160)
                         goal = gr.Image(label="Goal", interactive=False, format="png", height=220, elem_id="goal")
-                        horizon = gr.Slider(1, 16, value=5, step=1, label="Horizon (actions)")
-                        num_samples = gr.Slider(16, 300, value=64, step=16, label="CEM samples")
+                        horizon = gr.Slider(1, 16, value=5, step=1, label="Horizon (actions)", elem_id="horizon")
+                        num_samples = gr.Slider(16, 300, value=64, step=16, label="CEM samples", elem_id="num-samples")
                         plan = gr.Button("Plan", variant="primary", elem_id="plan")
                         gr.Markdown(
                             f"CEM: {PLAN_ITERATIONS} iterations of the chosen number of samples, each sample a "
@@ -507,7 +507,10 @@ class WorldModelSpace:
                         )
                         plan_status = gr.Markdown(elem_id="plan-status")
                         plan_table = gr.Dataframe(
-                            headers=["step", *space.names], label="Planned actions", interactive=False
+                            headers=["step", *space.names],
+                            label="Planned actions",
+                            interactive=False,
+                            elem_id="plan-table",
                         )
                         execute = gr.Button("Execute the plan in the rollout")
 
@@ -644,7 +647,12 @@ def load_space(args: SpaceArguments) -> WorldModelSpace:
     if plan_threads < 0:  # on CPU, leave half the cores to other users' steps and to the server
         plan_threads = max(1, torch.get_num_threads() // 2) if torch.device(device).type == "cpu" else 0
     engine = RolloutEngine(
-        pipeline, action_space, fps=fps, mapping=mapping, plan_chunk_size=args.plan_chunk_size, plan_threads=plan_threads
+        pipeline,
+        action_space,
+        fps=fps,
+        mapping=mapping,
+        plan_chunk_size=args.plan_chunk_size,
+        plan_threads=plan_threads,
     )
     return WorldModelSpace(
         engine, clips, args.concurrency_limit, model_name=args.model, plan_concurrency_limit=args.plan_concurrency_limit
