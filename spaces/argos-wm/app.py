@@ -9,6 +9,7 @@ PushT episodes are recorded at start-up (PushT models) or the user uploads an im
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 import re
@@ -132,7 +133,7 @@ def served(fn, name: str):
         headers = getattr(request, "headers", None) or {}
         if headers.get("x-gradio-user") == "api":
             raise gr.Error(message) from error
-        gr.Warning(message)
+        gr.Warning(html.escape(message, quote=False))  # the toast renders HTML
         return gr.skip()
 
     if inspect.isgeneratorfunction(getattr(fn, "func", fn)):
