@@ -159,6 +159,8 @@ def test_export_from_pretrained_gives_the_ema_model(uninterrupted_run):
     output_dir, _ = uninterrupted_run
     pipeline = WorldModelPipeline.from_pretrained(output_dir / "pipeline")
     assert pipeline.normalizer is not None and pipeline.encoder is not None
+    # the pipeline records how its training data (read from the latent cache) aggregated actions
+    assert pipeline.normalizer.config.action_aggregation == "sum" and pipeline.normalizer.config.frameskip >= 1
     loaded = pipeline.world_model.eval()
     ema_state = read_checkpoint_state(output_dir / "checkpoints" / "checkpoint-30", "ema")
     reference = ArgosWorldModel(loaded.config).eval()

@@ -456,6 +456,7 @@ class LatentCacheSource:
             self.camera_weights = torch.ones(len(self.camera_keys), dtype=torch.float64)
         self.camera_weights = self.camera_weights / self.camera_weights.sum()
         self.action_key, self.state_key = self.record["action_key"], self.record["state_key"]
+        self.action_aggregation = self.record["action_aggregation"]
         self.stats = {
             key: {stat: np.asarray(v, dtype=np.float64) for stat, v in s.items()}
             for key, s in self.record["stats"].items()

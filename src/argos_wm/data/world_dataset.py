@@ -38,6 +38,7 @@ class EpisodeSource(Protocol):
     source_fps: float
     action_key: str | None
     state_key: str | None
+    action_aggregation: str
     stats: dict[str, dict[str, np.ndarray]]
     action_dim: int | None
     state_dim: int | None
@@ -178,7 +179,7 @@ class WorldDataset(Dataset):
             normalization_mode=self.normalization,
             action_dim=self.action_dim,
             state_dim=self.state_dim,
-            action_aggregation=getattr(source, "action_aggregation", None) if source.action_key else None,
+            action_aggregation=source.action_aggregation if source.action_key else None,
             frameskip=max(round(source.source_fps / source.fps), 1),
         )
 
