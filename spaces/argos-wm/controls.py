@@ -46,7 +46,8 @@ class ActionMapping:
     Args:
         aggregation: `"sum"`, `"mean"` or `"last"`, as the pipeline records it (`normalizer.config.action_aggregation`);
             None when the pipeline does not record it: then model actions are taken to be simulator actions.
-        frameskip: environment steps per model step (`normalizer.config.frameskip`).
+        frameskip: environment steps per model step (`normalizer.config.frameskip`); it also sets the frame rate the
+            sample clips are resampled to, whether or not the aggregation is known.
     """
 
     aggregation: str | None = None
@@ -60,7 +61,7 @@ class ActionMapping:
     def from_pipeline(cls, pipeline) -> ActionMapping:
         """The mapping a `WorldModelPipeline` was trained with (its normaliser's `action_aggregation` / `frameskip`)."""
         normalizer = getattr(pipeline, "normalizer", None)
-        if normalizer is None or normalizer.config.action_aggregation is None:
+        if normalizer is None:
             return cls()
         return cls(normalizer.config.action_aggregation, int(normalizer.config.frameskip))
 
