@@ -18,9 +18,14 @@ from PIL import Image
 from chromium_cdp import Chromium, find_chromium
 from test_space import _free_port, pipeline_path, space  # noqa: F401 (module fixtures: the tiny pipeline, the Space)
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread beats two fighting over the cores
-
 CHROMIUM = find_chromium()
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium: the browser tests need `chromium` on the PATH (apt-get install chromium) or $CHROMIUM",
+    ),
+    pytest.mark.usefixtures("single_thread"),  # tiny models: one thread beats two fighting over the cores
+]
 IDLE = "Array.from(document.querySelectorAll('[data-testid=status-tracker]')).every(e => e.classList.contains('hide'))"
 
 
@@ -73,8 +78,6 @@ def no_error_badges(page: Chromium) -> bool:
 
 @pytest.fixture(scope="module")
 def page(space):  # noqa: F811
-    if CHROMIUM is None:
-        pytest.skip("no Chromium: the browser tests need `chromium` on the PATH (apt-get install chromium) or $CHROMIUM")
     import gradio as gr
 
     _, url, _ = space.launch(port=_free_port(), prevent_thread_lock=True, quiet=True)
