@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 TORCH := torch==2.13.0
 EXTRAS := .[dev,sim,space]
 
-.PHONY: install test test-latest lock demo benchmark clean
+.PHONY: install browser test test-latest lock demo benchmark clean
 
 $(STAMP): setup.py $(CONSTRAINTS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -21,10 +21,17 @@ $(STAMP): setup.py $(CONSTRAINTS)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The Space's browser tests drive Debian's headless Chromium; installed here when possible, skipped (with a line
+# saying so) where it is not.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "Chromium is not installed and could not be: the browser tests of the Space will be skipped."
+
+test: $(STAMP) browser
 	$(PYTHON) -m pytest -q tests
 
-test-latest:
+test-latest: browser
 	rm -rf .venv-latest && python3 -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
 	.venv-latest/bin/python -m pip install --quiet $(TORCH)
@@ -32,7 +39,7 @@ test-latest:
 	.venv-latest/bin/python -m pip list --format=freeze | grep -iE "^(transformers|diffusers|accelerate|datasets|huggingface.hub|gradio)=" || true
 	.venv-latest/bin/python -m pytest -q tests
 
-lock:
+lock: browser
 	rm -rf .venv-lock && python3 -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet $(TORCH)
