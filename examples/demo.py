@@ -21,7 +21,9 @@ Stages, each the command a user would run (printed with its wall time):
 3. train the tiny RAE decoder (`examples/train_rae_decoder.py`), so rollouts can be looked at as pixels;
 4. train the tiny world model (`examples/train_world_model.py`, `examples/configs/pusht_tiny.yaml`), evaluate its
    rollouts on held-out episodes and export the EMA model as a `WorldModelPipeline`;
-5. evaluate goal-conditioned MPC on PushT (`examples/plan_pusht.py`, when present).
+5. measure one-step and open-loop prediction against copy-last on held-out episodes
+   (`benchmarks/benchmark_pusht_quality.py`, `quality/quality.json` + `quality.png`);
+6. evaluate goal-conditioned MPC on PushT (`examples/plan_pusht.py`, when present).
 
 Writes to `output_dir`: `pipeline/` (`WorldModelPipeline.from_pretrained`), `rollout.mp4` (real | predicted frames),
 `report.json` (train_steps, final_loss, rollout_latent_mse per future frame, planning figures, stage timings).
@@ -127,6 +129,12 @@ def main(args: list[str] | None = None) -> dict:
         "teacher_forced_latent_mse": training["rollout_metrics"].get("teacher_forced/latent_mse"),
         "throughput": training["throughput"],
     }
+    quality_dir = out / "quality"
+    run_stage("model quality", [
+        python, str(REPOSITORY / "benchmarks" / "benchmark_pusht_quality.py"), "--pipeline", str(out / "pipeline"),
+        "--dataset", str(dataset), "--latent_cache", str(cache), "--output_dir", str(quality_dir),
+    ], timings)  # fmt: skip
+    report["quality"] = json.loads((quality_dir / "quality.json").read_text())["by_steps"]
     planning_script = REPOSITORY / "examples" / "plan_pusht.py"
     if planning_script.is_file():
         planning_json = out / "planning.json"
@@ -151,7 +159,7 @@ def main(args: list[str] | None = None) -> dict:
     print(f"  report        {out / 'report.json'}")
     print(f"  logs          tensorboard --logdir {out / 'logs'}")
     print(f"Open the Space on it:\n  python spaces/argos-wm/app.py --model {out / 'pipeline'}")
-    print(json.dumps({key: value for key, value in report.items() if key != "throughput"}, indent=1))
+    print(json.dumps({key: value for key, value in report.items() if key not in ("throughput", "quality")}, indent=1))
     return report
 
 
