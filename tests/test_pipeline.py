@@ -334,3 +334,11 @@ def test_plan_names_the_arguments_the_user_passed(pipe):
     observation_actions = inputs["observation_actions"].clone()
     assert observation_actions[0, 0].isnan().all()  # NaN rows are unknown actions, not an error
     assert torch.isfinite(pipe.plan(**{**inputs, "observation_actions": observation_actions}).cost).all()
+
+
+def test_rollout_rejects_non_finite_context_states(pipe):
+    """rollout and plan check their context in one place; rollout's names are context_*."""
+    inputs = make_inputs()
+    inputs["context_states"][0, 1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"context_states must be finite; got 1 NaN"):
+        pipe.rollout(**inputs)

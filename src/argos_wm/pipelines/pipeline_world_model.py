@@ -213,15 +213,15 @@ class WorldModelPipeline(DiffusionPipeline):
         actions = self._check_sequence("actions", actions, batch, None, action_dim)
         if actions.shape[1] < 1:
             raise ValueError(f"actions must hold at least one future step (horizon H >= 1); got {_shape(actions)}.")
-        if not bool(torch.isfinite(actions).all()):
-            raise ValueError("actions contains NaN or infinite values.")
+        _check_finite("actions", actions)
         return self._normalize("action", actions)
 
     def _prepare_context(
-        self, latents: torch.Tensor, states, actions, context_signal_level: float, generator
+        self, latents: torch.Tensor, states, actions, context_signal_level: float, generator, prefix: str = "context"
     ) -> FrameInputs:
-        """Context latents `[B, T, N, C]`, raw states `[B, T, S]` and actions `[B, T, A]` (NaN rows: unknown) ->
-        model inputs re-noised to `context_signal_level`."""
+        """Context latents `[B, T, N, C]`, raw states `[B, T, S]` (finite) and actions `[B, T, A]` (NaN rows: unknown)
+        -> model inputs re-noised to `context_signal_level`. Errors name the caller's arguments, `{prefix}_states` and
+        `{prefix}_actions` (rollout's `context_*`, plan's `observation_*`)."""
         if not 0.0 <= context_signal_level <= 1.0:
             raise ValueError(f"context_signal_level must be in [0, 1]; got {context_signal_level}.")
         config = self.world_model.config
@@ -233,22 +233,24 @@ class WorldModelPipeline(DiffusionPipeline):
                 inputs["actions"] = torch.zeros(batch, frames, config.action_dim, device=device)
                 inputs["action_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
             else:
-                actions = self._check_sequence("context_actions", actions, batch, frames, config.action_dim)
+                actions = self._check_sequence(f"{prefix}_actions", actions, batch, frames, config.action_dim)
                 inputs["action_mask"] = torch.isfinite(actions).all(-1).to(device)
                 known = inputs["action_mask"][..., None]
                 inputs["actions"] = self._normalize("action", actions.nan_to_num(0.0)) * known
         elif actions is not None:
-            raise ValueError("context_actions were given but the world model takes no actions (action_dim == 0).")
+            raise ValueError(f"{prefix}_actions were given but the world model takes no actions (action_dim == 0).")
         if config.state_dim > 0:
             if states is None:
                 clean_states = torch.zeros(batch, frames, config.state_dim, device=device)
                 inputs["state_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
             else:
-                states = self._check_sequence("context_states", states, batch, frames, config.state_dim)
+                states = self._check_sequence(
+                    f"{prefix}_states", states, batch, frames, config.state_dim, finite=True
+                )
                 clean_states = self._normalize("state", states)
                 inputs["state_mask"] = torch.ones(batch, frames, dtype=torch.bool, device=device)
         elif states is not None:
-            raise ValueError("context_states were given but the world model has no state token (state_dim == 0).")
+            raise ValueError(f"{prefix}_states were given but the world model has no state token (state_dim == 0).")
         level = torch.full((batch, frames), float(context_signal_level), device=device)
         noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
         inputs["latents"] = self.scheduler.add_noise(latents, noise, level)
@@ -576,20 +578,7 @@ class WorldModelPipeline(DiffusionPipeline):
         with torch.no_grad():
             latents = self._context_latents(observation, observation_latents, "observation")
             _check_finite("observation_latents" if observation is None else "observation (encoded)", latents)
-            batch, frames = latents.shape[:2]
-            # the context's proprio and actions, checked under the names the caller used (not rollout's context_*)
-            if observation_states is not None:
-                if config.state_dim == 0:
-                    raise ValueError(
-                        "observation_states were given but the world model has no state token (state_dim == 0)."
-                    )
-                observation_states = self._check_sequence(
-                    "observation_states", observation_states, batch, frames, config.state_dim, finite=True
-                )
-            if observation_actions is not None:  # NaN rows mark unknown actions
-                observation_actions = self._check_sequence(
-                    "observation_actions", observation_actions, batch, frames, config.action_dim
-                )
+            batch = latents.shape[0]
             goal_latents, goal_states = self._goal(goal, goal_latents, goal_states, batch)
             low, high = self._action_bounds(action_low, action_high, batch)
             init_mean = torch.zeros(batch, horizon, config.action_dim, device=self._execution_device)
@@ -600,7 +589,7 @@ class WorldModelPipeline(DiffusionPipeline):
                 init_mean = self._normalize("action", init_actions)
             self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
             inputs = self._prepare_context(
-                latents, observation_states, observation_actions, context_signal_level, generator
+                latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
             )
             context_cache = self.world_model(**inputs, use_cache=True).cache if use_cache else None
             seed_device = generator.device if generator is not None else "cpu"
