@@ -37,7 +37,12 @@ from transformers import HfArgumentParser
 from argos_wm.data import LeRobotSource
 from argos_wm.data.pusht import PUSHT_ENV_ID, environment_state
 from argos_wm.pipelines import WorldModelPipeline
-from argos_wm.pipelines.action_state_normalizer import ACTION_AGGREGATIONS, aggregate_actions, held_action
+from argos_wm.pipelines.action_state_normalizer import (
+    ACTION_AGGREGATIONS,
+    aggregate_actions,
+    aggregate_held_action,
+    held_action,
+)
 from argos_wm.planning import CEMPlanner, GoalCost, mpc
 
 logger = logging.getLogger(__name__)
@@ -141,10 +146,8 @@ class PushTActionSpace:
 
     def _to_model(self, targets: np.ndarray) -> np.ndarray:
         """Simulator targets `[..., 2]`, each held for `frameskip` steps -> model actions `[..., 2]`."""
-        held = torch.as_tensor(np.asarray(targets, dtype=np.float32))[..., None, :].expand(
-            *np.shape(targets)[:-1], self.frameskip, 2
-        )
-        return aggregate_actions(held, self.aggregation, self.frameskip)[..., 0, :].numpy()
+        targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+        return aggregate_held_action(targets, self.aggregation, self.frameskip).numpy()
 
     def hold(self, observation: dict) -> np.ndarray:
         """The model action `[2]` that keeps the agent where it is: its own position as the target."""

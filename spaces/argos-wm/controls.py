@@ -10,7 +10,7 @@ Two kinds of action space cover the datasets argos_wm trains on:
 The user always sets a *simulator action*: what the environment takes at each of its steps (PushT: a target in the
 512 x 512 window). A model trained with a frameskip k sees one action per k simulator steps, combined like its training
 data (`sum` for relative actions, `last` or `mean` for targets); `ActionMapping` converts between the two with the
-pipeline's own `aggregate_actions` / `held_action`, so a PushT model trained on sums of 5 targets gets actions up to
+pipeline's own `aggregate_held_action` / `held_action`, so a PushT model trained on sums of 5 targets gets actions up to
 2,560 while the user picks targets in [0, 512].
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from argos_wm.pipelines.action_state_normalizer import aggregate_actions, held_action
+from argos_wm.pipelines.action_state_normalizer import aggregate_held_action, held_action
 
 PUSHT_WINDOW_SIZE = 512.0
 ARM_AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
@@ -75,8 +75,7 @@ class ActionMapping:
         actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
         if not self.known:
             return actions.numpy()
-        held = actions[..., None, :].expand(*actions.shape[:-1], self.frameskip, actions.shape[-1])  # [..., k, A]
-        return aggregate_actions(held, self.aggregation, self.frameskip)[..., 0, :].numpy()
+        return aggregate_held_action(actions, self.aggregation, self.frameskip).numpy()
 
     def to_simulator(self, actions) -> np.ndarray:
         """Model actions `[..., A]` -> the simulator action `[..., A]` held for `frameskip` steps (float32)."""

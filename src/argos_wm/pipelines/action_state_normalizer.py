@@ -64,6 +64,13 @@ def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -
     return chunks.sum(-2) if aggregation == "sum" else chunks.mean(-2)
 
 
+def aggregate_held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
+    """Source actions `[..., A]`, each held for `frameskip` steps -> the model actions `[..., A]` they aggregate to
+    (the inverse of [`held_action`])."""
+    held = actions[..., None, :].expand(*actions.shape[:-1], frameskip, actions.shape[-1])  # [..., k, A]
+    return aggregate_actions(held, aggregation, frameskip)[..., 0, :]
+
+
 def held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
     """Model actions `[..., A]` -> the source action `[..., A]` that, repeated `frameskip` times, aggregates to it."""
     if aggregation not in ACTION_AGGREGATIONS:
@@ -206,4 +213,4 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         return states * scale + shift
 
 
-__all__ = ["ACTION_AGGREGATIONS", "ActionStateNormalizer", "aggregate_actions", "held_action"]
+__all__ = ["ACTION_AGGREGATIONS", "ActionStateNormalizer", "aggregate_actions", "aggregate_held_action", "held_action"]
