@@ -219,3 +219,19 @@ def test_damaged_cache_files_name_themselves(dataset, encoder, tmp_path):
     (out / INDEX_NAME).write_text('{"complete": tr')
     with pytest.raises(ValueError, match=f"latent cache index {out / INDEX_NAME} is damaged"):
         LatentCacheSource(out)
+
+
+def test_concat_actions_through_the_cli(tmp_path):
+    """`--action-aggregation concat` stores the k skipped source actions side by side, as `LeRobotSource` reads them."""
+    root = write_dataset(tmp_path / "concat", lengths=(7, 9), action_dim=2, seed=2)
+    arguments = ["--dataset", str(root), "--encoder", str(TINY_ENCODER), "--fps", "5", "--batch-size", "4"]
+    main([*arguments, "--out", str(tmp_path / "cache"), "--action-aggregation", "concat"])
+    cache = LatentCacheSource(tmp_path / "cache")
+    assert cache.action_aggregation == "concat" and cache.action_dim == 4  # 2 source steps x 2 features
+    source = LeRobotSource(root, fps=5, action_aggregation="concat")
+    for i in range(len(source)):
+        expected, cached = source.read_episode(i, decode_frames=False), cache.read_episode(i, decode_frames=False)
+        torch.testing.assert_close(cached.actions, expected.actions)
+        assert cached.action_mask.tolist() == expected.action_mask.tolist()
+    with pytest.raises(ValueError, match="different sources"):  # resuming with another aggregation is refused
+        main([*arguments, "--out", str(tmp_path / "cache"), "--action-aggregation", "sum"])

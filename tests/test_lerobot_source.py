@@ -91,6 +91,31 @@ def test_fps_resampling_accumulates_skipped_actions(make_lerobot_dataset, aggreg
         LeRobotSource(root, fps=20)
 
 
+def test_concat_aggregation_keeps_every_skipped_action(make_lerobot_dataset):
+    """`concat`: the model action of frame t is the k source actions from frame t-1 to t side by side, `[k * A]`."""
+    root, written = make_lerobot_dataset(lengths=(11,))
+    actions = written[0]["action"]  # [11, 2]
+    source = LeRobotSource(root, fps=2, action_aggregation="concat")  # 10 fps / 2 = 5 source steps per frame
+    assert (source.frameskip, source.action_dim) == (5, 10)
+    episode = source.read_episode(0, decode_frames=False)
+    assert episode.frame_indices.tolist() == [0, 5, 10] and episode.action_mask.tolist() == [False, True, True]
+    torch.testing.assert_close(episode.actions[1:], torch.from_numpy(actions[0:10].reshape(2, 10)))
+    assert episode.actions[0].abs().sum() == 0
+    clip = source.read_episode(0, start=2, stop=3, decode_frames=False)  # the clip's first frame has a predecessor
+    assert clip.action_mask.tolist() == [True]
+    torch.testing.assert_close(clip.actions[0], torch.from_numpy(actions[5:10].reshape(10)))
+    # the sum / mean / last of the same window are reductions of the concatenation
+    summed = LeRobotSource(root, fps=2, action_aggregation="sum").read_episode(0, decode_frames=False)
+    torch.testing.assert_close(summed.actions[1:], episode.actions[1:].view(2, 5, 2).sum(1))
+    with pytest.raises(ValueError, match="concat.*divide"):
+        LeRobotSource(root, fps=3, action_aggregation="concat")
+    # an unknown (NaN) source action masks the frame it leads to
+    columns = source._data_cache[(0, 0)]
+    columns["action"] = columns["action"].copy()
+    columns["action"][7] = np.nan
+    assert source.read_episode(0, decode_frames=False).action_mask.tolist() == [False, True, False]
+
+
 def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
     """A hand-made LeRobot v3.0 folder with the Soar schema (written without `LeRobotWriter`).
 

@@ -20,7 +20,8 @@ main process merges the parts into `index.json` and computes the statistics. The
 a single process.
 
 Command line:
-`python -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR [--fps F --batch-size B]`
+`python -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR [--fps F --batch-size B]
+[--action-aggregation sum|last|mean|concat]`
 `accelerate launch -m argos_wm.data.latent_cache --dataset DIR --encoder PATH_OR_NAME --out DIR` (one process per GPU)
 """
 
@@ -44,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import ArgosDinoEncoder
-from .lerobot_source import LeRobotSource
+from .lerobot_source import ACTION_AGGREGATIONS, LeRobotSource
 
 
 logger = logging.getLogger(__name__)
@@ -573,6 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--encoder", required=True, help="ArgosDinoEncoder folder / Hub id, or a DINO checkpoint")
     parser.add_argument("--out", required=True, help="cache folder (resumes an unfinished cache)")
     parser.add_argument("--fps", type=float, default=None, help="resample every dataset to this fps")
+    parser.add_argument(
+        "--action-aggregation",
+        choices=ACTION_AGGREGATIONS,
+        default="sum",
+        help="how the actions of the source steps skipped by --fps combine into one (concat: all k side by side)",
+    )
     parser.add_argument("--camera", action="append", default=None, help="camera key to encode (repeatable)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
@@ -592,7 +599,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     device = args.device or state.device
     encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(device)
-    sources = [LeRobotSource(dataset, fps=args.fps) for dataset in args.dataset]
+    sources = [
+        LeRobotSource(dataset, fps=args.fps, action_aggregation=args.action_aggregation) for dataset in args.dataset
+    ]
     had_statistics = encoder.config.num_statistics_frames > 0
     out = build_latent_cache(
         sources,

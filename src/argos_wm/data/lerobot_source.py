@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ACTION_KEY = "action"
 DEFAULT_STATE_KEY = "observation.state"
-ACTION_AGGREGATIONS = ("sum", "last", "mean")
+ACTION_AGGREGATIONS = ("sum", "last", "mean", "concat")
 _HUB_ERRORS = (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled)
 
 
@@ -110,7 +110,9 @@ class LeRobotSource:
         fps: frames per second to resample to (nearest earlier frame); None keeps the dataset's fps.
         extra_keys: further numeric features to return in `Episode.extras`, e.g. `observation.environment_state`.
         action_aggregation: how the actions of skipped source steps are combined into one: `"sum"` (relative
-            actions), `"last"` (absolute targets) or `"mean"`.
+            actions), `"last"` (absolute targets), `"mean"`, or `"concat"`: the k = source fps / fps actions that
+            led from frame t−1 to t side by side, `[k·A]` in time order (DINO-WM's PushT actions; k must be an
+            integer, and the mask is False when any of the k is unknown).
         camera_weights: camera key -> sampling weight, used when `read_episode` gets no `camera`;
             None = uniform over `camera_keys`.
         name: dataset name used in batch metadata; defaults to the repo id or folder name.
@@ -159,6 +161,11 @@ class LeRobotSource:
         if action_aggregation not in ACTION_AGGREGATIONS:
             raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS}, got {action_aggregation!r}")
         self.action_aggregation = action_aggregation
+        if action_aggregation == "concat" and abs(self.source_fps / self.fps - self.frameskip) > 1e-6:
+            raise ValueError(
+                f"action_aggregation='concat' needs fps to divide the dataset's {self.source_fps:g} fps (k source "
+                f"actions per frame, k an integer); got fps={self.fps:g}."
+            )
 
         videos = [key for key, ft in self.features.items() if ft["dtype"] == "video"]
         self.camera_keys = videos if camera_keys is None else list(camera_keys)
@@ -327,9 +334,17 @@ class LeRobotSource:
         )
 
     @property
+    def frameskip(self) -> int:
+        """Source steps per resampled frame, k = round(source fps / fps)."""
+        return max(round(self.source_fps / self.fps), 1)
+
+    @property
     def action_dim(self) -> int | None:
-        """Size A of the actions, None for video-only data."""
-        return None if self.action_key is None else int(np.prod(self.features[self.action_key]["shape"]))
+        """Size of the actions (k·A with `"concat"`), None for video-only data."""
+        if self.action_key is None:
+            return None
+        size = int(np.prod(self.features[self.action_key]["shape"]))
+        return size * self.frameskip if self.action_aggregation == "concat" else size
 
     @property
     def state_dim(self) -> int | None:
@@ -445,6 +460,8 @@ class LeRobotSource:
         """
         starts = np.concatenate([[-1 if previous is None else previous], indices[:-1]])  # [T] predecessor frame
         has_previous = starts >= 0
+        if self.action_aggregation == "concat":
+            return self._concatenate_actions(source_actions, starts, indices, has_previous)
         actions = np.zeros((len(indices), source_actions.shape[1]), dtype=np.float64)
         if has_previous.any():
             segment_starts, segment_stops = starts[has_previous], indices[has_previous]
@@ -457,3 +474,20 @@ class LeRobotSource:
                     combined = combined / (segment_stops - segment_starts)[:, None]
             actions[has_previous] = combined
         return actions.astype(np.float32), has_previous
+
+    def _concatenate_actions(
+        self, source_actions: np.ndarray, starts: np.ndarray, indices: np.ndarray, has_previous: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`"concat"`: the k source actions `starts[t] ... indices[t] - 1` of each kept frame side by side, `[T, k·A]`;
+        the mask is False when the frame has no predecessor, its segment is not k steps long, or one of its source
+        actions is not finite (unknown)."""
+        k, size = self.frameskip, source_actions.shape[1]
+        known = has_previous & (indices - starts == k)
+        actions = np.zeros((len(indices), k * size), dtype=np.float32)
+        if known.any():
+            steps = starts[known][:, None] + np.arange(k)  # [T_known, k] source steps
+            segments = source_actions[steps].astype(np.float32)  # [T_known, k, A]
+            finite = np.isfinite(segments).all(axis=(1, 2))
+            actions[np.flatnonzero(known)[finite]] = segments[finite].reshape(-1, k * size)
+            known[np.flatnonzero(known)[~finite]] = False
+        return actions, known

@@ -49,16 +49,32 @@ def _statistics_to_affine(
     return torch.cat([shift, torch.zeros(padding)]), torch.cat([scale, torch.ones(padding)])
 
 
-def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Source actions `[..., H * frameskip, A]` -> model actions `[..., H, A]`: each run of `frameskip` consecutive
-    actions summed, averaged or reduced to its last, like `LeRobotSource(action_aggregation=...)` does on resampling."""
+def _check_aggregation(aggregation: str, frameskip: int) -> None:
     if aggregation not in ACTION_AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {ACTION_AGGREGATIONS}; got {aggregation!r}.")
+    if not isinstance(frameskip, (int, np.integer)) or frameskip < 1:
+        raise ValueError(f"frameskip must be an integer >= 1; got {frameskip!r}.")
+
+
+def model_action_dim(source_action_dim: int, aggregation: str, frameskip: int) -> int:
+    """Size of the model actions that `frameskip` source actions of `source_action_dim` features aggregate to: k·A
+    for `"concat"`, A otherwise."""
+    _check_aggregation(aggregation, frameskip)
+    return source_action_dim * frameskip if aggregation == "concat" else source_action_dim
+
+
+def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
+    """Source actions `[..., H * frameskip, A]` -> model actions `[..., H, A]` (`[..., H, frameskip * A]` for
+    `"concat"`): each run of `frameskip` consecutive actions summed, averaged, reduced to its last or concatenated in
+    time order, like `LeRobotSource(action_aggregation=...)` does on resampling."""
+    _check_aggregation(aggregation, frameskip)
     if actions.ndim < 2 or actions.shape[-2] % frameskip:
         raise ValueError(
             f"actions must be [..., H * frameskip, A] with frameskip={frameskip}; got shape {tuple(actions.shape)}."
         )
     chunks = actions.unflatten(-2, (-1, frameskip))  # [..., H * k, A] -> [..., H, k, A]
+    if aggregation == "concat":
+        return chunks.flatten(-2)  # [..., H, k, A] -> [..., H, k * A]
     if aggregation == "last":
         return chunks[..., -1, :]
     return chunks.sum(-2) if aggregation == "sum" else chunks.mean(-2)
@@ -66,15 +82,33 @@ def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -
 
 def aggregate_held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
     """Source actions `[..., A]`, each held for `frameskip` steps -> the model actions `[..., A]` they aggregate to
-    (the inverse of [`held_action`])."""
+    (`[..., frameskip * A]`, k copies, for `"concat"`); the inverse of [`held_action`]."""
     held = actions[..., None, :].expand(*actions.shape[:-1], frameskip, actions.shape[-1])  # [..., k, A]
     return aggregate_actions(held, aggregation, frameskip)[..., 0, :]
 
 
+def source_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
+    """Model actions `[..., M]` -> the `frameskip` source actions `[..., frameskip, A]` to execute, one per source
+    step: the k actions themselves for `"concat"` (M = k·A: exact), the held action repeated otherwise (exact for
+    `"last"` / `"mean"` / `"sum"` data only when the recorded actions were held)."""
+    _check_aggregation(aggregation, frameskip)
+    if aggregation == "concat":
+        if actions.shape[-1] % frameskip:
+            raise ValueError(
+                f"concat model actions must have frameskip * A features (frameskip={frameskip}); got shape "
+                f"{tuple(actions.shape)}."
+            )
+        return actions.unflatten(-1, (frameskip, -1))  # [..., k * A] -> [..., k, A]
+    held = held_action(actions, aggregation, frameskip)
+    return held[..., None, :].expand(*held.shape[:-1], frameskip, held.shape[-1])
+
+
 def held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Model actions `[..., A]` -> the source action `[..., A]` that, repeated `frameskip` times, aggregates to it."""
-    if aggregation not in ACTION_AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {ACTION_AGGREGATIONS}; got {aggregation!r}.")
+    """Model actions `[..., A]` -> the source action `[..., A]` that, repeated `frameskip` times, aggregates to it;
+    for `"concat"` (`[..., frameskip * A]`) the mean of the k source actions (exact when they were held)."""
+    _check_aggregation(aggregation, frameskip)
+    if aggregation == "concat":
+        return source_actions(actions, aggregation, frameskip).mean(-2)
     return actions / frameskip if aggregation == "sum" else actions
 
 
@@ -90,8 +124,8 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
             `"min_max"` (the data range onto [-1, 1]).
         eps (`float`, defaults to 1e-6): lower bound of the scale, so constant features do not divide by zero.
         action_aggregation (`str`, *optional*): how the training data combined the `frameskip` source actions that
-            led to one model frame: `"sum"` (relative actions), `"last"` (absolute targets) or `"mean"`
-            (`LeRobotSource(action_aggregation=...)`); None when unknown.
+            led to one model frame: `"sum"` (relative actions), `"last"` (absolute targets), `"mean"` or `"concat"`
+            (all k of them, `[k·A]`, as DINO-WM does) (`LeRobotSource(action_aggregation=...)`); None when unknown.
         frameskip (`int`, defaults to 1): source (environment) steps per model step.
 
     Example:
@@ -194,6 +228,11 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         [`held_action`]."""
         return held_action(actions, self._known_aggregation(), self.config.frameskip)
 
+    def source_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Raw model actions `[..., A]` -> the `frameskip` raw source actions `[..., frameskip, A_source]` to execute;
+        see [`source_actions`]."""
+        return source_actions(actions, self._known_aggregation(), self.config.frameskip)
+
     def _known_aggregation(self) -> str:
         if self.config.action_aggregation is None:
             raise ValueError(
@@ -213,4 +252,12 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
         return states * scale + shift
 
 
-__all__ = ["ACTION_AGGREGATIONS", "ActionStateNormalizer", "aggregate_actions", "aggregate_held_action", "held_action"]
+__all__ = [
+    "ACTION_AGGREGATIONS",
+    "ActionStateNormalizer",
+    "aggregate_actions",
+    "aggregate_held_action",
+    "held_action",
+    "model_action_dim",
+    "source_actions",
+]

@@ -108,6 +108,12 @@ def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
                     f"datasets[{position}].fps is {entry['fps']} but its latent cache {entry['latent_cache']} holds "
                     f"{source.fps} fps; rebuild the cache with --fps {entry['fps']}."
                 )
+            if entry.get("action_aggregation") not in (None, source.action_aggregation):
+                raise ValueError(
+                    f"datasets[{position}].action_aggregation is {entry['action_aggregation']!r} but its latent cache "
+                    f"{entry['latent_cache']} holds {source.action_aggregation!r} actions; rebuild the cache with "
+                    f"--action-aggregation {entry['action_aggregation']}."
+                )
         else:
             settings = {key: entry[key] for key in SOURCE_KEYS if key in entry}
             source = LeRobotSource(entry["root"], name=name, **settings)
