@@ -245,3 +245,24 @@ def test_help_prints_the_options_and_exits(train_script, capsys, monkeypatch):
     with pytest.raises(SystemExit) as raised:
         decoder_script.parse_config()
     assert raised.value.code == 0 and "--noise_tau (float, default 0.8)" in capsys.readouterr().out
+
+
+def test_concat_actions_set_the_new_models_action_dim(train_script, data, tmp_path):
+    """A cache of concatenated actions (2 source steps x 2 features): a new model takes action_dim 4 from the data and
+    its pipeline records the aggregation; an explicit smaller action_dim is a clear error."""
+    encoder = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)
+    source = LeRobotSource(data["root"], fps=5, action_aggregation="concat")
+    cache = build_latent_cache(source, encoder, tmp_path / "cache", show_progress=False)
+    datasets = f"[{{name: squares, root: {data['root']}, latent_cache: {cache}, action_aggregation: concat}}]"
+    run = arguments(data, tmp_path / "out", "--datasets", datasets, "--max_train_steps", "2", "--checkpointing_steps", "2",
+                    "--sequence_lengths", "{4: 1.0}", "--eval_context_frames", "2", "--eval_horizon", "1")  # fmt: skip
+    train_script.main(run)
+    pipeline = WorldModelPipeline.from_pretrained(tmp_path / "out" / "pipeline")
+    assert pipeline.world_model.config.action_dim == 4 and pipeline.normalizer.config.action_dim == 4
+    assert (pipeline.normalizer.config.action_aggregation, pipeline.normalizer.config.frameskip) == ("concat", 2)
+    overrides = "{hidden_size: 32, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, " \
+                "num_hidden_layers: 2, latent_bottleneck_dim: 16, signal_embedding_dim: 32, action_dim: 2}"
+    with pytest.raises(ValueError, match=r"action_dim is 2 but the datasets' actions have 4 features \(squares: 4 \(concat"):
+        train_script.main([*run, "--model_overrides", overrides])
+    with pytest.raises(ValueError, match="action_aggregation is 'sum' but its latent cache .* holds 'concat'"):
+        train_script.main([*run, "--datasets", datasets.replace("action_aggregation: concat", "action_aggregation: sum")])
