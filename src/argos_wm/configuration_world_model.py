@@ -45,6 +45,19 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         attention_backend (`str`, defaults to `"auto"`): `"auto"` (fused SDPA without soft-capping; with it, flex
             attention on CUDA and explicit scores on CPU), `"eager"`, `"sdpa"` or `"flex"`.
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
+        num_agent_tokens (`int`, defaults to 0): agent tokens per frame (Dreamer 4's agent); 0 means no agent tokens
+            and no policy / reward / value heads. Agent tokens attend to every token of their frame and to their own
+            past; no other token attends to them, so the dynamics predictions do not depend on them.
+        agent_horizon (`int`, defaults to 8): L, the steps the policy and reward heads predict from each frame
+            (multi-token prediction): actions t+1 ... t+L and rewards t ... t+L-1.
+        policy_distribution (`str`, defaults to `"tanh_normal"`): `"tanh_normal"` (continuous actions in
+            `(-policy_action_scale, policy_action_scale)`) or `"categorical"` (one of `action_dim` discrete actions, fed
+            to the model one-hot).
+        policy_action_scale (`float`, defaults to 1.0): bound of the tanh-squashed actions, in normalised units.
+        two_hot_bins (`int`, defaults to 255): bins of the symlog two-hot reward and value heads, on [-20, 20].
+        agent_head_hidden_size (`int`, *optional*): hidden size of the policy / reward / value MLPs; None = hidden_size.
+        goal_conditioned (`bool`, defaults to False): agent tokens also take a goal (its latents and state), e.g. a
+            goal image for goal-conditioned PushT.
 
     Example:
     ```python
@@ -81,6 +94,13 @@ class ArgosWorldModelConfig(PreTrainedConfig):
     head_num_attention_heads: int = 16
     attention_backend: str = "auto"
     initializer_range: float = 0.02
+    num_agent_tokens: int = 0
+    agent_horizon: int = 8
+    policy_distribution: str = "tanh_normal"
+    policy_action_scale: float = 1.0
+    two_hot_bins: int = 255
+    agent_head_hidden_size: int | None = None
+    goal_conditioned: bool = False
 
     def __post_init__(self, **kwargs):
         self._check_values()
@@ -125,6 +145,18 @@ class ArgosWorldModelConfig(PreTrainedConfig):
             raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}; got {self.attention_backend!r}.")
         if self.attention_logit_softcap is not None and self.attention_logit_softcap <= 0:
             raise ValueError(f"attention_logit_softcap must be positive or None; got {self.attention_logit_softcap}.")
+
+        if self.num_agent_tokens < 0 or self.agent_horizon < 1 or self.two_hot_bins < 2:
+            raise ValueError(
+                f"num_agent_tokens must be >= 0, agent_horizon >= 1 and two_hot_bins >= 2; got {self.num_agent_tokens}, "
+                f"{self.agent_horizon} and {self.two_hot_bins}."
+            )
+        if self.policy_distribution not in ("tanh_normal", "categorical"):
+            raise ValueError(
+                f"policy_distribution must be 'tanh_normal' or 'categorical'; got {self.policy_distribution!r}."
+            )
+        if self.num_agent_tokens > 0 and self.action_dim == 0:
+            raise ValueError("num_agent_tokens > 0 needs actions for the policy to output (config.action_dim > 0).")
 
     @property
     def head_dim(self) -> int:

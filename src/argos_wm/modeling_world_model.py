@@ -20,6 +20,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_world_model import ArgosWorldModelConfig
+from .models.agent_heads import ArgosAgentHeads, ArgosAgentOutput
+from .models.agent_tokens import AgentStream, ArgosAgentTokens
 from .models.attention_kernels import dot_product_attention
 from .models.rotary_embedding import RotaryEmbedding, apply_rotary_embedding
 from .models.swiglu import SwiGLUMLP
@@ -33,11 +35,13 @@ class ArgosWorldModelOutput(ModelOutput):
         sample (`torch.Tensor` `[B, T, N, C]`): predicted clean latents of every frame.
         state_sample (`torch.Tensor` `[B, T, S]`, *optional*): predicted clean states; None when `state_dim == 0`.
         cache (`WorldModelCache`, *optional*): the cache, with this call's frames, when `use_cache=True`.
+        agent (`ArgosAgentOutput`, *optional*): policy / reward / value outputs; None without agent tokens.
     """
 
     sample: torch.Tensor | None = None
     state_sample: torch.Tensor | None = None
     cache: WorldModelCache | None = None
+    agent: ArgosAgentOutput | None = None
 
     @property
     def past_key_values(self) -> WorldModelCache | None:
@@ -264,6 +268,10 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
             init.normal_(module.register_tokens, std=std)
             if module.no_state_embedding is not None:
                 init.normal_(module.no_state_embedding, std=std)
+        elif isinstance(module, ArgosAgentTokens):
+            init.normal_(module.embedding, std=std)
+            if module.goal_conditioned:
+                init.normal_(module.goal_positions, std=std)
         elif any(module is layer for layer in self._zero_initialized_layers()):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
@@ -271,6 +279,7 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
     def _zero_initialized_layers(self) -> list[nn.Module]:
         """Output projections start at zero, so an untrained model predicts the mean latent."""
         layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None]
+        layers += self.agent_heads.output_layers() if self.agent_heads is not None else []
         return [layer for layer in layers if layer is not None]
 
 
@@ -298,6 +307,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         self.head = ArgosWorldModelDHHead(config) if config.head_type == "dh" else None
         self.latent_out = nn.Linear(config.hidden_size, config.latent_channels) if self.head is None else None
         self.state_out = nn.Linear(config.hidden_size, config.state_dim) if config.state_dim > 0 else None
+        self.agent_tokens = ArgosAgentTokens(config) if config.num_agent_tokens > 0 else None
+        self.agent_heads = ArgosAgentHeads(config) if config.num_agent_tokens > 0 else None
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -315,6 +326,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         use_cache: bool = False,
         return_dict: bool = True,
         past_key_values: WorldModelCache | None = None,
+        goal_latents: torch.Tensor | None = None,
+        goal_states: torch.Tensor | None = None,
     ) -> ArgosWorldModelOutput | tuple:
         r"""
         Args:
@@ -332,6 +345,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                 them in time. Read only unless `use_cache=True`.
             use_cache (`bool`): append this call's frames to `cache` (a new cache when None) and return it.
             past_key_values (`WorldModelCache`, *optional*): deprecated name of `cache` (transformers >= 5.24).
+            goal_latents (`torch.Tensor` `[B, N, C]`, *optional*), goal_states (`torch.Tensor` `[B, S]`, *optional*):
+                the goal of a goal-conditioned agent (`config.goal_conditioned`).
         """
         if past_key_values is not None:
             if cache is not None:
@@ -369,10 +384,21 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         temporal_rotary = self.temporal_rotary(query_positions)
         key_positions = torch.arange(past_frames - cached_frames, past_frames + frames, device=device)
         temporal_mask = self._temporal_mask(query_positions, key_positions, independent_frames)
+        agent = None
+        if self.agent_tokens is not None:  # a side stream that reads the frame tokens, which never read it
+            agent = AgentStream(
+                self.agent_tokens.embed(batch, frames, goal_latents, goal_states),
+                self.spatial_rotary(torch.arange(tokens + self.config.num_agent_tokens, device=device)),
+                temporal_rotary, temporal_mask, cache, use_cache,
+            )
+        elif goal_latents is not None or goal_states is not None:
+            raise ValueError("goal_latents / goal_states were given but the model has no agent (num_agent_tokens == 0).")
         if temporal_mask.shape[0] > 1:
             temporal_mask = temporal_mask.repeat_interleave(tokens, dim=0)  # [B, Tq, Tk] -> [B*S, Tq, Tk]
 
         for layer in self.layers:
+            if agent is not None:
+                self.agent_tokens.advance(layer, hidden_states, agent)
             if layer.is_temporal:
                 hidden_states = layer(
                     hidden_states,
@@ -407,6 +433,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             sample=prediction,
             state_sample=state_prediction,
             cache=cache if use_cache else None,
+            agent=self.agent_heads(self.norm(agent.states)) if agent is not None else None,
         )
         return output if return_dict else output.to_tuple()
 
