@@ -22,13 +22,14 @@ from ..models.world_model_cache import WorldModelCache
 from ..planning.cem import CEMPlanner
 from ..planning.costs import GoalCost
 from ..planning.gradient import GradientPlanner
+from ..planning.icem import ICEMPlanner
 from ..planning.mppi import MPPIPlanner
 from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
 from .pipeline_output import PlanOutput, RolloutOutput
 
 OUTPUT_TYPES = ("latent", "pt", "np", "pil")
-PLANNERS = {"cem": CEMPlanner, "mppi": MPPIPlanner, "gradient": GradientPlanner}
+PLANNERS = {"cem": CEMPlanner, "icem": ICEMPlanner, "mppi": MPPIPlanner, "gradient": GradientPlanner}
 
 FrameInputs = dict[str, torch.Tensor | None]
 """Keyword arguments of `ArgosWorldModel.forward` for some frames: latents, signal_levels, step_sizes, actions,
@@ -513,7 +514,7 @@ class WorldModelPipeline(DiffusionPipeline):
         goal_latents: torch.Tensor | None = None,
         goal_states: torch.Tensor | np.ndarray | None = None,
         horizon: int = 5,
-        planner: str | CEMPlanner | MPPIPlanner | GradientPlanner = "cem",
+        planner: str | CEMPlanner | ICEMPlanner | MPPIPlanner | GradientPlanner = "cem",
         num_samples: int = 300,
         num_elites: int = 30,
         iterations: int = 30,
@@ -543,8 +544,9 @@ class WorldModelPipeline(DiffusionPipeline):
             goal_latents (`torch.Tensor` `[B, N, C]`, *optional*): normalised goal latents instead of an image.
             goal_states (`[B, S]`, *optional*): goal proprio, raw units (scored with `state_weight`).
             horizon (`int`, defaults to 5): planned steps H.
-            planner (`str` or planner, defaults to `"cem"`): `"cem"`, `"mppi"`, `"gradient"`, or a configured
-                [`CEMPlanner`] / [`MPPIPlanner`] / [`GradientPlanner`] (then the three sizes below are ignored).
+            planner (`str` or planner, defaults to `"cem"`): `"cem"`, `"icem"`, `"mppi"`, `"gradient"`, or a configured
+                [`CEMPlanner`] / [`ICEMPlanner`] / [`MPPIPlanner`] / [`GradientPlanner`] (then the three sizes below
+                are ignored).
             num_samples, num_elites, iterations (`int`): sizes of the string planners (DINO-WM: 300, 30, 30).
             action_low, action_high (*optional*): action bounds in raw units, a scalar, `[A]` or `[B, A]`.
             state_weight (`float`, defaults to 1.0): weight of the proprio distance in the cost.
@@ -572,7 +574,9 @@ class WorldModelPipeline(DiffusionPipeline):
             if planner not in PLANNERS:
                 raise ValueError(f"planner must be one of {tuple(PLANNERS)} or a planner instance; got {planner!r}.")
             sizes = {"num_samples": num_samples, "iterations": iterations}
-            planner = CEMPlanner(num_elites=num_elites, **sizes) if planner == "cem" else PLANNERS[planner](**sizes)
+            if planner in ("cem", "icem"):
+                sizes["num_elites"] = num_elites
+            planner = PLANNERS[planner](**sizes)
         cost = GoalCost(metric=metric, cost_steps=cost_steps, state_weight=state_weight, action_weight=action_weight)
 
         with torch.no_grad():

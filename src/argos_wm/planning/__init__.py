@@ -1,8 +1,18 @@
 from .cem import CEMPlanner
 from .costs import GoalCost
 from .gradient import GradientPlanner
+from .icem import ICEMPlanner
 from .mpc import MPCOutput, mpc
 from .mppi import MPPIPlanner
 from .sampling_planner import SamplingPlanner
 
-__all__ = ["CEMPlanner", "GoalCost", "GradientPlanner", "MPCOutput", "MPPIPlanner", "SamplingPlanner", "mpc"]
+__all__ = [
+    "CEMPlanner",
+    "GoalCost",
+    "GradientPlanner",
+    "ICEMPlanner",
+    "MPCOutput",
+    "MPPIPlanner",
+    "SamplingPlanner",
+    "mpc",
+]

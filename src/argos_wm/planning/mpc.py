@@ -77,7 +77,9 @@ def mpc(
         image_key, state_key (`str`): observation keys of the image and the proprio (`state_key=None`: no proprio).
         stop_fn (`Callable[[env, observation], bool]`, *optional*): checked after each executed chunk; True ends
             the loop (e.g. the task's success test).
-        warm_start (`bool`, defaults to True): start each plan from the previous plan's unexecuted actions.
+        warm_start (`bool`, defaults to True): start each plan from the previous plan's unexecuted actions (and, for
+            a planner with a `shift` method such as [`ICEMPlanner`], reuse its elites shifted by the executed steps;
+            such a planner is `reset` at the start).
         initial_action_fn (`Callable[[dict], np.ndarray]`, *optional*): observation -> action `[A]` (raw units) that
             the search starts from, repeated over the horizon, when there is no plan to warm-start from; e.g. the
             current position for absolute-target actions ("stay"). Without it the search starts at the dataset's
@@ -111,6 +113,9 @@ def mpc(
     actions = torch.full((1, 1, action_dim), float("nan"))  # the first context frame's action is unknown
     result = MPCOutput(observation=observation, actions=np.zeros((0, action_dim), dtype=np.float32))
     executed, plan = 0, None
+    planner = plan_kwargs.get("planner")
+    if hasattr(planner, "reset"):
+        planner.reset()
     while executed < max_steps:
         plan_horizon = min(horizon, max_steps - executed)
         init_actions = _shift_plan(plan, execute_steps, plan_horizon) if warm_start and plan is not None else None
@@ -136,6 +141,8 @@ def mpc(
         result.plan_costs.append(float(output.cost[0]))
         plan = output.actions.cpu()
         done = False
+        if warm_start and hasattr(planner, "shift"):
+            planner.shift(min(execute_steps, plan.shape[1]))
         for action in plan[0, :execute_steps]:
             for _ in range(frameskip):
                 observation, _, terminated, truncated, _ = env.step(action.numpy())
