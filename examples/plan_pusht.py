@@ -4,23 +4,36 @@ For each evaluation goal: start from the simulator state of a held-out episode a
 recorded actions for `horizon * frameskip` (5 x 5 = 25) simulator steps to get the goal observation and state,
 reset to the start and let each method act for the same number of steps:
 
-- `world_model`: MPC-CEM with the world model (`argos_wm.planning.mpc`), cost = latent distance + state_weight x
-  proprio (agent position) distance to the goal, as in DINO-WM, averaged over the planned frames; each plan searches
-  targets within `reach` pixels of the agent, starting from "stay where you are";
+- `world_model`: MPC with the world model (`argos_wm.planning.mpc`), once per planner of `--planners` (`cem`,
+  `icem`, `mppi`, `gradient`; reported as `mpc_<planner>`, and the first also as `world_model`), cost = latent
+  distance + state_weight x proprio (agent position) distance to the goal, as in DINO-WM; each plan searches targets
+  within `reach` pixels of the agent (0: anywhere), starting from "stay where you are" (or the dataset's mean action);
 - `random`: uniformly random targets within the same reach of the agent;
 - `goal_agent`: the agent's target is the goal's agent position (within the same reach), no model: what the
   proprio term of the cost asks for on its own, so the share of the success the latents and the dynamics add;
-- `replay`: the recorded actions in the planner's action space (one action per model step, held for `frameskip`
-  simulator steps) - the upper bound of what a perfect planner with this action interface reaches.
+- `replay`: the recorded actions in the planner's action space (one model action per `frameskip` simulator steps) -
+  the upper bound of what a perfect planner with this action interface reaches; exact with `concat` actions (the k
+  recorded targets themselves), an approximation with `sum` / `mean` / `last` (one target held for k steps).
 
-Every method acts for at most `horizon` model steps and stops as soon as the success test passes.
+Every method acts through the same action space ([`PushTActionSpace`], read from the pipeline) for at most `max_steps`
+model steps (default: the horizon) and stops as soon as the success test passes. Results are given over all goals and
+over the goals where the block must move (displaced > 10 px or turned > 0.15 rad between start and goal), the ones
+the agent alone cannot reach.
 
 Success is DINO-WM's PushT test (`env/pusht/pusht_wrapper.py::eval_state`): the joint L2 distance of
 (agent x, agent y, block x, block y) to the goal below 20 pixels (of the 512 x 512 workspace) and the block angle
-within pi/9 (20 degrees). DINO-WM's own sizes are 300 samples, 30 elites, 30 iterations; the defaults below are for
-the tiny model on CPU.
+within pi/9 (20 degrees). Two presets set the planner's sizes and cost (any flag given overrides its preset):
+
+- `cpu` (default): CEM 64 samples x 8 elites x 5 iterations, horizon 5, replan after every model step, cost on every
+  planned frame with state_weight 10, targets within 150 px, search std 0.5, starting from "hold";
+- `dino_wm`: DINO-WM's PushT protocol (gaoyuezhou/dino_wm conf/plan_pusht.yaml, conf/planner/cem.yaml,
+  conf/plan.yaml): CEM 300 samples, 30 elites (`topk`), 30 iterations (`opt_steps`), horizon 5 (`goal_H`), the
+  5 planned actions all executed before replanning (`n_taken_actions`), cost on the final predicted frame
+  (`objective.mode: last`) with proprio weight 1 (`alpha`), search std 1 (`var_scale`) around the dataset's mean
+  action (its CEM starts at mu = 0 in normalised units), no bounds but the workspace.
 
     python examples/plan_pusht.py --pipeline outputs/demo/pipeline --dataset outputs/demo/pusht_dataset --num_goals 50
+    python examples/plan_pusht.py --preset dino_wm --planners cem icem mppi --num_goals 10
 """
 
 import json
@@ -42,15 +55,25 @@ from argos_wm.pipelines.action_state_normalizer import (
     aggregate_actions,
     aggregate_held_action,
     held_action,
+    source_actions,
 )
-from argos_wm.planning import CEMPlanner, GoalCost, mpc
+from argos_wm.planning import CEMPlanner, GoalCost, GradientPlanner, ICEMPlanner, MPPIPlanner, mpc
 
 logger = logging.getLogger(__name__)
 
 POSITION_THRESHOLD = 20.0  # DINO-WM: || (agent, block) xy - goal || < 20 px
 ANGLE_THRESHOLD = np.pi / 9  # DINO-WM: block angle within 20 degrees
 PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH = 0.0, 512.0
+BLOCK_MOVE_PX, BLOCK_MOVE_RAD = 10.0, 0.15  # a goal needs the block pushed when it moved / turned more than this
 METHODS = ("world_model", "random", "goal_agent", "replay")
+PLANNERS = ("cem", "icem", "mppi", "gradient")
+INITIAL_ACTIONS = ("hold", "mean")
+PRESETS = {
+    "cpu": dict(horizon=5, execute_steps=1, num_samples=64, num_elites=8, iterations=5, state_weight=10.0,
+                cost_steps="all", reach=150.0, init_std=0.5, initial_action="hold"),
+    "dino_wm": dict(horizon=5, execute_steps=5, num_samples=300, num_elites=30, iterations=30, state_weight=1.0,
+                    cost_steps="final", reach=0.0, init_std=1.0, initial_action="mean"),
+}  # fmt: skip
 
 
 @dataclass
@@ -60,9 +83,18 @@ class PushTPlanningConfig:
     pipeline: str = field(default="outputs/demo/pipeline", metadata={"help": "A WorldModelPipeline folder or Hub id."})
     dataset: str = field(default="outputs/demo/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
     output: str = field(default="outputs/plan_pusht.json", metadata={"help": "Where the results json goes."})
+    preset: str = field(
+        default="cpu", metadata={"help": f"Planner sizes and cost: {tuple(PRESETS)}; flags given override it."}
+    )
+    planners: list[str] = field(
+        default_factory=lambda: ["cem"], metadata={"help": f"MPC planners to compare on the same goals, of {PLANNERS}."}
+    )
     num_goals: int = field(default=50, metadata={"help": "Evaluation goals (DINO-WM: 50)."})
     num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes (the dataset's last ones)."})
-    horizon: int = field(default=5, metadata={"help": "Model steps to the goal (DINO-WM: 5)."})
+    horizon: int | None = field(default=None, metadata={"help": "Model steps to the goal and planned (DINO-WM: 5)."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Model steps every method may act (None: the horizon)."}
+    )
     frameskip: int | None = field(
         default=None,
         metadata={"help": "Simulator steps per model step (DINO-WM: 5); None: what the pipeline was trained with."},
@@ -70,23 +102,30 @@ class PushTPlanningConfig:
     action_aggregation: str | None = field(
         default=None,
         metadata={
-            "help": "How the training data combined the frameskip's actions: last, mean or sum (LeRobotSource); "
-            "None: what the pipeline records (its normalizer's action_aggregation)."
+            "help": "How the training data combined the frameskip's actions: last, mean, sum or concat "
+            "(LeRobotSource); None: what the pipeline records (its normalizer's action_aggregation)."
         },
     )
-    execute_steps: int = field(default=1, metadata={"help": "Model steps executed before replanning."})
-    num_samples: int = field(default=64, metadata={"help": "CEM samples per iteration (DINO-WM: 300)."})
-    num_elites: int = field(default=8, metadata={"help": "CEM elites (DINO-WM: 30)."})
-    iterations: int = field(default=5, metadata={"help": "CEM iterations (DINO-WM: 30)."})
+    execute_steps: int | None = field(default=None, metadata={"help": "Model steps executed before replanning."})
+    num_samples: int | None = field(default=None, metadata={"help": "Samples per iteration (DINO-WM: 300)."})
+    num_elites: int | None = field(default=None, metadata={"help": "CEM / iCEM elites (DINO-WM: 30)."})
+    iterations: int | None = field(default=None, metadata={"help": "Planner iterations (DINO-WM: 30)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
-    state_weight: float = field(default=10.0, metadata={"help": "Weight of the proprio distance in the cost."})
-    cost_steps: str = field(
-        default="all", metadata={"help": "Cost on every planned frame (all) or on the last one (final, DINO-WM)."}
+    state_weight: float | None = field(default=None, metadata={"help": "Weight of the proprio distance in the cost."})
+    cost_steps: str | None = field(
+        default=None, metadata={"help": "Cost on every planned frame (all) or on the last one (final, DINO-WM)."}
     )
-    reach: float = field(
-        default=150.0, metadata={"help": "Planned targets stay within this many pixels of the agent (0: anywhere)."}
+    reach: float | None = field(
+        default=None, metadata={"help": "Planned targets stay within this many pixels of the agent (0: anywhere)."}
     )
-    init_std: float = field(default=0.5, metadata={"help": "Initial CEM std, in units of the dataset's action std."})
+    init_std: float | None = field(
+        default=None, metadata={"help": "Initial search std, in units of the dataset's action std."}
+    )
+    initial_action: str | None = field(
+        default=None,
+        metadata={"help": "Where each search starts without a warm start: hold (the agent's position) or mean "
+                  "(the dataset's mean action, DINO-WM)."},
+    )  # fmt: skip
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": f"Any of {METHODS}."})
     seed: int = field(default=0, metadata={"help": "Seed of the goals, the planner and the random baseline."})
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "Torch device."})
@@ -95,16 +134,34 @@ class PushTPlanningConfig:
     )
 
     def __post_init__(self):
-        for name in ("num_goals", "num_eval_episodes", "horizon", "frameskip", "execute_steps", "iterations"):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.max_steps = self.horizon if self.max_steps is None else self.max_steps
+        for name in ("num_goals", "num_eval_episodes", "horizon", "max_steps", "frameskip", "execute_steps", "iterations"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.reach < 0:
             raise ValueError(f"reach must be >= 0 pixels, got {self.reach}")
         if self.action_aggregation not in (None, *ACTION_AGGREGATIONS):
             raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS} or None, got {self.action_aggregation!r}")
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown:
-            raise ValueError(f"methods must be among {METHODS}, got unknown {unknown}")
+        if self.initial_action not in INITIAL_ACTIONS:
+            raise ValueError(f"initial_action must be one of {INITIAL_ACTIONS}, got {self.initial_action!r}")
+        for name, given, allowed in (("methods", self.methods, METHODS), ("planners", self.planners, PLANNERS)):
+            unknown = sorted(set(given) - set(allowed))
+            if unknown or not given:
+                raise ValueError(f"{name} must be among {allowed}, got {given}")
+
+    def planner(self, name: str):
+        """The configured MPC planner `name` (one object per evaluation: iCEM keeps its elites between plans)."""
+        sizes = dict(num_samples=self.num_samples, iterations=self.iterations, init_std=self.init_std)
+        if name in ("cem", "icem"):
+            return (CEMPlanner if name == "cem" else ICEMPlanner)(num_elites=self.num_elites, **sizes)
+        if name == "mppi":
+            return MPPIPlanner(**sizes)
+        return GradientPlanner(iterations=self.iterations)  # its own sizes: few sequences, each back-propagated
 
 
 def pusht_success(goal_state: np.ndarray, state: np.ndarray) -> tuple[bool, float, float]:
@@ -116,9 +173,18 @@ def pusht_success(goal_state: np.ndarray, state: np.ndarray) -> tuple[bool, floa
     return position_error < POSITION_THRESHOLD and angle_error < ANGLE_THRESHOLD, position_error, angle_error
 
 
+def block_must_move(start_state: np.ndarray, goal_state: np.ndarray) -> bool:
+    """Whether the block moved more than `BLOCK_MOVE_PX` or turned more than `BLOCK_MOVE_RAD` between two states
+    `[5]`: the goals the agent cannot reach alone."""
+    turn = float(np.abs(goal_state[4] - start_state[4]) % (2 * np.pi))
+    turn = min(turn, 2 * np.pi - turn)
+    return bool(np.linalg.norm(goal_state[2:4] - start_state[2:4]) > BLOCK_MOVE_PX or turn > BLOCK_MOVE_RAD)
+
+
 class PushTActionSpace:
     """Maps between simulator actions (absolute targets, pixels) and the model's actions, one per `frameskip`
-    simulator steps, combined like the training data (`aggregate_actions` / `held_action`)."""
+    simulator steps, combined like the training data (`aggregate_actions`): `[2]` for sum / mean / last, `[2k]` for
+    concat (the k targets side by side)."""
 
     def __init__(self, frameskip: int, aggregation: str):
         self.frameskip, self.aggregation = frameskip, aggregation
@@ -145,16 +211,16 @@ class PushTActionSpace:
         return cls(settings["frameskip"], settings["action_aggregation"])
 
     def _to_model(self, targets: np.ndarray) -> np.ndarray:
-        """Simulator targets `[..., 2]`, each held for `frameskip` steps -> model actions `[..., 2]`."""
+        """Simulator targets `[..., 2]`, each held for `frameskip` steps -> model actions `[..., 2]` (`[..., 2k]`)."""
         targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         return aggregate_held_action(targets, self.aggregation, self.frameskip).numpy()
 
     def hold(self, observation: dict) -> np.ndarray:
-        """The model action `[2]` that keeps the agent where it is: its own position as the target."""
+        """The model action that keeps the agent where it is: its own position as the target of every step."""
         return self._to_model(observation["agent_pos"])
 
     def bounds(self, observation: dict, reach: float) -> tuple[np.ndarray, np.ndarray]:
-        """Model-action bounds `([2], [2])`: targets within `reach` px of the agent (0: the whole workspace)."""
+        """Model-action bounds (low, high): targets within `reach` px of the agent (0: the whole workspace)."""
         low, high = np.full(2, PUSHT_ACTION_LOW), np.full(2, PUSHT_ACTION_HIGH)
         if reach > 0:
             agent = np.asarray(observation["agent_pos"], dtype=np.float64)
@@ -162,25 +228,31 @@ class PushTActionSpace:
         return self._to_model(low), self._to_model(high)
 
     def from_simulator(self, actions: np.ndarray) -> np.ndarray:
-        """Simulator actions `[H * frameskip, 2]` -> model actions `[H, 2]`."""
+        """Simulator actions `[H * frameskip, 2]` -> model actions `[H, 2]` (`[H, 2k]`)."""
         return aggregate_actions(torch.as_tensor(actions), self.aggregation, self.frameskip).numpy()
 
     def to_simulator(self, action: np.ndarray) -> np.ndarray:
-        """One model action `[2]` -> the simulator target held for `frameskip` steps."""
+        """One model action -> the simulator target `[2]` held for `frameskip` steps (concat: the mean target)."""
         target = held_action(torch.as_tensor(np.asarray(action, dtype=np.float32)), self.aggregation, self.frameskip)
         return np.clip(target.numpy(), PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
 
+    def simulator_steps(self, action: np.ndarray) -> np.ndarray:
+        """One model action -> the `frameskip` simulator targets `[frameskip, 2]` to execute, one per step: the held
+        target repeated, or with concat the k targets themselves (so replaying recorded actions is exact)."""
+        action = torch.as_tensor(np.asarray(action, dtype=np.float32))
+        targets = source_actions(action, self.aggregation, self.frameskip).numpy()
+        return np.clip(targets, PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
+
 
 class ModelActionEnv:
-    """Wraps the gym-pusht env so that one `step` takes a model action (held for `frameskip` simulator steps)."""
+    """Wraps the gym-pusht env so that one `step` takes a model action (`frameskip` simulator steps)."""
 
     def __init__(self, env, action_space: PushTActionSpace):
         self.env, self.action_space = env, action_space
         self.unwrapped = env.unwrapped
 
     def step(self, action):
-        target = self.action_space.to_simulator(action)
-        for _ in range(self.action_space.frameskip):
+        for target in self.action_space.simulator_steps(action):
             observation, reward, terminated, truncated, info = self.env.step(target)
             if terminated or truncated:
                 break
@@ -218,12 +290,32 @@ def encode_cost(pipe: WorldModelPipeline, observation: dict, goal: dict, cost: G
     return float(cost(latents[:1], latents[1, :1], states[None, :1], states[1:]))
 
 
+def summarize(records: list[dict]) -> dict:
+    """Success rate and mean errors of a method's goal records (plus planning time / cost for MPC)."""
+    if not records:
+        return {"num_goals": 0}
+    summary = {
+        "num_goals": len(records),
+        "success_rate": float(np.mean([r["success"] for r in records])),
+        "mean_position_error": float(np.mean([r["position_error"] for r in records])),
+        "mean_angle_error": float(np.mean([r["angle_error"] for r in records])),
+        "mean_cost_reached": float(np.mean([r["cost_reached"] for r in records])),
+    }
+    if "plan_seconds" in records[0]:
+        summary["mean_plan_seconds"] = float(np.mean([r["plan_seconds"] for r in records]))
+        summary["mean_plan_cost"] = float(np.mean([r["plan_cost"] for r in records]))
+        summary["mean_plans"] = float(np.mean([r["plans"] for r in records]))
+    return summary
+
+
 def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **overrides) -> dict:
     """
     Runs the evaluation with a loaded pipeline (`overrides` are fields of [`PushTPlanningConfig`]) and returns
-    the results: per method `success_rate`, `mean_position_error` (px), `mean_angle_error` (degrees),
-    `mean_cost_reached` (the planning objective between the reached observation and the goal), and for the world
-    model `mean_plan_seconds` and `mean_plan_cost` (the model's predicted cost); plus the settings.
+    the results: per method (`mpc_<planner>` for each planner, `world_model` = the first of them, `random`,
+    `goal_agent`, `replay`) `success_rate`, `mean_position_error` (px), `mean_angle_error` (degrees),
+    `mean_cost_reached` (the planning objective between the reached observation and the goal), for MPC
+    `mean_plan_seconds`, `mean_plan_cost` (the model's predicted cost) and `mean_plans` per goal, and the same over the
+    goals where the block must move (`block_moving`); plus the settings and `num_block_moving_goals`.
     """
     import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
     import gymnasium as gym
@@ -240,11 +332,11 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     env = gym.make(
         PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size
     )
+    model_env = ModelActionEnv(env, action_space)
     generator = torch.Generator(device=pipe.device).manual_seed(config.seed)
-    planner = CEMPlanner(
-        num_samples=config.num_samples, num_elites=config.num_elites, iterations=config.iterations,
-        init_std=config.init_std,
-    )  # fmt: skip
+    runs = [f"mpc_{name}" for name in config.planners] if "world_model" in config.methods else []
+    runs += [method for method in config.methods if method != "world_model"]
+    planners = {f"mpc_{name}": config.planner(name) for name in config.planners}
 
     def bounds(observation: dict) -> tuple[np.ndarray, np.ndarray]:
         return action_space.bounds(observation, config.reach)
@@ -256,35 +348,39 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
         observation, _ = env.reset(options={"reset_to_state": goal["start_state"]})
         return observation
 
-    records = {method: [] for method in config.methods}
+    records = {run: [] for run in runs}
     for goal in tqdm(goals, desc="PushT goals"):
         reset(goal)
         for action in goal["actions"]:
             goal_observation, *_ = env.step(action)
         goal_state = environment_state(env.unwrapped)
-        for method in config.methods:
+        goal["block_must_move"] = block_must_move(goal["start_state"], goal_state)
+        recorded = action_space.from_simulator(goal["actions"])  # [horizon, model action]
+        for run in runs:
             observation = reset(goal)
             record = {}
-            if method == "world_model":
+            if run.startswith("mpc_"):
                 result = mpc(
-                    ModelActionEnv(env, action_space), pipe, goal_observation, observation, horizon=config.horizon,
-                    execute_steps=config.execute_steps, planner=planner, initial_action_fn=action_space.hold,
+                    model_env, pipe, goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
+                    execute_steps=config.execute_steps, planner=planners[run],
+                    initial_action_fn=action_space.hold if config.initial_action == "hold" else None,
                     action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
                     num_inference_steps=config.num_inference_steps, generator=generator, show_progress=False,
                     stop_fn=reached,
                 )  # fmt: skip
                 observation = result.observation
-                record = {"plan_seconds": float(np.mean(result.plan_seconds)), "plan_cost": result.plan_costs[-1]}
+                record = {"plan_seconds": float(np.mean(result.plan_seconds)), "plan_cost": result.plan_costs[-1],
+                          "plans": len(result.plan_seconds)}  # fmt: skip
             else:
-                recorded = action_space.from_simulator(goal["actions"])
-                for step in range(config.horizon):
-                    if method == "random":
+                steps = min(config.max_steps, len(recorded)) if run == "replay" else config.max_steps
+                for step in range(steps):
+                    if run == "random":
                         action = rng.uniform(*bounds(observation))
-                    elif method == "goal_agent":
+                    elif run == "goal_agent":
                         action = np.clip(action_space.hold(goal_observation), *bounds(observation))
                     else:
                         action = recorded[step]
-                    observation, *_ = ModelActionEnv(env, action_space).step(action)
+                    observation, *_ = model_env.step(action)
                     if reached():
                         break
             success, position_error, angle_error = pusht_success(goal_state, environment_state(env.unwrapped))
@@ -292,29 +388,40 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
                 success=success, position_error=position_error, angle_error=float(np.degrees(angle_error)),
                 cost_reached=encode_cost(pipe, observation, goal_observation, cost),
             )  # fmt: skip
-            records[method].append(record)
+            records[run].append(record)
     env.close()
 
+    moving = [i for i, goal in enumerate(goals) if goal["block_must_move"]]
     results = {
         "settings": asdict(config),
         "thresholds": {"position_px": POSITION_THRESHOLD, "angle_rad": ANGLE_THRESHOLD},
+        "block_must_move": {"displaced_px": BLOCK_MOVE_PX, "turned_rad": BLOCK_MOVE_RAD},
+        "num_block_moving_goals": len(moving),
         "goals": [
-            {"episode_index": goal["episode_index"], "start": goal["start"], **{m: records[m][i] for m in records}}
+            {"episode_index": goal["episode_index"], "start": goal["start"], "block_must_move": goal["block_must_move"],
+             **{run: records[run][i] for run in records}}
             for i, goal in enumerate(goals)
         ],
-    }
-    for method, method_records in records.items():
-        summary = {
-            "success_rate": float(np.mean([r["success"] for r in method_records])),
-            "mean_position_error": float(np.mean([r["position_error"] for r in method_records])),
-            "mean_angle_error": float(np.mean([r["angle_error"] for r in method_records])),
-            "mean_cost_reached": float(np.mean([r["cost_reached"] for r in method_records])),
-        }
-        if method == "world_model":
-            summary["mean_plan_seconds"] = float(np.mean([r["plan_seconds"] for r in method_records]))
-            summary["mean_plan_cost"] = float(np.mean([r["plan_cost"] for r in method_records]))
-        results[method] = summary
+    }  # fmt: skip
+    for run, run_records in records.items():
+        results[run] = {**summarize(run_records), "block_moving": summarize([run_records[i] for i in moving])}
+    if f"mpc_{config.planners[0]}" in results:
+        results["world_model"] = results[f"mpc_{config.planners[0]}"]  # the name scripts read before --planners
     return results
+
+
+def report_line(name: str, summary: dict) -> str:
+    """One line of the results table: success over all goals and over the block-moving ones, errors, time per plan."""
+    moving = summary["block_moving"]
+    moving_success = f"{moving['success_rate']:.2f}" if moving["num_goals"] else "-"
+    line = (
+        f"{name:<11} success {summary['success_rate']:.2f} (block must move: {moving_success} of "
+        f"{moving['num_goals']}) | position error {summary['mean_position_error']:.1f} px | angle error "
+        f"{summary['mean_angle_error']:.1f} deg | cost reached {summary['mean_cost_reached']:.4f}"
+    )
+    if "mean_plan_seconds" in summary:
+        line += f" | {summary['mean_plan_seconds']:.2f} s/plan, {summary['mean_plans']:.1f} plans/goal"
+    return line
 
 
 def main(args: list[str] | None = None) -> dict:
@@ -329,14 +436,15 @@ def main(args: list[str] | None = None) -> dict:
     results["seconds"] = time.perf_counter() - begin
     Path(config.output).parent.mkdir(parents=True, exist_ok=True)
     Path(config.output).write_text(json.dumps(results, indent=2))
-    for method in config.methods:
-        summary = results[method]
-        logger.info(
-            "%-11s success %.2f | position error %.1f px | angle error %.1f deg | cost reached %.4f%s",
-            method, summary["success_rate"], summary["mean_position_error"], summary["mean_angle_error"],
-            summary["mean_cost_reached"],
-            f" | {summary['mean_plan_seconds']:.2f} s/plan" if "mean_plan_seconds" in summary else "",
-        )  # fmt: skip
+    settings = results["settings"]
+    logger.info(
+        "%d goals (%d where the block must move), preset %s, %s actions x frameskip %d, horizon %d, %d samples x %d "
+        "iterations, execute %d before replanning", settings["num_goals"], results["num_block_moving_goals"],
+        settings["preset"], settings["action_aggregation"], settings["frameskip"], settings["horizon"],
+        settings["num_samples"], settings["iterations"], settings["execute_steps"],
+    )  # fmt: skip
+    for run in [key for key in results if key.startswith("mpc_")] + [m for m in config.methods if m != "world_model"]:
+        logger.info(report_line(run, results[run]))
     logger.info("Wrote %s (%.0f s)", config.output, results["seconds"])
     return results
 

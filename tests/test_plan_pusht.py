@@ -32,19 +32,23 @@ def dataset(tmp_path_factory):
     return out
 
 
-def tiny_pipeline() -> WorldModelPipeline:
-    """A random tiny world model on the tiny encoder, with PushT-like action (sum of 5 targets) and state statistics."""
+def tiny_pipeline(aggregation: str = "sum") -> WorldModelPipeline:
+    """A random tiny world model on the tiny encoder, with PushT-like action (sum of 5 targets, or with "concat" the
+    5 targets side by side, action_dim 10) and state statistics."""
     config = ArgosWorldModelConfig.from_pretrained(ROOT / "hub_configs" / "argos-wm-tiny")
     config.update(dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
                        num_hidden_layers=2, latent_bottleneck_dim=16, signal_embedding_dim=32))  # fmt: skip
     actions = {"mean": [1280.0, 1280.0], "std": [500.0, 500.0]}
+    if aggregation == "concat":
+        config.update(dict(action_dim=10))
+        actions = {"mean": [256.0] * 10, "std": [100.0] * 10}
     states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
     torch.manual_seed(0)
     pipe = WorldModelPipeline(
         randomize_outputs(ArgosWorldModel(config)),  # a model whose predictions depend on the actions
         ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
         encoder=ArgosDinoEncoder.from_name_or_path(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
-        normalizer=ActionStateNormalizer.from_statistics(actions, states, action_aggregation="sum", frameskip=5),
+        normalizer=ActionStateNormalizer.from_statistics(actions, states, action_aggregation=aggregation, frameskip=5),
     )  # fmt: skip
     return pipe
 
@@ -107,3 +111,61 @@ def test_held_targets_round_trip_through_every_aggregation(plan_pusht, aggregati
     model_actions = space.from_simulator(held)
     np.testing.assert_allclose(model_actions, targets * (5 if aggregation == "sum" else 1))
     np.testing.assert_allclose(np.stack([space.to_simulator(a) for a in model_actions]), targets)
+
+
+def test_concat_action_space_maps_both_ways(plan_pusht):
+    """concat: a model action is the 5 targets side by side; held targets give 5 copies, recorded ones come back
+    exactly, one per simulator step."""
+    space = plan_pusht.PushTActionSpace(frameskip=5, aggregation="concat")
+    observation = {"agent_pos": np.array([100.0, 480.0])}
+    np.testing.assert_allclose(space.hold(observation), np.tile([100.0, 480.0], 5))
+    low, high = space.bounds(observation, reach=50.0)
+    np.testing.assert_allclose(low, np.tile([50.0, 430.0], 5))
+    np.testing.assert_allclose(high, np.tile([150.0, 512.0], 5))
+    recorded = np.random.default_rng(0).uniform(0, 512, size=(10, 2)).astype(np.float32)
+    model_actions = space.from_simulator(recorded)
+    assert model_actions.shape == (2, 10)
+    np.testing.assert_array_equal(np.concatenate([space.simulator_steps(a) for a in model_actions]), recorded)
+    np.testing.assert_allclose(space.to_simulator(model_actions[0]), recorded[:5].mean(0), rtol=1e-6)
+    held = plan_pusht.PushTActionSpace(frameskip=5, aggregation="sum")  # sum: one target held for the 5 steps
+    np.testing.assert_allclose(held.simulator_steps([500.0, 2400.0]), np.tile([100.0, 480.0], (5, 1)))
+
+
+def test_replay_is_exact_with_concat_actions(plan_pusht, dataset):
+    """The recorded targets replayed through the concat action space reach the goal state exactly; every method acts
+    through the same interface, and the block-must-move subset is reported beside all goals."""
+    results = plan_pusht.evaluate_pusht(
+        tiny_pipeline("concat"), dataset, num_goals=3, num_eval_episodes=2, horizon=2, planners=["cem", "icem"],
+        num_samples=4, num_elites=2, iterations=1, device="cpu",
+    )  # fmt: skip
+    assert results["settings"]["action_aggregation"] == "concat"
+    assert results["replay"]["success_rate"] == 1.0 and results["replay"]["mean_position_error"] < 1e-6, results
+    assert results["replay"]["mean_angle_error"] < 1e-6
+    moving = [goal["block_must_move"] for goal in results["goals"]]
+    assert results["num_block_moving_goals"] == sum(moving)
+    for run in ("mpc_cem", "mpc_icem", "random", "goal_agent", "replay"):
+        assert results[run]["num_goals"] == 3 and results[run]["block_moving"]["num_goals"] == sum(moving)
+    assert results["world_model"] == results["mpc_cem"] and results["mpc_icem"]["mean_plan_seconds"] > 0
+    assert plan_pusht.report_line("mpc_icem", results["mpc_icem"]).startswith("mpc_icem    success")
+    # the sum of 5 targets, held, only approximates the recorded (noisy, changing) targets
+    summed = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, num_goals=3, num_eval_episodes=2, horizon=2,
+                                       methods=["replay"], device="cpu")  # fmt: skip
+    assert summed["replay"]["mean_position_error"] > 1e-3 and "mpc_cem" not in summed
+
+
+def test_presets_and_block_must_move(plan_pusht):
+    dino = plan_pusht.PushTPlanningConfig(preset="dino_wm")
+    assert (dino.num_samples, dino.num_elites, dino.iterations, dino.horizon, dino.execute_steps) == (300, 30, 30, 5, 5)
+    assert (dino.cost_steps, dino.state_weight, dino.init_std, dino.reach, dino.initial_action) == ("final", 1.0, 1.0, 0.0, "mean")
+    assert dino.max_steps == 5
+    cpu = plan_pusht.PushTPlanningConfig(iterations=2)  # a flag given overrides the preset
+    assert (cpu.num_samples, cpu.iterations, cpu.execute_steps, cpu.cost_steps) == (64, 2, 1, "all")
+    assert isinstance(dino.planner("icem"), plan_pusht.ICEMPlanner) and dino.planner("icem").num_elites == 30
+    with pytest.raises(ValueError, match="preset must be one of"):
+        plan_pusht.PushTPlanningConfig(preset="gpu")
+    with pytest.raises(ValueError, match="planners must be among"):
+        plan_pusht.PushTPlanningConfig(planners=["beam"])
+    start = np.array([100.0, 100.0, 200.0, 200.0, 0.1])
+    assert not plan_pusht.block_must_move(start, start + [50.0, 50.0, 5.0, 5.0, 0.1])  # only the agent moved
+    assert plan_pusht.block_must_move(start, start + [0.0, 0.0, 9.0, 9.0, 0.0])  # 12.7 px
+    assert plan_pusht.block_must_move(start, start + [0.0, 0.0, 0.0, 0.0, 2 * np.pi - 0.2])  # turned 0.2 rad
