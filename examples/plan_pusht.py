@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from argos_wm.data import LeRobotSource
-from argos_wm.data.pusht import PUSHT_ENV_ID, environment_state
+from argos_wm.data.pusht import BLOCK_MOVE_PX, BLOCK_MOVE_RAD, PUSHT_ENV_ID, block_must_move, environment_state
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.pipelines.action_state_normalizer import (
     ACTION_AGGREGATIONS,
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 POSITION_THRESHOLD = 20.0  # DINO-WM: || (agent, block) xy - goal || < 20 px
 ANGLE_THRESHOLD = np.pi / 9  # DINO-WM: block angle within 20 degrees
 PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH = 0.0, 512.0
-BLOCK_MOVE_PX, BLOCK_MOVE_RAD = 10.0, 0.15  # a goal needs the block pushed when it moved / turned more than this
 METHODS = ("world_model", "random", "goal_agent", "replay")
 PLANNERS = ("cem", "icem", "mppi", "gradient")
 INITIAL_ACTIONS = ("hold", "mean")
@@ -171,14 +170,6 @@ def pusht_success(goal_state: np.ndarray, state: np.ndarray) -> tuple[bool, floa
     angle_error = float(np.abs(goal_state[4] - state[4]) % (2 * np.pi))
     angle_error = min(angle_error, 2 * np.pi - angle_error)
     return position_error < POSITION_THRESHOLD and angle_error < ANGLE_THRESHOLD, position_error, angle_error
-
-
-def block_must_move(start_state: np.ndarray, goal_state: np.ndarray) -> bool:
-    """Whether the block moved more than `BLOCK_MOVE_PX` or turned more than `BLOCK_MOVE_RAD` between two states
-    `[5]`: the goals the agent cannot reach alone."""
-    turn = float(np.abs(goal_state[4] - start_state[4]) % (2 * np.pi))
-    turn = min(turn, 2 * np.pi - turn)
-    return bool(np.linalg.norm(goal_state[2:4] - start_state[2:4]) > BLOCK_MOVE_PX or turn > BLOCK_MOVE_RAD)
 
 
 class PushTActionSpace:

@@ -1,7 +1,10 @@
 """PushT, the embedded default dataset: episodes recorded in gym-pusht and written as LeRobot v3.0.
 
 A noisy scripted pusher walks behind the T block (relative to a target point), pushes it there, and now and then
-wanders to random points instead. Each frame stores the 96×96 image (`observation.image`), the env action
+wanders to random points instead. Its target point is kept for a segment of 10-30 steps (`--pusher segments`, the
+default) or drawn anew at every simulator step (`--pusher per_step`), a second data policy whose actions change
+within every model step. The summary reports the share of `goal_steps`-long windows (the planning goals' 5 x 5
+simulator steps) in which the block must move: displaced > 10 px or turned > 0.15 rad. Each frame stores the 96×96 image (`observation.image`), the env action
 (`action`: the absolute 2-D target of the agent), the agent position (`observation.state`) and the full
 simulator state (`observation.environment_state`), in the form `env.reset(options={"reset_to_state": ...})`
 takes back, so planning can be scored against the simulator.
@@ -30,6 +33,8 @@ PUSHT_ENV_ID = "gym_pusht/PushT-v0"
 PUSHT_FPS = 10
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
 ENVIRONMENT_STATE_NAMES = ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
+PUSHER_STYLES = ("segments", "per_step")
+BLOCK_MOVE_PX, BLOCK_MOVE_RAD = 10.0, 0.15  # a goal needs the block pushed when it moved / turned more than this
 
 
 @dataclass
@@ -54,6 +59,13 @@ class PushTRecordingConfig:
     max_action_step: float = field(
         default=30.0, metadata={"help": "Largest distance (pixels) between the agent and its commanded target."}
     )
+    pusher: str = field(
+        default="segments",
+        metadata={"help": f"Data policy, of {PUSHER_STYLES}: a target point kept for 10-30 steps, or a new one every step."},
+    )
+    goal_steps: int = field(
+        default=25, metadata={"help": "Window (simulator steps) of the block-must-move report: horizon x frameskip."}
+    )
     codec: str = field(default="libsvtav1", metadata={"help": "Video encoder: libsvtav1 (AV1) or libx264 (H.264)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing dataset at `out`."})
 
@@ -66,6 +78,10 @@ class PushTRecordingConfig:
             raise ValueError(f"image_size must be an even number >= 16, got {self.image_size}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.pusher not in PUSHER_STYLES:
+            raise ValueError(f"pusher must be one of {PUSHER_STYLES}, got {self.pusher!r}")
+        if self.goal_steps < 1:
+            raise ValueError(f"goal_steps must be >= 1, got {self.goal_steps}")
         for name in ("random_motion_probability", "goal_target_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -75,6 +91,21 @@ def block_center(env) -> np.ndarray:
     """World position `[2]` of the T block's centre of gravity."""
     block = env.block
     return np.array(block.local_to_world(block.center_of_gravity))
+
+
+def block_must_move(start_state: np.ndarray, goal_state: np.ndarray) -> bool:
+    """Whether the block moved more than `BLOCK_MOVE_PX` or turned more than `BLOCK_MOVE_RAD` between two simulator
+    states `[5]` ([`environment_state`]): a goal the agent cannot reach alone."""
+    turn = float(np.abs(goal_state[4] - start_state[4]) % (2 * np.pi))
+    turn = min(turn, 2 * np.pi - turn)
+    return bool(np.linalg.norm(goal_state[2:4] - start_state[2:4]) > BLOCK_MOVE_PX or turn > BLOCK_MOVE_RAD)
+
+
+def block_moving_windows(env_states: np.ndarray, steps: int) -> tuple[int, int]:
+    """Of the windows `[t, t + steps]` of an episode's states `[T, 5]`, how many need the block moved, and how many
+    there are."""
+    windows = [block_must_move(env_states[t], env_states[t + steps]) for t in range(len(env_states) - steps)]
+    return int(np.sum(windows)), len(windows)
 
 
 def environment_state(env) -> np.ndarray:
@@ -114,7 +145,8 @@ class ScriptedPusher:
         self.random_motion = False
 
     def _new_segment(self, env) -> None:
-        self.steps_left = int(self.rng.integers(*self.segment_steps))
+        per_step = self.config.pusher == "per_step"
+        self.steps_left = 1 if per_step else int(self.rng.integers(*self.segment_steps))
         self.random_motion = bool(self.rng.random() < self.config.random_motion_probability)
         if self.random_motion or self.rng.random() >= self.config.goal_target_probability:
             self.target = self.rng.uniform(80.0, 432.0, size=2)
@@ -175,8 +207,8 @@ def record_episode(config: PushTRecordingConfig, seed: int, env=None) -> dict[st
 
     Frame t is the observation before action t (LeRobot's convention). Returns `frames` uint8 `[T, H, W, 3]`,
     `action` float32 `[T, 2]`, `observation.state` `[T, 2]`, `observation.environment_state` `[T, 5]`,
-    `next.reward` `[T]`, `next.success` bool `[T]` and `block_displacement`, the distance (pixels) between the
-    block's first and last centre.
+    `next.reward` `[T]`, `next.success` bool `[T]`, `block_displacement`, the distance (pixels) between the
+    block's first and last centre, and `block_moving_windows` ([`block_moving_windows`] over `config.goal_steps`).
     """
     env = env if env is not None else _WORKER_ENV if _WORKER_ENV is not None else make_pusht_env(config.image_size)
     observation, _ = env.reset(seed=seed)
@@ -203,6 +235,7 @@ def record_episode(config: PushTRecordingConfig, seed: int, env=None) -> dict[st
         "next.reward": np.asarray(rewards, dtype=np.float32),
         "next.success": np.asarray(successes, dtype=bool),
         "block_displacement": float(np.linalg.norm(block_center(simulator) - start_center)),
+        "block_moving_windows": block_moving_windows(np.stack(env_states), config.goal_steps),
     }
 
 
@@ -213,12 +246,13 @@ def _record_in_worker(arguments: tuple[PushTRecordingConfig, int]) -> dict[str, 
 def generate_pusht_dataset(config: PushTRecordingConfig) -> dict[str, float]:
     """Records `config.episodes` episodes and writes them to `config.out` as a LeRobot v3.0 dataset.
 
-    Returns a summary: `episodes`, `frames`, `seconds`, `episodes_per_second`, `mean_block_displacement` (pixels)
-    and `success_rate`.
+    Returns a summary: `episodes`, `frames`, `seconds`, `episodes_per_second`, `mean_block_displacement` (pixels),
+    `success_rate`, `pusher` and `block_moving_goal_share`: of all `goal_steps`-long windows (the goals a planner is
+    given), the share in which the block must move (`num_goal_windows` of them in all).
     """
     begin = time.perf_counter()
     jobs = [(config, config.seed + episode) for episode in range(config.episodes)]
-    displacements, successes, frames = [], [], 0
+    displacements, successes, frames, moving_windows = [], [], 0, np.zeros(2, dtype=np.int64)
     writer = LeRobotWriter(
         Path(config.out),
         fps=PUSHT_FPS,
@@ -246,6 +280,7 @@ def generate_pusht_dataset(config: PushTRecordingConfig) -> dict[str, float]:
             for episode in tqdm(episodes, total=config.episodes, desc="Recording PushT", unit="episode"):
                 images = episode.pop("frames")
                 displacements.append(episode.pop("block_displacement"))
+                moving_windows += episode.pop("block_moving_windows")
                 successes.append(bool(episode["next.success"].any()))
                 frames += len(images)
                 writer.add_episode({"observation.image": images}, episode, task=PUSHT_TASK)
@@ -261,6 +296,9 @@ def generate_pusht_dataset(config: PushTRecordingConfig) -> dict[str, float]:
         "episodes_per_second": config.episodes / seconds,
         "mean_block_displacement": float(np.mean(displacements)),
         "success_rate": float(np.mean(successes)),
+        "pusher": config.pusher,
+        "block_moving_goal_share": float(moving_windows[0] / max(moving_windows[1], 1)),
+        "num_goal_windows": int(moving_windows[1]),
     }
 
 
@@ -269,15 +307,19 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     (config,) = HfArgumentParser(PushTRecordingConfig).parse_args_into_dataclasses(args=args)
     summary = generate_pusht_dataset(config)
     logger.info(
-        "Wrote %d episodes (%d frames) to %s in %.1f s: %.2f episodes/s, mean block displacement %.1f px, "
-        "success rate %.2f",
+        "Wrote %d episodes (%d frames, %s pusher) to %s in %.1f s: %.2f episodes/s, mean block displacement %.1f px, "
+        "success rate %.2f; the block must move in %.0f%% of the %d windows of %d steps (the planning goals)",
         summary["episodes"],
         summary["frames"],
+        config.pusher,
         config.out,
         summary["seconds"],
         summary["episodes_per_second"],
         summary["mean_block_displacement"],
         summary["success_rate"],
+        100 * summary["block_moving_goal_share"],
+        summary["num_goal_windows"],
+        config.goal_steps,
     )
     return summary
 
