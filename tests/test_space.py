@@ -410,3 +410,53 @@ def test_app_served_on_localhost_through_gradio_client(space):
             client.predict(2, 2, api_name="/execute_plan")
     finally:
         gr.close_all()
+
+
+def test_sample_clips_are_the_held_out_episodes(make_lerobot_dataset):
+    """Training holds out a dataset's last episodes, so the Space's start clips are those, not the first ones."""
+    from samples import load_sample_clips
+
+    root, episodes = make_lerobot_dataset(lengths=(6, 7, 8, 9, 10))
+    clips = load_sample_clips(root, frame_size=32, num_clips=2, max_frames=48)
+    assert [clip.name for clip in clips] == ["dataset episode 3", "dataset episode 4"]
+    assert [len(clip.frames) for clip in clips] == [9, 10]
+    # the model's action of frame t is the dataset's action of frame t - 1; frame 0's is unknown
+    np.testing.assert_allclose(clips[1].actions[1:], episodes[4]["action"][:-1], atol=1e-6)
+    assert not clips[1].action_mask[0] and clips[1].action_mask[1:].all()
+    assert len(load_sample_clips(root, frame_size=32, num_clips=8)) == 5  # more clips asked than episodes: all
+
+
+def test_concat_pipelines_get_k_copies_of_the_held_action(space):
+    """A model trained on the 5 PushT targets side by side (action_dim 10): the user still drives a 2-D pad, a held
+    click reaches the model as 5 copies, plans come back as the mean target of each model step."""
+    mapping = ActionMapping("concat", 5)
+    assert mapping.simulator_dim(10) == 2 and "side by side" in mapping.describe()
+    np.testing.assert_allclose(mapping.to_model([[512.0, 100.0]]), [[512.0, 100.0] * 5])
+    np.testing.assert_allclose(mapping.to_simulator(np.arange(10.0)), [4.0, 5.0])
+    with pytest.raises(ValueError, match="multiple of frameskip=5"):
+        mapping.simulator_dim(7)
+    statistics = {"mean": [256.0] * 10, "std": [100.0] * 10}
+    normalizer = ActionStateNormalizer.from_statistics(statistics, None, action_aggregation="concat", frameskip=5)
+    assert ActionSpace.for_model(10, normalizer, mapping).has_pad  # PushT's pad, not a 10-D arm
+
+    base = space.engine.pipeline
+    config = ArgosWorldModelConfig(**{**base.world_model.config.to_dict(), "action_dim": 10})
+    torch.manual_seed(0)
+    pipeline = WorldModelPipeline(
+        world_model=ArgosWorldModel(config), scheduler=base.scheduler, encoder=base.encoder, decoder=base.decoder,
+        normalizer=ActionStateNormalizer.from_statistics(statistics, {"mean": [256.0] * 2, "std": [100.0] * 2},
+                                                         action_aggregation="concat", frameskip=5),
+    )  # fmt: skip
+    engine = RolloutEngine(pipeline, ActionSpace.pusht())
+    assert engine.mapping == mapping
+    with pytest.raises(ValueError, match="per simulator step: 2"):
+        RolloutEngine(pipeline, ActionSpace.arm(3))
+    clip = next(iter(space.clips.values()))
+    session = engine.start(clip, 2)  # the clip's summed 2-D actions do not fit: its context actions are unknown
+    assert session.actions.shape == (2, 10) and session.actions.isnan().all()
+    session = list(engine.step(session, [[100.0, 200.0]], 1, 2))[-1]
+    np.testing.assert_allclose(session.actions[-1], [100.0, 200.0] * 5)
+    plan = engine.plan(session, clip.frames[-1], clip.states[-1], 2, 1, 2, num_samples=8, iterations=1)
+    assert plan.model_actions.shape == (2, 10) and plan.actions.shape == (2, 2)
+    np.testing.assert_allclose(plan.actions, plan.model_actions.reshape(2, 5, 2).mean(1), rtol=1e-5)
+    assert "side by side" in type(space)._bounds_text(SimpleNamespace(space=ActionSpace.pusht(), engine=engine))

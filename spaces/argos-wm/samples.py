@@ -64,8 +64,9 @@ def load_sample_clips(
     action_aggregation: str | None = None,
 ) -> list[StartClip]:
     """
-    The first `num_clips` episodes (at most `max_frames` frames each) of a LeRobot v3.0 dataset as start clips named
-    "`name` episode i" (`name` defaults to the dataset's), resampled like the model's training data: to `fps`
+    The last `num_clips` episodes (at most `max_frames` frames each) of a LeRobot v3.0 dataset as start clips named
+    "`name` episode i" — the episodes `train_world_model.py` holds out (its last `num_eval_episodes`), so a rollout
+    starts from frames the model never trained on — (`name` defaults to the dataset's), resampled like the model's training data: to `fps`
     (default: the dataset's fps / `frameskip`), the actions of skipped frames combined by `action_aggregation`
     (default "sum", `LeRobotSource`'s).
     """
@@ -75,7 +76,7 @@ def load_sample_clips(
     if not source.camera_keys:
         raise ValueError(f"`root_or_repo_id` {str(root_or_repo_id)!r} must have a video feature, got none.")
     clips = []
-    for i in range(min(num_clips, len(source))):
+    for i in range(max(len(source) - num_clips, 0), len(source)):
         episode = source.read_episode(i, stop=min(source.episode_length(i), max_frames), camera=source.camera_keys[0])
         clips.append(
             StartClip(
