@@ -7,15 +7,37 @@ the uncached one (the whole sequence recomputed for every denoising step).
     python benchmarks/benchmark_world_model.py --config hub_configs/argos-wm-tiny --num_frames 16
     python benchmarks/benchmark_world_model.py --config hub_configs/argos-wm-base --batch_size 1 --num_frames 8 \
         --device cuda --dtype bfloat16 --compile
+
+`--seed_baseline` instead times our training step against a re-implementation of the seed's backbone
+(`seed_backbone.py`) at the same shape (width 256 x 8 layers, 4 heads, temporal every 4th layer, MLP 1024, B 2, T 8,
+N 64 x 768, soft-cap 50), interleaved, and prints the ratio ours / seed; `--profile` adds torch.profiler's top rows of
+both and their tokens/s:
+
+    OMP_NUM_THREADS=1 python benchmarks/benchmark_world_model.py --seed_baseline --profile
 """
 
 import argparse
 import resource
+import statistics
 import time
 
 import torch
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
+
+# the seed comparison's shape (issue 14, item 3)
+SEED_SHAPE = dict(
+    latent_channels=768,
+    latent_tokens=64,
+    hidden_size=256,
+    num_hidden_layers=8,
+    num_attention_heads=4,
+    intermediate_size=1024,
+    num_register_tokens=4,
+    action_dim=8,
+    temporal_attention_interval=4,
+    attention_logit_softcap=50.0,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="autocast dtype")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--seed_baseline", action="store_true", help="only the comparison with the seed's backbone")
+    parser.add_argument("--seed_repeats", type=int, default=9, help="interleaved repeats of the seed comparison")
+    parser.add_argument("--num_key_value_heads", type=int, default=2, help="our key/value heads in the comparison")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler top rows (with --seed_baseline)")
+    parser.add_argument("--profile_rows", type=int, default=15)
     return parser.parse_args()
 
 
@@ -143,9 +170,77 @@ def rollout_seconds_per_frame(model, args, device: torch.device, use_cache: bool
     return timed(rollout, device, args.repeats) / args.rollout_frames
 
 
+def seed_comparison(args, device: torch.device):
+    """Our training step against the seed's backbone at `SEED_SHAPE`, interleaved: ratio ours / seed of the medians."""
+    from seed_backbone import SeedBackbone, SeedBackboneConfig
+
+    torch.manual_seed(0)
+    config = ArgosWorldModelConfig(**SEED_SHAPE, num_key_value_heads=args.num_key_value_heads, state_dim=0)
+    models = {
+        "ours": ArgosWorldModel(config).to(device).train(),
+        "seed": SeedBackbone(SeedBackboneConfig(**SEED_SHAPE)).to(device).train(),
+    }
+    inputs = random_inputs(config, 2, 8, device)
+    tokens_per_step = 2 * 8 * config.tokens_per_frame
+
+    def step(model):
+        output = model(**inputs)
+        sample = output.sample if hasattr(output, "sample") else output
+        (sample - inputs["latents"]).square().mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    wall = {name: [] for name in models}
+    cpu = {name: [] for name in models}
+    for name, model in models.items():  # warm-up
+        step(model)
+    for _ in range(args.seed_repeats):
+        for name, model in models.items():
+            synchronize(device)
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            step(model)
+            synchronize(device)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.thread_time() - start_cpu)
+    print(
+        f"seed comparison: B=2 T=8 tokens/frame={config.tokens_per_frame} tokens/step={tokens_per_step} "
+        f"device={device} threads={torch.get_num_threads()} repeats={args.seed_repeats} (interleaved)"
+    )
+    for name, model in models.items():
+        params = sum(p.numel() for p in model.parameters())
+        median = statistics.median(wall[name])
+        print(
+            f"  {name}: {params / 1e6:5.2f}M params  {median * 1e3:8.1f} ms/step (wall, median)  "
+            f"{statistics.median(cpu[name]) * 1e3:8.1f} ms/step (thread CPU)  {tokens_per_step / median:8.0f} tokens/s"
+        )
+    ratio = statistics.median(wall["ours"]) / statistics.median(wall["seed"])
+    cpu_ratio = statistics.median(cpu["ours"]) / statistics.median(cpu["seed"])
+    paired = statistics.median(o / s for o, s in zip(wall["ours"], wall["seed"]))
+    print(
+        f"  ours / seed time: {ratio:.3f} (wall medians), {cpu_ratio:.3f} (thread-CPU medians), {paired:.3f} "
+        f"(median of paired runs)"
+    )
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        for name, model in models.items():
+            steps = 3
+            with profile(activities=activities) as prof:
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step(model)
+                synchronize(device)
+                seconds = (time.perf_counter() - start) / steps
+            print(f"profile of {name} ({steps} steps, {tokens_per_step / seconds:.0f} tokens/s under the profiler):")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
+
+
 def main():
     args = parse_args()
     device = torch.device(args.device)
+    if args.seed_baseline:
+        seed_comparison(args, device)
+        return
     torch.manual_seed(0)
     config = ArgosWorldModelConfig.from_pretrained(args.config)
     baseline_config = ArgosWorldModelConfig.from_pretrained(args.config, attention_logit_softcap=None)

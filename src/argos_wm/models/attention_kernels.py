@@ -18,17 +18,22 @@ _compiled_flex_attention = None
 def eager_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, softcap: float | None
 ) -> torch.Tensor:
-    """Reference kernel. `query` `[b, H, Lq, d]`, `key`/`value` `[b, Hkv, Lk, d]`, `mask` `[b or 1, Lq, Lk]` (True = attend)."""
+    """Reference kernel. `query` `[b, H, Lq, d]`, `key`/`value` `[b, Hkv, Lk, d]`, `mask` `[b or 1, Lq, Lk]` (True = attend).
+
+    The scores are materialised, so every pass over them counts: the scale `d^-0.5` (and `1 / softcap`) is folded into
+    the query, which is no larger than the scores, the tanh runs in place, and the softmax accumulates in float32
+    without a float32 copy of the scores."""
     batch, num_heads, query_length, head_dim = query.shape
     num_kv_heads = key.shape[1]
     # [b, H, Lq, d] -> [b, Hkv, H/Hkv, Lq, d]: each group of query heads shares one key/value head.
-    query = query.view(batch, num_kv_heads, num_heads // num_kv_heads, query_length, head_dim)
-    scores = query @ key.unsqueeze(2).transpose(-1, -2) * head_dim**-0.5  # [b, Hkv, G, Lq, Lk]
+    query = query.reshape(batch, num_kv_heads, num_heads // num_kv_heads, query_length, head_dim)
+    scale = head_dim**-0.5 if softcap is None else head_dim**-0.5 / softcap
+    scores = (query * scale) @ key.unsqueeze(2).transpose(-1, -2)  # [b, Hkv, G, Lq, Lk]
     if softcap is not None:
-        scores = softcap * torch.tanh(scores / softcap)
+        scores = scores.tanh_() * softcap  # softcap * tanh(s / softcap); bmm's backward does not need its output
     if mask is not None:
         scores = scores.masked_fill(~mask[:, None, None], float("-inf"))
-    probs = scores.float().softmax(dim=-1).to(value.dtype)
+    probs = scores.softmax(dim=-1, dtype=torch.float32).to(value.dtype)
     output = probs @ value.unsqueeze(2)  # [b, Hkv, G, Lq, d]
     return output.reshape(batch, num_heads, query_length, head_dim)
 

@@ -31,7 +31,11 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rotary_embedding(hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotates `hidden_states` `[..., L, head_dim]` by the angles of `cos`/`sin` `[L, head_dim]`."""
-    first, second = hidden_states.chunk(2, dim=-1)
-    rotated = torch.cat([-second, first], dim=-1)
-    return (hidden_states * cos + rotated * sin).to(hidden_states.dtype)
+    """Rotates `hidden_states` `[..., L, head_dim]` by the angles of `cos`/`sin` `[L, head_dim]`:
+    `x * cos + [-x2, x1] * sin`, with the sign moved onto the small sin table and the sum fused (`addcmul`), so the
+    large tensor is read by one concatenation and two element-wise kernels."""
+    half = hidden_states.shape[-1] // 2
+    first, second = hidden_states.split(half, dim=-1)
+    signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # [L, head_dim]
+    swapped = torch.cat([second, first], dim=-1)
+    return torch.addcmul(hidden_states * cos, swapped, signed_sin).to(hidden_states.dtype)
