@@ -578,6 +578,8 @@ class WorldModelSpace:
         low, high = mapping.to_model(np.asarray(space.low)), mapping.to_model(np.asarray(space.high))
         ranges = zip(space.names, space.low, space.high)
         simulator = ", ".join(f"{name} ∈ [{lo:g}, {hi:g}]" for name, lo, hi in ranges)
+        if mapping.aggregation == "concat":
+            return f"{simulator} per simulator step (the model takes the {mapping.frameskip} of a frame side by side)"
         if not mapping.known or np.allclose(low, space.low) and np.allclose(high, space.high):
             return simulator
         model = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(np.minimum(low, high), np.maximum(low, high)))

@@ -9,9 +9,10 @@ Two kinds of action space cover the datasets argos_wm trains on:
 
 The user always sets a *simulator action*: what the environment takes at each of its steps (PushT: a target in the
 512 x 512 window). A model trained with a frameskip k sees one action per k simulator steps, combined like its training
-data (`sum` for relative actions, `last` or `mean` for targets); `ActionMapping` converts between the two with the
-pipeline's own `aggregate_held_action` / `held_action`, so a PushT model trained on sums of 5 targets gets actions up to
-2,560 while the user picks targets in [0, 512].
+data (`sum` for relative actions, `last` or `mean` for targets, `concat` for all k side by side); `ActionMapping`
+converts between the two with the pipeline's own `aggregate_held_action` / `held_action`, so a PushT model trained on
+sums of 5 targets gets actions up to 2,560 while the user picks targets in [0, 512], and a model trained on the 5
+targets concatenated (action_dim 10) gets 5 copies of the held target.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class ActionMapping:
     environment steps, the held simulator action combined by `aggregation`, as the training data was built).
 
     Args:
-        aggregation: `"sum"`, `"mean"` or `"last"`, as the pipeline records it (`normalizer.config.action_aggregation`);
-            None when the pipeline does not record it: then model actions are taken to be simulator actions.
+        aggregation: `"sum"`, `"mean"`, `"last"` or `"concat"`, as the pipeline records it
+            (`normalizer.config.action_aggregation`); None when the pipeline does not record it: then model actions
+            are taken to be simulator actions.
         frameskip: environment steps per model step (`normalizer.config.frameskip`); it also sets the frame rate the
             sample clips are resampled to, whether or not the aggregation is known.
     """
@@ -70,15 +72,27 @@ class ActionMapping:
         """Whether the pipeline records how its actions were aggregated."""
         return self.aggregation is not None
 
+    def simulator_dim(self, model_action_dim: int) -> int:
+        """The size of the simulator actions behind model actions of `model_action_dim` (k times fewer for concat)."""
+        if self.aggregation != "concat":
+            return model_action_dim
+        if model_action_dim % self.frameskip:
+            raise ValueError(
+                f"a concat model's action_dim must be a multiple of frameskip={self.frameskip}, got {model_action_dim}."
+            )
+        return model_action_dim // self.frameskip
+
     def to_model(self, actions) -> np.ndarray:
-        """Simulator actions `[..., A]`, each held for `frameskip` steps -> model actions `[..., A]` (float32)."""
+        """Simulator actions `[..., A]`, each held for `frameskip` steps -> model actions `[..., A]` (`[..., k·A]`, k
+        copies, for concat) (float32)."""
         actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
         if not self.known:
             return actions.numpy()
         return aggregate_held_action(actions, self.aggregation, self.frameskip).numpy()
 
     def to_simulator(self, actions) -> np.ndarray:
-        """Model actions `[..., A]` -> the simulator action `[..., A]` held for `frameskip` steps (float32)."""
+        """Model actions `[..., A]` -> the simulator action `[..., A]` held for `frameskip` steps (float32); for concat
+        the mean of the k actions."""
         actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
         if not self.known:
             return actions.numpy()
@@ -94,6 +108,11 @@ class ActionMapping:
             )
         if self.frameskip == 1:
             return "One model frame per simulator step: the controls' values go to the model unchanged."
+        if self.aggregation == "concat":
+            return (
+                f"One model frame = {self.frameskip} simulator steps holding the controls' action; the model sees all "
+                f"{self.frameskip} of them side by side (**concat**, as in training)."
+            )
         return (
             f"One model frame = {self.frameskip} simulator steps holding the controls' action; the model sees their "
             f"**{self.aggregation}** (as in training)."
@@ -198,12 +217,15 @@ class ActionSpace:
     @classmethod
     def for_model(cls, action_dim: int, normalizer=None, mapping: ActionMapping | None = None) -> ActionSpace:
         """
-        The simulator-action space of a model with `action_dim` actions: PushT's window for 2, a robot arm otherwise,
-        bounded by the pipeline's `ActionStateNormalizer` when given (min_max: its range; mean_std: mean ± 3 std),
-        converted from model actions to per-step simulator actions with `mapping`.
+        The simulator-action space of a model with `action_dim` actions (k times as many as the simulator's with a
+        concat `mapping`): PushT's window for 2 simulator actions, a robot arm otherwise, bounded by the pipeline's
+        `ActionStateNormalizer` when given (min_max: its range; mean_std: mean ± 3 std), converted from model actions
+        to per-step simulator actions with `mapping`.
         """
         if action_dim < 1:
             raise ValueError(f"`action_dim` must be >= 1 for an action-conditioned Space, got {action_dim}.")
+        mapping = mapping or ActionMapping()
+        action_dim = mapping.simulator_dim(action_dim)
         if action_dim == 2:
             return cls.pusht()
         if normalizer is None:
@@ -212,7 +234,6 @@ class ActionSpace:
         spread = normalizer.action_scale.float().cpu().numpy()
         if normalizer.config.normalization_mode == "mean_std":
             spread = 3 * spread
-        mapping = mapping or ActionMapping()
         low, high = mapping.to_simulator(shift - spread), mapping.to_simulator(shift + spread)
         return cls.arm(action_dim, low=np.minimum(low, high), high=np.maximum(low, high))
 

@@ -213,18 +213,21 @@ class RolloutEngine:
         if pipeline.encoder is None or pipeline.decoder is None:
             raise ValueError("`pipeline` must have an encoder and a decoder to show frames, got a latent-only pipeline.")
         config = pipeline.world_model.config
-        if config.action_dim != action_space.dim:
+        mapping = mapping if mapping is not None else ActionMapping.from_pipeline(pipeline)
+        if mapping.simulator_dim(config.action_dim) != action_space.dim:
             raise ValueError(
-                f"`action_space` must have the model's action_dim={config.action_dim} dimensions, got {action_space.dim}."
+                f"`action_space` must have the model's action_dim={config.action_dim} dimensions (per simulator step: "
+                f"{mapping.simulator_dim(config.action_dim)}), got {action_space.dim}."
             )
         self.pipeline = pipeline
         self.action_space = action_space
-        self.mapping = mapping if mapping is not None else ActionMapping.from_pipeline(pipeline)
+        self.mapping = mapping
         self.fps = fps
         self.plan_chunk_size = plan_chunk_size
         self.plan_threads = plan_threads
         self.priority = StepPriority()
         self.max_context = max(1, config.temporal_context_length - 1)
+        self.action_dim = config.action_dim  # the model's (k x the simulator's for concat actions)
         self.state_dim = config.state_dim
 
     @property
@@ -246,8 +249,8 @@ class RolloutEngine:
         num_context = min(context_length, len(clip))
         frames = clip.frames[:num_context]
         latents = self.pipeline.encode_images(frames[None])[0].float().cpu()  # [T0, N, C]
-        actions = torch.full((num_context, self.action_space.dim), float("nan"))
-        if clip.actions is not None and clip.actions.shape[-1] == self.action_space.dim:
+        actions = torch.full((num_context, self.action_dim), float("nan"))  # model actions
+        if clip.actions is not None and clip.actions.shape[-1] == self.action_dim:
             known = torch.from_numpy(clip.action_mask[:num_context]).bool()
             actions[known] = torch.from_numpy(clip.actions[:num_context]).float()[known]
         states = None
