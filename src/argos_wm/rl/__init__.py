@@ -1,17 +1,24 @@
 """The Dreamer 4 agent: two-hot reward and value targets, TD(lambda) returns, the PMPO policy loss, the policy's action
 distributions and imagination rollouts inside the frozen world model."""
 
+from .agent_losses import AgentLossOutput, behavior_cloning_loss, imagination_loss
 from .distributions import OneHotCategorical, TanhNormal
+from .imagination import ImaginedTrajectory, imagine
 from .pmpo import PMPOLossOutput, pmpo_loss
 from .returns import lambda_returns
 from .two_hot import TwoHotEncoding, symexp, symlog
 
 
 __all__ = [
+    "AgentLossOutput",
+    "ImaginedTrajectory",
     "OneHotCategorical",
     "PMPOLossOutput",
     "TanhNormal",
     "TwoHotEncoding",
+    "behavior_cloning_loss",
+    "imagination_loss",
+    "imagine",
     "lambda_returns",
     "pmpo_loss",
     "symexp",
