@@ -37,6 +37,10 @@ def test_generator_writes_a_loadable_dataset(pusht_dataset):
     episode = source.read_episode(1)
     assert episode.frames.shape == (12, 96, 96, 3)
     assert ((episode.actions >= 0) & (episode.actions <= 512)).all()
+    # the simulator's reward (coverage) rides along for the agent: rewards[t] is next.reward of frame t - 1
+    assert episode.reward_mask.tolist() == [False] + [True] * 11
+    torch.testing.assert_close(episode.rewards[1:], episode.extras["next.reward"][:-1, 0])
+    assert "next.success" in source.features
     # the stored proprio is the agent position of the full simulator state
     torch.testing.assert_close(episode.states, episode.extras["observation.environment_state"][:, :2])
     assert set(source.stats) >= {"action", "observation.state", "observation.environment_state", "observation.image"}

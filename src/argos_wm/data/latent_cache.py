@@ -6,7 +6,8 @@ Layout of a cache folder:
 index.json                         format, encoder identity, sources (fps, cameras, keys, stats), shards, episodes
 shards/shard-XXXXX.safetensors     per shard: "latents/<camera>" [F, N, C] (fp16/bf16, raw: before normalisation),
                                    "actions" [F, A], "action_mask" [F], "states" [F, S], "frame_indices" [F],
-                                   "timestamps" [F] for the episodes it holds, concatenated in time
+                                   "timestamps" [F], and "rewards" [F], "reward_mask" [F] when the dataset has
+                                   rewards, for the episodes it holds, concatenated in time
 latent_statistics.safetensors      per-position "latent_mean" / "latent_std" [N, C] used to normalise on read
 ```
 
@@ -74,6 +75,8 @@ class LatentEpisode:
         episode_index: the dataset's `episode_index`.
         fps: frames per second.
         camera: the camera the latents come from.
+        rewards: float32 `[T]`, the reward received on the way to each frame; None when the dataset (or a cache
+            built before rewards were stored) has none. reward_mask: bool `[T]`, False where it is unknown.
     """
 
     latents: torch.Tensor | None
@@ -85,6 +88,8 @@ class LatentEpisode:
     episode_index: int
     fps: float
     camera: str
+    rewards: torch.Tensor | None = None
+    reward_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -369,6 +374,9 @@ def _flush_shard(
         tensors["actions"] = torch.cat([e.actions for e in episodes]).float()
     if episodes[0].states is not None:
         tensors["states"] = torch.cat([e.states for e in episodes]).float()
+    if getattr(episodes[0], "rewards", None) is not None:
+        tensors["rewards"] = torch.cat([e.rewards for e in episodes]).float()
+        tensors["reward_mask"] = torch.cat([e.reward_mask for e in episodes])
     tmp = output_dir / (relative + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
     os.replace(tmp, output_dir / relative)
@@ -565,6 +573,8 @@ class LatentCacheSource:
             episode_index=entry["episode_index"],
             fps=entry["fps"],
             camera=camera,
+            rewards=handle.get_slice("rewards")[rows] if "rewards" in keys else None,
+            reward_mask=handle.get_slice("reward_mask")[rows] if "reward_mask" in keys else None,
         )
 
 

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ACTION_KEY = "action"
 DEFAULT_STATE_KEY = "observation.state"
+DEFAULT_REWARD_KEY = "next.reward"
 ACTION_AGGREGATIONS = ("sum", "last", "mean", "concat")
 _HUB_ERRORS = (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled)
 
@@ -50,6 +51,10 @@ class Episode:
         episode_index: the dataset's `episode_index`.
         fps: frames per second after resampling.
         camera: the camera the frames come from.
+        rewards: float32 `[T]`, `rewards[t]` received on the way from frame t−1 to frame t (the sum of the source's
+            `next.reward` over the skipped steps); zeros where `reward_mask` is False. None when there is no reward.
+        reward_mask: bool `[T]`, False where `rewards[t]` is unknown (the first frame of an episode); None without
+            rewards.
     """
 
     frames: torch.Tensor | None
@@ -62,6 +67,8 @@ class Episode:
     fps: float
     camera: str | None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    rewards: torch.Tensor | None = None
+    reward_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -118,6 +125,8 @@ class LeRobotSource:
         name: dataset name used in batch metadata; defaults to the repo id or folder name.
         revision: Hub revision (branch, tag or commit), for repo ids only.
         cache_dir: Hub cache folder, for repo ids only.
+        reward_key: reward feature (LeRobot's `next.reward`: the reward after the action of that row); like
+            `action_key`, a missing default means no reward (`Episode.rewards` None, no reward loss).
 
     Example:
         >>> source = LeRobotSource("pusht", fps=5, extra_keys=["observation.environment_state"])
@@ -138,6 +147,7 @@ class LeRobotSource:
         name: str | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
+        reward_key: str | None = DEFAULT_REWARD_KEY,
     ):
         self.repo_id, self.revision, self.cache_dir = None, revision, cache_dir
         self.root = self._resolve_root(str(root_or_repo_id))
@@ -175,6 +185,7 @@ class LeRobotSource:
         self.action_key = self._check_numeric_key("action_key", action_key, DEFAULT_ACTION_KEY)
         self.state_key = self._check_numeric_key("state_key", state_key, DEFAULT_STATE_KEY)
         self.extra_keys = [self._check_numeric_key("extra_keys", key, None) for key in extra_keys]
+        self.reward_key = self._check_numeric_key("reward_key", reward_key, DEFAULT_REWARD_KEY)
 
         self.episodes = self._load_episodes()
         tasks_path = self.root / "meta" / "tasks.parquet"
@@ -303,7 +314,7 @@ class LeRobotSource:
         key = (chunk_index, file_index)
         if key not in self._data_cache:
             path = self._local_file(self.info["data_path"].format(chunk_index=chunk_index, file_index=file_index))
-            wanted = ["episode_index", "timestamp", self.action_key, self.state_key, *self.extra_keys]
+            wanted = ["episode_index", "timestamp", self.action_key, self.state_key, self.reward_key, *self.extra_keys]
             wanted = [column for column in dict.fromkeys(wanted) if column is not None]
             with _naming_damaged_parquet(path):
                 available = pq.read_schema(path).names
@@ -418,6 +429,9 @@ class LeRobotSource:
             else torch.from_numpy(columns[self.state_key][rows[indices]].astype(np.float32))
         )
         extras = {key: torch.from_numpy(columns[key][rows[indices]].astype(np.float32)) for key in self.extra_keys}
+        rewards, reward_mask = None, None
+        if self.reward_key is not None:
+            rewards, reward_mask = self._accumulate_rewards(columns[self.reward_key][rows, 0], indices, previous)
 
         frames = None
         if self.camera_keys and decode_frames:
@@ -444,7 +458,21 @@ class LeRobotSource:
             fps=self.fps,
             camera=camera,
             extras=extras,
+            rewards=rewards,
+            reward_mask=reward_mask,
         )
+
+    @staticmethod
+    def _accumulate_rewards(
+        source_rewards: np.ndarray, indices: np.ndarray, previous: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards received on the way to each kept frame: `source_rewards[k]` (`next.reward`, after the action of
+        source frame k) summed over the predecessor frame ... `indices[t] - 1`; float32 `[T]` and a bool mask `[T]`."""
+        starts = np.concatenate([[-1 if previous is None else previous], indices[:-1]])  # [T] predecessor frame
+        known = starts >= 0
+        cumulative = np.concatenate([[0.0], np.cumsum(source_rewards.astype(np.float64))])
+        rewards = np.where(known, cumulative[indices] - cumulative[np.maximum(starts, 0)], 0.0)
+        return torch.from_numpy(rewards.astype(np.float32)), torch.from_numpy(known)
 
     def _accumulate_actions(
         self, source_actions: np.ndarray, indices: np.ndarray, previous: int | None

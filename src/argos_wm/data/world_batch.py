@@ -20,6 +20,8 @@ _TENSOR_FIELDS = (
     "state_mask",
     "independent_frames",
     "frame_mask",
+    "rewards",
+    "reward_mask",
 )
 _METADATA_KEYS = ("dataset_name", "episode_index", "frame_indices", "fps", "camera")
 
@@ -64,6 +66,9 @@ class WorldBatch:
         independent_frames: bool `[B, T]`, True for frames that attend only to themselves in time.
         frame_mask: bool `[B, T]`, False for padding.
         metadata: what logs need; not moved by `to`.
+        rewards: float `[B, T]`, `rewards[:, t]` received on the way from frame t−1 to frame t. None without rewards.
+        reward_mask: bool `[B, T]`, False where the reward is unknown (first frame, data without rewards: no reward
+            loss there).
     """
 
     frames: torch.Tensor | None = None
@@ -75,6 +80,8 @@ class WorldBatch:
     independent_frames: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
     metadata: WorldBatchMetadata | None = None
+    rewards: torch.Tensor | None = None
+    reward_mask: torch.Tensor | None = None
 
     def __post_init__(self):
         if (self.frames is None) == (self.latents is None):
@@ -111,6 +118,9 @@ class WorldBatch:
                 raise ValueError(f"{name} must be [{batch_size}, {num_frames}, D], got {tuple(value.shape)}")
         self.action_mask = mask_or_default("action_mask", self.action_mask, self.actions is not None)
         self.state_mask = mask_or_default("state_mask", self.state_mask, self.states is not None)
+        if self.rewards is not None and tuple(self.rewards.shape) != (batch_size, num_frames):
+            raise ValueError(f"rewards must be [{batch_size}, {num_frames}], got {tuple(self.rewards.shape)}")
+        self.reward_mask = mask_or_default("reward_mask", self.reward_mask, self.rewards is not None)
         self.independent_frames = mask_or_default("independent_frames", self.independent_frames, False)
         self.frame_mask = mask_or_default("frame_mask", self.frame_mask, True)
         if self.metadata is not None and len(self.metadata) != batch_size:
@@ -165,7 +175,8 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
     """Stacks per-clip samples into a `WorldBatch`, zero-padding clips shorter than the longest (`frame_mask` False).
 
     Each sample is a dict with `frames` (uint8 `[T, 3, H, W]`) or `latents` (`[T, N, C]`) and optionally
-    `actions` `[T, A]`, `action_mask` `[T]`, `states` `[T, S]`, `state_mask` `[T]`, `independent_frames` `[T]`,
+    `actions` `[T, A]`, `action_mask` `[T]`, `states` `[T, S]`, `state_mask` `[T]`, `rewards` `[T]`, `reward_mask` `[T]`,
+    `independent_frames` `[T]`,
     plus the metadata entries `dataset_name`, `episode_index`, `frame_indices`, `fps`, `camera`. A clip without
     actions (or states) gets zeros with a False mask when other clips of the batch have them.
     """
@@ -202,6 +213,7 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
     video, frame_mask = stack(video_key)
     actions, action_mask = stack("actions", "action_mask")
     states, state_mask = stack("states", "state_mask")
+    rewards, reward_mask = stack("rewards", "reward_mask")
     independent = [sample.get("independent_frames") for sample in samples]
     independent_frames = torch.stack(
         [
@@ -230,4 +242,6 @@ def collate_world_clips(samples: list[dict]) -> WorldBatch:
         independent_frames=independent_frames,
         frame_mask=frame_mask,
         metadata=metadata,
+        rewards=rewards,
+        reward_mask=reward_mask,
     )

@@ -266,6 +266,10 @@ class WorldDataset(Dataset):
             sample["states"] = self._padded(
                 request.source, "states", episode.states, sample["state_mask"], self.state_dim
             )
+        rewards = getattr(episode, "rewards", None)  # raw rewards (the agent's two-hot targets need no normaliser)
+        if rewards is not None:
+            sample["rewards"] = rewards.float()
+            sample["reward_mask"] = episode.reward_mask & (not request.independent_frames)
         return sample
 
     def __repr__(self) -> str:
