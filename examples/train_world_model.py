@@ -23,6 +23,7 @@ overrides the YAML file. The run writes `output_dir/checkpoints/checkpoint-*` (r
 EMA model as a `WorldModelPipeline` in `output_dir/pipeline` (pushed with `--push_to_hub --hub_model_id`).
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Resuming skips the batches already trained on: exact when P x gradient_accumulation_steps is that of the saved
     # run (e.g. 2 processes resumed as 1 process accumulating 2 batches, or the other way round); otherwise the run
     # continues at batch step x P x gradient_accumulation_steps, other batches drawn the same way.
-    micro_step = first_step * config.gradient_accumulation_steps
+    micro_step = first_micro_step = first_step * config.gradient_accumulation_steps
     # `load_state` restores accelerate's micro-batch counter as the saved run counted it; its phase decides which
     # micro-batch closes an accumulation, so it counts this run's micro-batches (a checkpoint of 2 processes resumed by
     # 1 process accumulating 2 batches would otherwise step the optimizer one batch early).
@@ -391,7 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
             latents = encode_frames(batch, encoder)
             batch_index = micro_step * accelerator.num_processes + accelerator.process_index  # this batch in the run
             generator = step_generator(config.seed, batch_index)
-            with accelerator.autocast():
+            # the model checks input values on this run's first batch only: each check waits for the device
+            checks = unwrapped.trusted_inputs() if micro_step > first_micro_step else contextlib.nullcontext()
+            with accelerator.autocast(), checks:
                 output = criterion(model, latents, generator=generator, **model_inputs(batch, model_config))
             accelerator.backward(output.loss)
             if accelerator.sync_gradients:

@@ -8,6 +8,7 @@ within `temporal_context_length` frames, with a KV cache for autoregressive roll
 
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -454,15 +455,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         finest = int(math.log2(self.config.max_shortcut_steps))
         if step_sizes is None:
             return torch.full(signal_levels.shape, finest, dtype=torch.long, device=signal_levels.device)
-        indices = torch.round(-torch.log2(step_sizes.float())).long()
-        if not torch.compiler.is_compiling():
-            valid = (indices >= 0) & (indices <= finest) & torch.isclose(2.0 ** (-indices.float()), step_sizes.float())
-            if not bool(valid.all()):
-                raise ValueError(
-                    f"step_sizes must be powers of two in [1/{self.config.max_shortcut_steps}, 1] "
-                    f"(config.max_shortcut_steps); got values {step_sizes[~valid].unique()[:5].tolist()}."
-                )
-        return indices
+        return torch.round(-torch.log2(step_sizes.float())).long()  # on the grid: checked by _check_inputs
 
     def _check_inputs(
         self, latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
@@ -495,21 +488,63 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         if states is not None and config.state_dim == 0:
             raise ValueError("states were given but this model has no state token (config.state_dim == 0).")
         check("states", states, (batch, frames, config.state_dim), "[B, T, state_dim]")
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or not self._check_input_values:
             return
+        # Every value check reduces on the device; one `.tolist()` then reads them all: one host-device sync.
+        invalid = {}
         for name, tensor in (("latents", latents), ("signal_levels", signal_levels), ("step_sizes", step_sizes)):
-            if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                raise ValueError(f"{name} contains NaN or infinite values.")
+            if tensor is not None:
+                invalid[name] = ~torch.isfinite(tensor).all()
         for name, tensor, mask in (("actions", actions, action_mask), ("states", states, state_mask)):
             if tensor is not None:
-                known = tensor if mask is None else tensor[mask.to(torch.bool)]
-                if not bool(torch.isfinite(known).all()):
-                    raise ValueError(f"{name} contains NaN or infinite values where {name[:-1]}_mask is True.")
-        if bool((signal_levels < 0).any()) or bool((signal_levels > 1).any()):
+                finite = torch.isfinite(tensor).all(-1)  # [B, T]
+                invalid[name] = ~(finite if mask is None else finite | ~mask.to(torch.bool)).all()
+        invalid["signal_range"] = ((signal_levels < 0) | (signal_levels > 1)).any()
+        finest = int(math.log2(config.max_shortcut_steps))
+        if step_sizes is not None:
+            indices = torch.round(-torch.log2(step_sizes.float()))
+            on_grid = (indices >= 0) & (indices <= finest) & torch.isclose(2.0 ** (-indices), step_sizes.float())
+            invalid["step_grid"] = ~on_grid.all()
+        invalid = dict(zip(invalid, torch.stack(list(invalid.values())).tolist()))
+        for name in ("latents", "signal_levels", "step_sizes"):
+            if invalid.get(name):
+                raise ValueError(f"{name} contains NaN or infinite values.")
+        for name in ("actions", "states"):
+            if invalid.get(name):
+                raise ValueError(f"{name} contains NaN or infinite values where {name[:-1]}_mask is True.")
+        if invalid["signal_range"]:
             raise ValueError(
                 f"signal_levels must lie in [0, 1]; got values in [{signal_levels.min().item():.4g}, "
                 f"{signal_levels.max().item():.4g}]."
             )
+        if invalid.get("step_grid"):
+            raise ValueError(
+                f"step_sizes must be powers of two in [1/{config.max_shortcut_steps}, 1] (config.max_shortcut_steps); "
+                f"got values {step_sizes[~on_grid].unique()[:5].tolist()}."
+            )
+
+    _check_input_values = True  # switched off by `trusted_inputs`
+
+    @contextmanager
+    def trusted_inputs(self):
+        """
+        Within this block `forward` skips its checks of input *values* (NaN or infinity, signal levels in [0, 1], step
+        sizes on the grid), which wait for the device (one host-device sync per call); shapes and dtypes are still
+        checked. For hot loops whose inputs were built or checked once: the pipeline's denoising steps, the training
+        loop after its first batch. A `torch.compile`d forward always skips them.
+
+        ```python
+        >>> with model.trusted_inputs():
+        ...     output = model(**inputs)
+        ```
+        """
+        previous = self._check_input_values
+        self._check_input_values = False
+        try:
+            yield self
+        finally:
+            self._check_input_values = previous
+
 
 AutoModel.register(ArgosWorldModelConfig, ArgosWorldModel, exist_ok=True)
 

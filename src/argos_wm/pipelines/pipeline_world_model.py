@@ -26,7 +26,7 @@ from ..planning.icem import ICEMPlanner
 from ..planning.mppi import MPPIPlanner
 from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
-from .agent_actions import AgentActionsMixin
+from .candidate_scoring import CandidateScorer
 from .pipeline_output import PlanOutput, RolloutOutput
 
 OUTPUT_TYPES = ("latent", "pt", "np", "pil")
@@ -52,17 +52,12 @@ def _check_finite(name: str, values: torch.Tensor) -> None:
         )
 
 
-def _repeat(values: torch.Tensor | None, repeats: int) -> torch.Tensor | None:
-    """Repeats each batch element `repeats` times, like `WorldModelCache.batch_repeat_interleave`."""
-    return None if values is None else values.repeat_interleave(repeats, dim=0)
-
-
 def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
     """Concatenates the inputs of two frame blocks along time."""
     return {key: None if first[key] is None else torch.cat([first[key], second[key]], dim=1) for key in first}
 
 
-class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
+class WorldModelPipeline(DiffusionPipeline):
     r"""
     Rollouts and planning with an [`ArgosWorldModel`] in (normalised) DINO latent space.
 
@@ -307,6 +302,7 @@ class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
         latent_shape = (config.latent_tokens, config.latent_channels)
         state_shape = (config.state_dim,)
         step_size = self.scheduler.model_step_size
+        signal_levels = self.scheduler.timesteps.tolist()  # read once: the frame loop never waits for the device
         previous = None
         for h in range(horizon):
             action = actions[:, h : h + 1].to(dtype) if config.action_dim > 0 else None
@@ -318,20 +314,22 @@ class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
                     states = self.scheduler.add_noise(states, randn(state_shape), level)
                 finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
                 if cache is not None:
-                    self.world_model(**finished, cache=cache, use_cache=True)
+                    with self.world_model.trusted_inputs():  # built here from checked inputs: no device syncs
+                        self.world_model(**finished, cache=cache, use_cache=True)
                 else:
                     history = _cat_frames(history, finished)
             latents = randn(latent_shape)
             states = randn(state_shape) if config.state_dim > 0 else None
-            for signal_level in self.scheduler.timesteps.tolist():
+            for signal_level in signal_levels:
                 frame = self._frame_inputs(latents, states, action, signal_level, step_size)
-                if cache is not None:
-                    output = self.world_model(**frame, cache=cache)
-                    prediction, state_prediction = output.sample, output.state_sample
-                else:
-                    output = self.world_model(**_cat_frames(history, frame))
-                    prediction = output.sample[:, -1:]
-                    state_prediction = None if output.state_sample is None else output.state_sample[:, -1:]
+                with self.world_model.trusted_inputs():
+                    if cache is not None:
+                        output = self.world_model(**frame, cache=cache)
+                        prediction, state_prediction = output.sample, output.state_sample
+                    else:
+                        output = self.world_model(**_cat_frames(history, frame))
+                        prediction = output.sample[:, -1:]
+                        state_prediction = None if output.state_sample is None else output.state_sample[:, -1:]
                 latents = self.scheduler.step_from_sample(prediction, signal_level, latents)
                 if states is not None:
                     states = self.scheduler.step_from_sample(state_prediction, signal_level, states)
@@ -533,6 +531,7 @@ class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
         common_noise: bool = True,
         show_progress: bool = True,
         use_cache: bool = True,
+        candidate_chunk_size: int | None = None,
     ) -> PlanOutput:
         r"""
         Searches the action sequence whose predicted outcome is closest to a goal (DINO-WM's objective).
@@ -562,6 +561,9 @@ class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
                 noise (common random numbers), so that cost differences come from the actions, not from the noise.
             use_cache (`bool`, defaults to True): roll candidates out from the context's KV cache; False recomputes
                 the whole sequence at every step (the reference path, same noise, same plan within float tolerance).
+            candidate_chunk_size (`int`, *optional*): roll out at most this many candidates (per batch element) at a
+                time, from one shared context cache, so that memory stays bounded (None: all at once). With
+                `common_noise` the costs, hence the plan, are those of unchunked scoring.
 
         Returns:
             [`PlanOutput`]: `actions` `[B, H, A]` (raw units, within the bounds) and `cost` `[B]`.
@@ -600,27 +602,10 @@ class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
             seed_device = generator.device if generator is not None else "cpu"
             noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 
-        def cost_fn(candidates: torch.Tensor) -> torch.Tensor:
-            """Normalised candidates `[B, M, H, A]` -> costs `[B, M]`, all rolled out as one batch."""
-            num_candidates = candidates.shape[1]
-            flat = candidates.flatten(0, 1)  # [B, M, H, A] -> [B*M, H, A]
-            if use_cache:
-                context = {"cache": context_cache.copy().batch_repeat_interleave(num_candidates)}
-            else:
-                context = {"history": {k: _repeat(v, num_candidates) for k, v in inputs.items()}}
-            if common_noise:
-                noise = torch.Generator(self._execution_device).manual_seed(noise_seed)
-                frames = self._generate(flat, context_signal_level, noise, noise_repeats=num_candidates, **context)
-            else:
-                frames = self._generate(flat, context_signal_level, generator, **context)
-            frames = list(frames)
-            predicted = torch.cat([frame[0] for frame in frames], dim=1)  # [B*M, H, N, C]
-            predicted_states = None if frames[0][1] is None else torch.cat([frame[1] for frame in frames], dim=1)
-            goal_state_batch = None if goal_states is None else goal_states.repeat_interleave(num_candidates, 0)
-            goal_latent_batch = goal_latents.repeat_interleave(num_candidates, 0)
-            costs = cost(predicted, goal_latent_batch, predicted_states, goal_state_batch, flat)
-            return costs.view(batch, num_candidates)
-
+        cost_fn = CandidateScorer(
+            self, inputs, context_cache, goal_latents, goal_states, cost, context_signal_level,
+            common_noise=common_noise, noise_seed=noise_seed, generator=generator, chunk_size=candidate_chunk_size,
+        )  # fmt: skip
         with torch.set_grad_enabled(planner.requires_grad):
             actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
         return PlanOutput(actions=self._denormalize("action", actions.detach()), cost=costs.detach())

@@ -391,13 +391,23 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             if self.step_size is None:
                 raise ValueError("`step_size` is None and `set_timesteps` has not been called: give one of them.")
             step_size = self.step_size
-        tau = _expand_like(timestep, sample)
-        d = _expand_like(step_size, sample)
-        if bool(((tau + d) > 1.0 + 1e-6).any()) or bool((tau < 0).any()) or bool((d <= 0).any()):
-            raise ValueError(
-                "`timestep` and `step_size` must satisfy 0 <= tau, 0 < d and tau + d <= 1, "
-                f"got tau in [{tau.min().item()}, {tau.max().item()}] and d in [{d.min().item()}, {d.max().item()}]."
-            )
+        if isinstance(timestep, (int, float)) and isinstance(step_size, (int, float)):
+            # Python numbers (the pipeline's sampler): checked on the host, so a step never waits for the device
+            tau, d = float(timestep), float(step_size)
+            if tau + d > 1.0 + 1e-6 or tau < 0 or d <= 0:
+                raise ValueError(
+                    "`timestep` and `step_size` must satisfy 0 <= tau, 0 < d and tau + d <= 1, "
+                    f"got tau = {tau} and d = {d}."
+                )
+        else:
+            tau = _expand_like(timestep, sample)
+            d = _expand_like(step_size, sample)
+            if bool(((tau + d) > 1.0 + 1e-6).any()) or bool((tau < 0).any()) or bool((d <= 0).any()):
+                raise ValueError(
+                    "`timestep` and `step_size` must satisfy 0 <= tau, 0 < d and tau + d <= 1, "
+                    f"got tau in [{tau.min().item()}, {tau.max().item()}] and d in [{d.min().item()}, "
+                    f"{d.max().item()}]."
+                )
 
         if self.config.prediction_type == "sample":
             pred_original_sample = model_output
