@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 TORCH := torch==2.13.0
 EXTRAS := .[dev,sim,space]
 
-.PHONY: install browser test test-latest lock demo benchmark clean
+.PHONY: install browser test test-slow test-latest lock demo benchmark clean
 
 $(STAMP): setup.py $(CONSTRAINTS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PYTHON) -m pytest -q tests
+
+# the slow tests (torch.compile of the model and a training step with inductor), deselected by `make test`
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -q -m slow tests
 
 test-latest: browser
 	rm -rf .venv-latest && python3 -m venv .venv-latest
