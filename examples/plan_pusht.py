@@ -89,6 +89,9 @@ class PushTPlanningConfig:
         default_factory=lambda: ["cem"], metadata={"help": f"MPC planners to compare on the same goals, of {PLANNERS}."}
     )
     num_goals: int = field(default=50, metadata={"help": "Evaluation goals (DINO-WM: 50)."})
+    first_goal: int = field(
+        default=0, metadata={"help": "Evaluate goals first_goal ... num_goals - 1 of the same draw (to split a run)."}
+    )
     num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes (the dataset's last ones)."})
     horizon: int | None = field(default=None, metadata={"help": "Model steps to the goal and planned (DINO-WM: 5)."})
     max_steps: int | None = field(
@@ -139,6 +142,8 @@ class PushTPlanningConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.max_steps = self.horizon if self.max_steps is None else self.max_steps
+        if not 0 <= self.first_goal < self.num_goals:
+            raise ValueError(f"first_goal must be in [0, num_goals={self.num_goals}), got {self.first_goal}")
         for name in ("num_goals", "num_eval_episodes", "horizon", "max_steps", "frameskip", "execute_steps", "iterations"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -318,7 +323,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     source = LeRobotSource(config.dataset, extra_keys=["observation.environment_state"])
     image_size = source.features[source.camera_keys[0]]["shape"][0]
     rng = np.random.default_rng(config.seed)
-    goals = sample_goals(source, config, rng)
+    goals = sample_goals(source, config, rng)[config.first_goal :]
     cost = GoalCost(state_weight=config.state_weight)
     env = gym.make(
         PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size

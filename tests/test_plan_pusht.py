@@ -163,6 +163,8 @@ def test_presets_and_block_must_move(plan_pusht):
     assert isinstance(dino.planner("icem"), plan_pusht.ICEMPlanner) and dino.planner("icem").num_elites == 30
     with pytest.raises(ValueError, match="preset must be one of"):
         plan_pusht.PushTPlanningConfig(preset="gpu")
+    with pytest.raises(ValueError, match="first_goal must be in"):
+        plan_pusht.PushTPlanningConfig(num_goals=4, first_goal=4)
     with pytest.raises(ValueError, match="planners must be among"):
         plan_pusht.PushTPlanningConfig(planners=["beam"])
     start = np.array([100.0, 100.0, 200.0, 200.0, 0.1])
