@@ -6,6 +6,7 @@ appends the finished frame (re-noised to the context level) with one more call. 
 sequences from one context by repeating that cache over the candidates and rolling them out as one batch.
 """
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -273,6 +274,12 @@ class WorldModelPipeline(DiffusionPipeline):
             "state_mask": None if states is None else known,
         }
 
+    def _trusted_inputs(self):
+        """The world model's `trusted_inputs()` (it skips its value checks: inputs built here from checked ones), or
+        nothing for a stand-in model without it."""
+        trusted = getattr(self.world_model, "trusted_inputs", None)
+        return trusted() if trusted is not None else contextlib.nullcontext()
+
     def _generate(
         self,
         actions: torch.Tensor,
@@ -314,7 +321,7 @@ class WorldModelPipeline(DiffusionPipeline):
                     states = self.scheduler.add_noise(states, randn(state_shape), level)
                 finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
                 if cache is not None:
-                    with self.world_model.trusted_inputs():  # built here from checked inputs: no device syncs
+                    with self._trusted_inputs():  # built here from checked inputs: no device syncs
                         self.world_model(**finished, cache=cache, use_cache=True)
                 else:
                     history = _cat_frames(history, finished)
@@ -322,7 +329,7 @@ class WorldModelPipeline(DiffusionPipeline):
             states = randn(state_shape) if config.state_dim > 0 else None
             for signal_level in signal_levels:
                 frame = self._frame_inputs(latents, states, action, signal_level, step_size)
-                with self.world_model.trusted_inputs():
+                with self._trusted_inputs():
                     if cache is not None:
                         output = self.world_model(**frame, cache=cache)
                         prediction, state_prediction = output.sample, output.state_sample
