@@ -27,6 +27,7 @@ from ..planning.icem import ICEMPlanner
 from ..planning.mppi import MPPIPlanner
 from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
+from .agent_actions import AgentActionsMixin
 from .candidate_scoring import CandidateScorer
 from .pipeline_output import PlanOutput, RolloutOutput
 
@@ -58,7 +59,7 @@ def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
     return {key: None if first[key] is None else torch.cat([first[key], second[key]], dim=1) for key in first}
 
 
-class WorldModelPipeline(DiffusionPipeline):
+class WorldModelPipeline(AgentActionsMixin, DiffusionPipeline):
     r"""
     Rollouts and planning with an [`ArgosWorldModel`] in (normalised) DINO latent space.
 
