@@ -54,7 +54,9 @@ def test_act_returns_raw_actions_and_streams_through_the_cache(tmp_path):
     torch.testing.assert_close(sampled.actions, again.actions)
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = WorldModelPipeline.from_pretrained(tmp_path / "pipe")
-    torch.testing.assert_close(loaded.act(**inputs, context_signal_level=1.0).actions, whole.actions)
+    reloaded = loaded.act(**inputs, context_signal_level=1.0)
+    torch.testing.assert_close(reloaded.actions, whole.actions)
+    torch.testing.assert_close(reloaded.values, whole.values)  # the two-hot bins survive from_pretrained
 
 
 def test_act_checks_the_agent_and_the_goal():

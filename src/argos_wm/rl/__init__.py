@@ -3,6 +3,7 @@ distributions and imagination rollouts inside the frozen world model."""
 
 from .agent_losses import AgentLossOutput, behavior_cloning_loss, imagination_loss
 from .distributions import OneHotCategorical, TanhNormal
+from .goals import goal_rewards, last_frame_goals
 from .imagination import ImaginedTrajectory, imagine
 from .pmpo import PMPOLossOutput, pmpo_loss
 from .returns import lambda_returns
@@ -17,9 +18,11 @@ __all__ = [
     "TanhNormal",
     "TwoHotEncoding",
     "behavior_cloning_loss",
+    "goal_rewards",
     "imagination_loss",
     "imagine",
     "lambda_returns",
+    "last_frame_goals",
     "pmpo_loss",
     "symexp",
     "symlog",

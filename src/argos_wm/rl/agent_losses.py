@@ -112,5 +112,7 @@ def imagination_loss(
         "positive_fraction": policy_out.positive_fraction.detach(),
         "imagined_return": trajectory.rewards.sum(1).mean(),
         "lambda_return": returns[:, 0].mean(),
+        "entropy": policy.entropy().mean().detach(),
+        "value_error": (values[:, :horizon] - returns).abs().mean().detach(),
     }
     return AgentLossOutput(value_loss + policy_out.loss, terms)

@@ -46,6 +46,7 @@ def imagine(
     horizon: int,
     context_states: torch.Tensor | None = None,
     context_actions: torch.Tensor | None = None,
+    context_action_mask: torch.Tensor | None = None,
     num_inference_steps: int = 1,
     context_signal_level: float = 0.9,
     goal_latents: torch.Tensor | None = None,
@@ -61,6 +62,7 @@ def imagine(
         context_latents: `[B, T, N, C]` clean normalised latents of the real context frames.
         context_states: `[B, T, S]` clean normalised states (None: unknown).
         context_actions: `[B, T, A]` normalised actions that led to the context frames (None: unknown).
+        context_action_mask: `[B, T]` bool, False where a context action is unknown (None: all known).
         num_inference_steps: K shortcut steps per imagined frame.
         context_signal_level: signal level the context and every finished frame are re-noised to in the cache.
         goal_latents, goal_states: the goal of a goal-conditioned agent.
@@ -101,6 +103,8 @@ def imagine(
     if config.state_dim > 0 and context_states is None:
         context["states"] = torch.zeros(batch, frames, config.state_dim, device=device)
         context["state_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+    if context_actions is not None and context_action_mask is not None:
+        context["action_mask"] = context_action_mask.to(device, torch.bool)
     if context_actions is None:
         context["actions"] = torch.zeros(batch, frames, config.action_dim, device=device)
         context["action_mask"] = torch.zeros(batch, frames, dtype=torch.bool, device=device)
@@ -119,7 +123,8 @@ def imagine(
         if config.state_dim > 0:
             states = torch.randn((batch, 1, config.state_dim), generator=generator, device=device)
         for signal_level in scheduler.timesteps.tolist():
-            frame = model(**inputs(latents, states, action, signal_level, scheduler.model_step_size), cache=cache)
+            # a goal-conditioned model takes its goal in every call (the agent stream of these calls is unused)
+            frame = model(**inputs(latents, states, action, signal_level, scheduler.model_step_size), **goal, cache=cache)
             latents = scheduler.step_from_sample(frame.sample, signal_level, latents)
             if states is not None:
                 states = scheduler.step_from_sample(frame.state_sample, signal_level, states)

@@ -32,8 +32,13 @@ class TwoHotEncoding(nn.Module):
         super().__init__()
         if num_bins < 2 or not low < high:
             raise ValueError(f"TwoHotEncoding needs num_bins >= 2 and low < high; got {num_bins}, [{low}, {high}].")
-        self.num_bins = num_bins
-        self.register_buffer("bins", torch.linspace(low, high, num_bins), persistent=False)  # [K], symlog space
+        self.num_bins, self.low, self.high = num_bins, float(low), float(high)
+
+    @property
+    def bins(self) -> torch.Tensor:
+        """The bin centres `[K]` in symlog space, computed on use: no buffer, so a model loaded with `from_pretrained`
+        (which builds its modules on the meta device and leaves non-persistent buffers unset) gets the right ones."""
+        return torch.linspace(self.low, self.high, self.num_bins)
 
     def encode(self, values: torch.Tensor) -> torch.Tensor:
         """Scalars `[...]` -> two-hot weights `[..., K]` (each row sums to 1; values outside the range clip)."""
