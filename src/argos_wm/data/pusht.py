@@ -4,10 +4,11 @@ A noisy scripted pusher walks behind the T block (relative to a target point), p
 wanders to random points instead. Its target point is kept for a segment of 10-30 steps (`--pusher segments`, the
 default) or drawn anew at every simulator step (`--pusher per_step`), a second data policy whose actions change
 within every model step. The summary reports the share of `goal_steps`-long windows (the planning goals' 5 x 5
-simulator steps) in which the block must move: displaced > 10 px or turned > 0.15 rad. Each frame stores the 96×96 image (`observation.image`), the env action
-(`action`: the absolute 2-D target of the agent), the agent position (`observation.state`) and the full
-simulator state (`observation.environment_state`), in the form `env.reset(options={"reset_to_state": ...})`
-takes back, so planning can be scored against the simulator.
+simulator steps) in which the block must move: displaced > 10 px or turned > 0.15 rad.
+
+Each frame stores the 96×96 image (`observation.image`), the env action (`action`: the absolute 2-D target of the
+agent), the agent position (`observation.state`) and the full simulator state (`observation.environment_state`), in
+the form `env.reset(options={"reset_to_state": ...})` takes back, so planning can be scored against the simulator.
 
     python -m argos_wm.data.pusht --episodes 300 --out data/pusht --workers 2
 """
@@ -61,7 +62,7 @@ class PushTRecordingConfig:
     )
     pusher: str = field(
         default="segments",
-        metadata={"help": f"Data policy, of {PUSHER_STYLES}: a target point kept for 10-30 steps, or a new one every step."},
+        metadata={"help": f"Data policy, of {PUSHER_STYLES}: a target point kept 10-30 steps, or a new one every step."},
     )
     goal_steps: int = field(
         default=25, metadata={"help": "Window (simulator steps) of the block-must-move report: horizon x frameskip."}

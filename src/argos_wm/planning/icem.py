@@ -132,7 +132,9 @@ class ICEMPlanner(SamplingPlanner):
     def _carried_elites(self, mean: torch.Tensor) -> torch.Tensor | None:
         """The last plan's shifted elites `[B, E, H, A]` fitted to this plan's horizon, or None."""
         elites = self.last_elites
-        if not self.shift_elites or elites is None or elites.shape[0] != mean.shape[0] or elites.shape[-1] != mean.shape[-1]:
+        if not self.shift_elites or elites is None or elites.shape[0] != mean.shape[0]:
+            return None
+        if elites.shape[-1] != mean.shape[-1]:
             return None
         horizon = mean.shape[1]
         if elites.shape[2] < horizon:
