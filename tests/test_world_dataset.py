@@ -236,3 +236,42 @@ def test_training_normalisation_is_the_pipeline_normaliser(tmp_path, normalizati
     torch.testing.assert_close(sample["states"], pipe.normalizer.normalize_states(raw_states))
     assert not sample["actions"][:, 1:].any()  # the constant channel and the padding are 0, not -1
     torch.testing.assert_close(pipe.normalizer.denormalize_actions(sample["actions"])[known], raw_actions[known])
+
+
+def test_concat_actions_are_normalised_per_step_and_recorded(roots):
+    """A concat source gives k*A actions with their own per-feature statistics; its normaliser records the
+    aggregation, and the normaliser's aggregate / held / source_actions functions agree with the source."""
+    from argos_wm.pipelines.action_state_normalizer import (
+        aggregate_actions,
+        aggregate_held_action,
+        held_action,
+        model_action_dim,
+        source_actions,
+    )
+
+    source = LeRobotSource(roots["robot"], fps=5, action_aggregation="concat")  # 10 fps / 5 = 2 source steps
+    dataset = WorldDataset({"robot": source}, show_progress=False)
+    assert dataset.action_dim == 4 == model_action_dim(2, "concat", 2)
+    normalizer = dataset.normalizers["robot"]
+    assert (normalizer.config.action_aggregation, normalizer.config.frameskip, normalizer.config.action_dim) == (
+        "concat", 2, 4,
+    )  # fmt: skip
+    clip = dataset[ClipRequest("robot", 2, 0, 4)]
+    raw = source.read_episode(2, start=0, stop=4, decode_frames=False)
+    torch.testing.assert_close(normalizer.denormalize_actions(clip["actions"])[clip["action_mask"]],
+                               raw.actions[raw.action_mask])  # fmt: skip
+    recorded = torch.randn(3, 6, 2)  # [B, H * k, A] source actions
+    model = aggregate_actions(recorded, "concat", 2)
+    assert model.shape == (3, 3, 4)
+    torch.testing.assert_close(source_actions(model, "concat", 2).flatten(-3, -2), recorded)  # exact round trip
+    torch.testing.assert_close(normalizer.source_actions(model), source_actions(model, "concat", 2))
+    held = torch.tensor([[3.0, -1.0]])
+    torch.testing.assert_close(aggregate_held_action(held, "concat", 2), torch.tensor([[3.0, -1.0, 3.0, -1.0]]))
+    torch.testing.assert_close(held_action(model, "concat", 2), model.unflatten(-1, (2, 2)).mean(-2))
+    for aggregation in ("sum", "mean", "last"):  # held actions: the k source steps of every aggregation repeat it
+        torch.testing.assert_close(source_actions(aggregate_held_action(held, aggregation, 2), aggregation, 2),
+                                   held[:, None].expand(1, 2, 2))  # fmt: skip
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        aggregate_actions(recorded, "max", 2)
+    with pytest.raises(ValueError, match="frameskip \\* A features"):
+        source_actions(torch.zeros(3), "concat", 2)
