@@ -60,7 +60,7 @@ class AgentEvalConfig:
     )
     baselines: list[str] = field(
         default_factory=lambda: ["world_model", "goal_agent", "random"],
-        metadata={"help": f"plan_pusht methods run on the same goals, of {plan_pusht.METHODS}; none: empty."},
+        metadata={"help": f"plan_pusht methods run on the same goals, of {plan_pusht.METHODS}; `none` for none."},
     )
     dataset: str = field(default="outputs/demo/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
     output: str = field(default="outputs/eval_agent_pusht.json", metadata={"help": "Where the results json goes."})
@@ -77,6 +77,7 @@ class AgentEvalConfig:
 
     def __post_init__(self):
         self.max_steps = self.horizon if self.max_steps is None else self.max_steps
+        self.baselines = [] if self.baselines == ["none"] else self.baselines
         for entry in self.policies:
             if "=" not in entry or not entry.split("=", 1)[0] or not entry.split("=", 1)[1]:
                 raise ValueError(f"policies must be name=pipeline pairs, got {entry!r} in {self.policies}.")
@@ -174,7 +175,8 @@ def evaluate_policies(pipes: dict[str, WorldModelPipeline], config: AgentEvalCon
                 "act_seconds": float(np.mean(seconds)), "actions": len(seconds),
             })  # fmt: skip
     env.close()
-    results = {"goals": [{"episode_index": g["episode_index"], "start": g["start"]} for g in goals],
+    results = {"goals": [{"episode_index": g["episode_index"], "start": g["start"], "block_must_move": i in moving}
+                         for i, g in enumerate(goals)],
                "num_block_moving_goals": len(moving)}  # fmt: skip
     for name, run in records.items():
         summary = plan_pusht.summarize(run)
