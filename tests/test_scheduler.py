@@ -246,3 +246,33 @@ def test_model_step_size_follows_training_mode():
     plain = ShortcutForcingScheduler(max_shortcut_steps=16, use_shortcut=False)
     plain.set_timesteps(4)
     assert plain.model_step_size == 1 / 16 and plain.step_size == 0.25
+
+
+@pytest.mark.parametrize("num_frames", [2, 3, 8])
+def test_training_levels_clean_context(num_frames):
+    """`clean_context_probability`: that share of sequences has nearly clean `d_min` frames before a cut in
+    {1, ..., T - 1}, the frames from the cut on drawn as usual; 0 leaves the draws untouched."""
+    # context levels in [0.99, 1): an ordinary draw lands there with probability < 1 %, so prefixes are the cuts
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, clean_context_probability=0.5, context_signal_level=0.99)
+    levels, steps = scheduler.sample_training_levels(4000, num_frames, generator=torch.Generator().manual_seed(0))
+    context = (levels >= 0.99) & (steps == scheduler.min_step_size)
+    cut = context.int().cumprod(dim=1).sum(dim=1)  # length of each sequence's clean prefix
+    chosen = cut > 0
+    assert 0.47 < chosen.float().mean() < 0.54
+    assert (cut < num_frames).float().mean() > 0.98  # a prefix, not the whole sequence: the last frame is a target
+    prefixes = cut[chosen & (cut < num_frames)]
+    assert set(prefixes.tolist()) == set(range(1, num_frames))  # every cut occurs
+    assert (levels[:, -1] < 0.99).float().mean() > 0.98  # the last frame keeps the ordinary draw
+
+    plain, with_zero = ShortcutForcingScheduler(max_shortcut_steps=16), ShortcutForcingScheduler(max_shortcut_steps=16)
+    with_zero.register_to_config(clean_context_probability=0.0)
+    a = plain.sample_training_levels(8, num_frames, generator=torch.Generator().manual_seed(1))
+    b = with_zero.sample_training_levels(8, num_frames, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_clean_context_bad_config():
+    with pytest.raises(ValueError, match="clean_context_probability"):
+        ShortcutForcingScheduler(clean_context_probability=1.5)
+    with pytest.raises(ValueError, match="context_signal_level"):
+        ShortcutForcingScheduler(context_signal_level=-0.1)

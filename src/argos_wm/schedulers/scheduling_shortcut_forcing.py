@@ -107,6 +107,12 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         loss_weight_floor (`float`, defaults to 0.1):
             Weight at `tau = 0` of the linear ramp `w(tau) = (1 - floor) * tau + floor` (Dreamer 4: 0.1, so
             `w = 0.9 * tau + 0.1`). 1.0 weights every signal level equally.
+        clean_context_probability (`float`, defaults to 0.0):
+            Probability that a training sequence is drawn the way a rollout sees it: a cut `c` uniform on
+            `{1, ..., T - 1}`, frames before `c` nearly clean (levels uniform on `[context_signal_level, 1)`, step
+            `d_min`), frames from `c` on as above. 0 is plain diffusion forcing (every frame independent).
+        context_signal_level (`float`, defaults to 0.9):
+            Lowest signal level of those clean-context frames (a rollout re-noises its context to 0.9 by default).
     """
 
     _compatibles = []
@@ -125,6 +131,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         shift_latent_dim: int = 196608,
         prediction_type: str = "sample",
         loss_weight_floor: float = 0.1,
+        clean_context_probability: float = 0.0,
+        context_signal_level: float = 0.9,
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
@@ -144,6 +152,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
         if not 0.0 <= loss_weight_floor <= 1.0:
             raise ValueError(f"`loss_weight_floor` must be in [0, 1], got {loss_weight_floor}.")
+        if not 0.0 <= clean_context_probability <= 1.0:
+            raise ValueError(f"`clean_context_probability` must be in [0, 1], got {clean_context_probability}.")
+        if not 0.0 <= context_signal_level <= 1.0:
+            raise ValueError(f"`context_signal_level` must be in [0, 1], got {context_signal_level}.")
 
         self.num_inference_steps = None
         self.step_size = None
@@ -232,7 +244,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         Each frame is a bootstrap frame with probability `bootstrap_probability` (never when `use_shortcut` is
         False or `max_shortcut_steps` is 1): it draws its own step size `d` uniformly over `{1, 1/2, ..., 2 / K_max}`
         and its own level uniformly on `{0, d, ..., 1 - d}`; the other frames get `d_min` and a level from the
-        continuous sampler.
+        continuous sampler. With `clean_context_probability`, some sequences then get nearly clean context frames
+        before a random cut, as a rollout's context is.
 
         Args:
             batch_size (`int`): `B`.
@@ -252,15 +265,36 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
 
         num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))  # sizes 1, 1/2, ..., 2 / K_max
-        if self.bootstrap_probability == 0.0:
-            return signal_levels, step_sizes
+        if self.bootstrap_probability > 0.0:
+            signal_levels, step_sizes = self._draw_bootstrap_frames(
+                signal_levels, step_sizes, num_shortcut_sizes, generator
+            )
+        if self.config.clean_context_probability > 0.0 and num_frames > 1:
+            signal_levels, step_sizes = self._draw_clean_context(signal_levels, step_sizes, generator)
+        return signal_levels, step_sizes
 
+    def _draw_bootstrap_frames(self, signal_levels, step_sizes, num_shortcut_sizes: int, generator):
+        """Makes each frame `[B, T]` a bootstrap frame (own `d > d_min`, `tau` on `d`'s grid) with its probability."""
+        shape, device = tuple(signal_levels.shape), signal_levels.device
         is_bootstrap = self._uniform(shape, generator, device) < self.bootstrap_probability
         exponents = torch.floor(self._uniform(shape, generator, device) * num_shortcut_sizes)
         steps_per_unit = 2.0**exponents  # 1 / d
         grid_levels = torch.floor(self._uniform(shape, generator, device) * steps_per_unit) / steps_per_unit
         signal_levels = torch.where(is_bootstrap, grid_levels, signal_levels)
         step_sizes = torch.where(is_bootstrap, 1.0 / steps_per_unit, step_sizes)
+        return signal_levels, step_sizes
+
+    def _draw_clean_context(self, signal_levels, step_sizes, generator):
+        """With `clean_context_probability` per sequence, frames before a cut `c` in `{1, ..., T - 1}` become nearly
+        clean context frames (`tau` uniform on `[context_signal_level, 1)`, step `d_min`)."""
+        (batch, num_frames), device = signal_levels.shape, signal_levels.device
+        chosen = self._uniform((batch, 1), generator, device) < self.config.clean_context_probability
+        cut = 1 + torch.floor(self._uniform((batch, 1), generator, device) * (num_frames - 1))
+        is_context = chosen & (torch.arange(num_frames, device=device) < cut)  # [B, T]
+        low = self.config.context_signal_level
+        context_levels = low + (1.0 - low) * self._uniform(tuple(signal_levels.shape), generator, device)
+        signal_levels = torch.where(is_context, context_levels, signal_levels)
+        step_sizes = torch.where(is_context, torch.full_like(step_sizes, self.min_step_size), step_sizes)
         return signal_levels, step_sizes
 
     def add_noise(
