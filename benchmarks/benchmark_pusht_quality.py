@@ -10,8 +10,9 @@ For every held-out episode (the last `num_eval_episodes`, which training holds o
 Each prediction is scored in normalised latent space (MSE over tokens and channels) against copy-last (the last
 context frame stands for every future frame), split into transitions where the block moves (> 1 px or > 0.02 rad
 between consecutive frames) and where it stays still; and in the block's pose, read out of latents by a ridge probe
-fitted on the real latents of the training episodes (position error in px, angle error in degrees). K = 1 shortcut
-step is the model's x-prediction itself; K = 2, 4 refine it. Writes `quality.json` and `quality.png` (error vs
+fitted on the real latents of the training episodes (position error in px, angle error in degrees). K = 1 takes one
+shortcut step of size 1 from noise; K = 2, 4 refine it; row "x" is the model's x-prediction from noise at the finest
+step size d_min, the one the flow loss trains directly (the MSE-optimal prediction when training has converged). Writes `quality.json` and `quality.png` (error vs
 horizon, model against copy-last) to `output_dir` and prints the tables.
 """
 
@@ -27,6 +28,7 @@ from transformers import HfArgumentParser
 
 from argos_wm.data import LatentCacheSource, LeRobotSource
 from argos_wm.pipelines import WorldModelPipeline
+from argos_wm.schedulers import ShortcutForcingScheduler
 
 
 MOVING_PX, MOVING_RAD = 1.0, 0.02
@@ -44,6 +46,10 @@ class QualityBenchmarkConfig:
     context_frames: int = field(default=4, metadata={"help": "Real frames before each prediction."})
     horizon: int = field(default=5, metadata={"help": "Open-loop frames."})
     steps: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "Shortcut steps K per frame."})
+    x_prediction: bool = field(
+        default=True,
+        metadata={"help": "Also score the model's x-prediction at one step with the finest step size d_min (row 'x')."},
+    )
     context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the context."})
     probe_l2: list[float] = field(
         default_factory=lambda: [1.0, 10.0, 100.0, 1000.0], metadata={"help": "Ridge penalties tried for the probe."}
@@ -183,12 +189,15 @@ def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = 60, 30, size[0] - 150, size[1] - 40
-    lines = {f"model K={k}": r["open_loop"]["latent_mse"]["all"] for k, r in results["by_steps"].items()}
+    lines = {
+        f"model K={k}" if k != "x" else "model x-pred": r["open_loop"]["latent_mse"]["all"]
+        for k, r in results["by_steps"].items()
+    }
     first = next(iter(results["by_steps"].values()))
     lines["copy-last"] = first["open_loop"]["copy_last_latent_mse"]["all"]
     horizon = len(lines["copy-last"])
     high = max(max(values) for values in lines.values()) * 1.1
-    colours = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728"]
+    colours = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"]
     draw.rectangle([left, top, right, bottom], outline="black")
     for tick in range(5):
         value = high * tick / 4
@@ -197,7 +206,7 @@ def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
     for h in range(horizon):
         x = left + (right - left) * h / max(horizon - 1, 1)
         draw.text((x - 8, bottom + 8), f"t+{h + 1}", fill="black")
-    for (name, values), colour in zip(lines.items(), colours[-len(lines):] if len(lines) > 4 else colours):
+    for (name, values), colour in zip(lines.items(), colours[: len(lines) - 1] + colours[-1:]):
         points = [
             (left + (right - left) * h / max(horizon - 1, 1), bottom - (bottom - top) * value / high)
             for h, value in enumerate(values)
@@ -235,11 +244,15 @@ def main(args: list[str] | None = None) -> dict:
     }
     one_step = windows(held_out, config.context_frames, 1)
     open_loop = windows(held_out, config.context_frames, config.horizon)
+    variants = {steps: (pipe, steps) for steps in config.steps}
+    if config.x_prediction:  # a scheduler that feeds the model d_min, as for a model trained without shortcuts
+        flow_scheduler = ShortcutForcingScheduler.from_config({**pipe.scheduler.config, "use_shortcut": False})
+        variants["x"] = (WorldModelPipeline(**{**pipe.components, "scheduler": flow_scheduler}), 1)
     with torch.no_grad():
-        for steps in config.steps:
-            results["by_steps"][steps] = {
-                "one_step": score(pipe, one_step, probe, steps, config),
-                "open_loop": score(pipe, open_loop, probe, steps, config),
+        for name, (variant, steps) in variants.items():
+            results["by_steps"][name] = {
+                "one_step": score(variant, one_step, probe, steps, config),
+                "open_loop": score(variant, open_loop, probe, steps, config),
             }
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
