@@ -37,7 +37,6 @@ pretrained pipeline's encoder, decoder, normaliser and scheduler with the agent'
 
 import copy
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -148,15 +147,6 @@ def clip_rewards(batch, latents: torch.Tensor, goal: dict, config: AgentTraining
     return rewards, batch.frame_mask
 
 
-def with_placeholder_goal(model, model_config, **inputs):
-    """A dynamics-only call of a goal-conditioned model (the forcing loss's, on any subset of the batch): the frame
-    tokens never read the agent tokens, so any goal gives the same predictions; zeros fill it."""
-    if model_config.goal_conditioned:
-        batch = inputs["latents"].shape[0]
-        inputs["goal_latents"] = inputs["latents"].new_zeros(batch, model_config.latent_tokens, model_config.latent_channels)
-    return model(**inputs)
-
-
 def behavior_cloning_step(model, agent_model, scheduler, criterion, batch, latents, config, generator) -> tuple:
     """Phase 2's loss on one batch (+ the dynamics loss when the transformer trains): (loss, terms). `model` may be
     wrapped (DDP); `agent_model` is the `ArgosWorldModel` itself."""
@@ -181,10 +171,7 @@ def behavior_cloning_step(model, agent_model, scheduler, criterion, batch, laten
     )  # fmt: skip
     loss, terms = agent_loss.loss, dict(agent_loss.terms)
     if config.train_transformer:
-        dynamics = criterion(
-            functools.partial(with_placeholder_goal, model, model_config), latents, generator=generator,
-            **model_inputs(batch, model_config),
-        )
+        dynamics = criterion(model, latents, generator=generator, **model_inputs(batch, model_config))
         loss = loss + config.dynamics_loss_weight * dynamics.loss
         terms["dynamics_loss"] = dynamics.loss.detach()
     return loss, terms

@@ -77,3 +77,23 @@ def test_categorical_policy_acts_one_hot():
     pipe = make_pipeline(**AGENT, policy_distribution="categorical")
     actions = pipe.act(**observations()).actions
     assert actions.shape == (2, 2) and (actions.sum(-1) == 1).all()
+
+
+def test_goal_conditioned_agent_pipeline_still_rolls_out_and_plans():
+    """Rollouts and plans need no goal for the agent: they equal those of the same dynamics without agent tokens."""
+    goal_pipe, plain_pipe = make_pipeline(**AGENT, goal_conditioned=True), make_pipeline()
+    plain_pipe.world_model.load_state_dict(goal_pipe.world_model.state_dict(), strict=False)
+    inputs = observations()
+    context = {name.replace("observation", "context"): value for name, value in inputs.items()}
+    future = 256 + 100 * torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(3))
+    rollouts = [
+        pipe.rollout(**context, actions=future, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+        for pipe in (goal_pipe, plain_pipe)
+    ]
+    torch.testing.assert_close(rollouts[0].latents, rollouts[1].latents, atol=0, rtol=0)
+    plan = goal_pipe.plan(
+        **{name: value[:1] for name, value in inputs.items()}, goal_latents=torch.zeros(1, 4, 16), horizon=2,
+        action_low=[0.0, 0.0], action_high=[512.0, 512.0], num_samples=8, num_elites=2, iterations=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert plan.actions.shape[-2:] == (2, 2)

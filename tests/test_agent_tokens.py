@@ -113,8 +113,12 @@ def test_goal_conditioning_moves_only_the_agent():
         second = agent(**inputs, **goal_of(agent.config, 2, seed=2))
     assert torch.equal(first.sample, second.sample)
     assert not torch.allclose(first.agent.value_logits, second.agent.value_logits)
-    with pytest.raises(ValueError, match="goal_latents"):
-        agent(**inputs)
+    with torch.no_grad():  # no goal (rollouts, planning): the same dynamics, bit for bit, as with any goal
+        without_goal = agent(**inputs)
+    assert torch.equal(without_goal.sample, first.sample) and torch.equal(without_goal.state_sample, first.state_sample)
+    assert torch.equal(without_goal.sample, base(**inputs).sample)
+    with pytest.raises(ValueError, match="goal_states were given without goal_latents"):
+        agent(**inputs, goal_states=goal_of(agent.config, 2)["goal_states"])
     with pytest.raises(ValueError, match="goal_latents"):
         agent(**inputs, goal_latents=torch.zeros(2, 3, 3))
     with pytest.raises(ValueError, match="not goal-conditioned"):

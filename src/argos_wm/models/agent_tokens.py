@@ -68,7 +68,9 @@ class ArgosAgentTokens(nn.Module):
                                  "(config.goal_conditioned is False).")
             return tokens
         if goal_latents is None:
-            raise ValueError("goal_latents [B, N, C] are required: the agent is goal-conditioned (config.goal_conditioned).")
+            if goal_states is not None:
+                raise ValueError("goal_states were given without goal_latents [B, N, C]: give both, or neither.")
+            return tokens  # no goal (dynamics-only calls: rollouts, planning): the frame tokens never read these
         expected = (batch, *self.goal_positions.shape[:1], self.goal_latent_proj.in_features)
         if tuple(goal_latents.shape) != expected:
             raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {tuple(goal_latents.shape)}.")
