@@ -46,8 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
@@ -76,7 +75,7 @@ from argos_wm.training.world_data import build_world_datasets, encode_frames, he
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_world_model import check_processes, model_inputs, step_generator  # noqa: E402
+from train_world_model import check_processes, make_accelerator, model_inputs, step_generator  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
@@ -238,12 +237,7 @@ class TrainedWeights:
 def main(argv: list[str] | None = None) -> dict:
     config = load_config(AgentTrainingConfig, argv)
     output_dir = check_output_dir(config.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-    )
+    accelerator = make_accelerator(config, output_dir)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     check_processes(accelerator)

@@ -165,6 +165,17 @@ def step_generator(seed: int, batch_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
+def make_accelerator(config, output_dir: Path) -> Accelerator:
+    """The run's `Accelerator` from a training config's `gradient_accumulation_steps`, `mixed_precision` and
+    `report_to`, logging under `output_dir/logs` (shared by the training scripts)."""
+    return Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=None if config.report_to == "none" else config.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+
+
 def check_processes(accelerator: Accelerator) -> None:
     """Refuses launches that would train wrongly: processes that do not know of each other, and FSDP (not yet)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -222,12 +233,7 @@ def write_sample_videos(evaluation, decoder, config: WorldModelTrainingConfig, s
 def main(argv: list[str] | None = None) -> dict:
     config = load_config(WorldModelTrainingConfig, argv)
     output_dir = check_output_dir(config.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-    )
+    accelerator = make_accelerator(config, output_dir)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     check_processes(accelerator)
