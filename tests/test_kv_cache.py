@@ -40,6 +40,7 @@ VARIANTS = {
     "dh-head": {"head_type": "dh", "head_hidden_size": 16, "head_num_layers": 1, "head_num_attention_heads": 2},
     "no-softcap-mha": {"attention_logit_softcap": None, "num_key_value_heads": 4},
     "velocity": {"prediction_type": "velocity", "latent_bottleneck_dim": None},
+    "residual": {"prediction_type": "residual"},
 }
 
 
@@ -112,10 +113,11 @@ def test_cache_equals_full_sequence_over_windows_contexts_and_horizons(variant, 
                 torch.testing.assert_close(state_sample, full.state_sample[:, :frames], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
 @pytest.mark.parametrize("chunk", [2, 3, 7])
 @pytest.mark.parametrize("window", WINDOWS)
-def test_cache_with_multi_frame_chunks(window, chunk):
-    model = make_model(window)
+def test_cache_with_multi_frame_chunks(window, chunk, prediction_type):
+    model = make_model(window, prediction_type=prediction_type)
     inputs = make_inputs(model.config, 2, 4 + HORIZON, seed=chunk)
     full = model(**inputs)
     for context in (1, 4):

@@ -67,6 +67,7 @@ def slice_frames(inputs: dict, start: int, stop: int) -> dict:
         {"state_dim": 0, "action_dim": 0},
         {"head_type": "dh", "head_hidden_size": 32, "head_num_layers": 2, "head_num_attention_heads": 2},
         {"prediction_type": "velocity", "latent_bottleneck_dim": None},
+        {"prediction_type": "residual"},
         {"attention_logit_softcap": None},
     ],
 )
@@ -91,9 +92,10 @@ def test_output_layers_start_at_zero():
     assert model.embeddings.no_action_embedding.std() > 0
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
 @pytest.mark.parametrize("perturbed", ["latents", "signal_levels", "actions", "states", "step_sizes"])
-def test_block_causality(perturbed):
-    model = make_model()
+def test_block_causality(perturbed, prediction_type):
+    model = make_model(prediction_type=prediction_type)
     inputs = make_inputs(model, frames=6)
     reference = model(**inputs)
     t = 3
@@ -173,8 +175,9 @@ def test_reading_cache_without_use_cache_does_not_grow_it():
     torch.testing.assert_close(first.sample[:, 0], model(**inputs).sample[:, 3], atol=ATOL, rtol=0)
 
 
-def test_cache_batch_repeat_interleave_matches_repeated_batch():
-    model = make_model()
+@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
+def test_cache_batch_repeat_interleave_matches_repeated_batch(prediction_type):
+    model = make_model(prediction_type=prediction_type)
     inputs = make_inputs(model, batch=2, frames=4)
     cache = model(**slice_frames(inputs, 0, 3), use_cache=True).cache.batch_repeat_interleave(3)
     assert cache.batch_size == 6
@@ -251,6 +254,32 @@ def test_velocity_prediction_returns_clean_latents():
     remaining = (1 - inputs["signal_levels"])[..., None]
     torch.testing.assert_close(output.sample, inputs["latents"] + remaining[..., None] * raw.sample, atol=ATOL, rtol=0)
     torch.testing.assert_close(output.state_sample, inputs["states"] + remaining * raw.state_sample, atol=ATOL, rtol=0)
+
+
+def test_residual_prediction_adds_the_denoised_previous_frame():
+    model = make_model(prediction_type="residual")
+    sample_model = make_model(prediction_type="sample")
+    sample_model.load_state_dict(model.state_dict())
+    inputs = make_inputs(model, frames=5)
+    independent = torch.zeros(2, 5, dtype=torch.bool)
+    independent[:, 2] = True
+    raw = sample_model(**inputs, independent_frames=independent).sample  # same weights: the network's own output
+    output = model(**inputs, independent_frames=independent).sample
+    levels = inputs["signal_levels"][:, :-1]
+    scale = (levels / (levels**2 + (1 - levels) ** 2))[..., None, None]
+    expected = raw.clone()
+    expected[:, 1:] += scale * inputs["latents"][:, :-1]
+    expected[:, 2] = raw[:, 2]  # an independent frame has no previous frame
+    torch.testing.assert_close(output, expected, atol=ATOL, rtol=0)
+
+
+def test_untrained_residual_model_copies_a_clean_previous_frame():
+    model = ArgosWorldModel(ArgosWorldModelConfig(**{**TINY, "prediction_type": "residual"}))
+    inputs = make_inputs(model, frames=4)
+    inputs["signal_levels"][:, :3] = 1.0
+    torch.testing.assert_close(model(**inputs).sample[:, 1:], inputs["latents"][:, :-1], atol=1e-6, rtol=0)
+    cache = model(**slice_frames(inputs, 0, 3), use_cache=True).cache
+    torch.testing.assert_close(model(**slice_frames(inputs, 3, 4), cache=cache).sample[:, 0], inputs["latents"][:, 2])
 
 
 def test_save_load_and_auto_model_round_trip(tmp_path):

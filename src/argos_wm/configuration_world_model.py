@@ -36,7 +36,9 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         rms_norm_eps (`float`, defaults to 1e-6): epsilon of the RMSNorms.
         signal_embedding_dim (`int`, defaults to 256): sinusoidal features of the signal level before its MLP.
         prediction_type (`str`, defaults to `"sample"`): what the network outputs, `"sample"` (clean latents,
-            x-prediction) or `"velocity"` (x - noise); the model always returns clean latents.
+            x-prediction), `"velocity"` (x - noise) or `"residual"` (the change from the previous frame: clean latents
+            are the previous frame's input, linearly denoised, plus the network's output, so copying a still scene
+            costs nothing); the model always returns clean latents.
         head_type (`str`, defaults to `"linear"`): output head, `"linear"` or `"dh"` (a wide shallow transformer head
             over the latent tokens, RAE's DiT-DH).
         head_hidden_size (`int`, defaults to 2048): width of the DH head.
@@ -129,8 +131,10 @@ class ArgosWorldModelConfig(PreTrainedConfig):
             raise ValueError(f"temporal_context_length must be >= 1; got {self.temporal_context_length}.")
         if self.action_dim < 0 or self.state_dim < 0:
             raise ValueError(f"action_dim and state_dim must be >= 0; got {self.action_dim} and {self.state_dim}.")
-        if self.prediction_type not in ("sample", "velocity"):
-            raise ValueError(f"prediction_type must be 'sample' or 'velocity'; got {self.prediction_type!r}.")
+        if self.prediction_type not in ("sample", "velocity", "residual"):
+            raise ValueError(
+                f"prediction_type must be 'sample', 'velocity' or 'residual'; got {self.prediction_type!r}."
+            )
         if self.head_type not in ("linear", "dh"):
             raise ValueError(f"head_type must be 'linear' or 'dh'; got {self.head_type!r}.")
         if self.head_type == "dh" and (

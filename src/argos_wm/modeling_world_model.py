@@ -12,20 +12,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from einops import rearrange
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_world_model import ArgosWorldModelConfig
 from .models.agent_heads import ArgosAgentHeads, ArgosAgentOutput
 from .models.agent_tokens import AgentStream, ArgosAgentTokens
-from .models.attention_kernels import dot_product_attention
-from .models.rotary_embedding import RotaryEmbedding, apply_rotary_embedding
-from .models.swiglu import SwiGLUMLP
+from .models.frame_embeddings import ArgosWorldModelEmbeddings
+from .models.rotary_embedding import RotaryEmbedding
+from .models.space_time_layers import ArgosWorldModelDHHead, ArgosWorldModelLayer
 from .models.world_model_cache import WorldModelCache
 
 
@@ -49,208 +46,6 @@ class ArgosWorldModelOutput(ModelOutput):
         """Deprecated name of `cache` (transformers >= 5.24 renamed it)."""
         warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=2)
         return self.cache
-
-
-class ArgosWorldModelAttention(nn.Module):
-    """Grouped-query self-attention with QK-norm, RoPE and logit soft-capping over `[b, L, width]` sequences."""
-
-    def __init__(self, config: ArgosWorldModelConfig, hidden_size: int, num_heads: int, num_key_value_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.head_dim = hidden_size // num_heads
-        self.softcap = config.attention_logit_softcap
-        self.backend = config.attention_backend
-        self.q_proj = nn.Linear(hidden_size, num_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=False)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None = None,
-        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """
-        `hidden_states` `[b, L, width]`, `rotary` cos/sin `[L, head_dim]` for the new positions, `attention_mask`
-        `[b or 1, L, L_past + L]`, `past_key_value` keys/values `[b, H_kv, L_past, head_dim]`.
-        Returns the output `[b, L, width]` and this call's keys/values `[b, H_kv, L, head_dim]`.
-        """
-        batch, length, _ = hidden_states.shape
-        # [b, L, width] -> [b, heads, L, head_dim]
-        query = self.q_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        cos, sin = rotary
-        query = apply_rotary_embedding(self.q_norm(query), cos, sin)
-        key = apply_rotary_embedding(self.k_norm(key), cos, sin)
-        all_keys, all_values = key, value
-        if past_key_value is not None:
-            all_keys = torch.cat([past_key_value[0], key], dim=2)
-            all_values = torch.cat([past_key_value[1], value], dim=2)
-        output = dot_product_attention(query, all_keys, all_values, attention_mask, self.softcap, self.backend)
-        output = output.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
-        return self.o_proj(output), (key, value)
-
-
-class ArgosWorldModelLayer(GradientCheckpointingLayer):
-    """Pre-RMSNorm block (attention + SwiGLU) on `[B, T, S, width]`, attending within frames or over time."""
-
-    def __init__(
-        self,
-        config: ArgosWorldModelConfig,
-        layer_idx: int,
-        is_temporal: bool,
-        hidden_size: int,
-        num_heads: int,
-        num_key_value_heads: int,
-        intermediate_size: int,
-    ):
-        super().__init__()
-        self.layer_idx = layer_idx
-        self.is_temporal = is_temporal
-        self.attention_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
-        self.attention = ArgosWorldModelAttention(config, hidden_size, num_heads, num_key_value_heads)
-        self.mlp_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
-        self.mlp = SwiGLUMLP(hidden_size, intermediate_size)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: torch.Tensor | None = None,
-        cache: WorldModelCache | None = None,
-        use_cache: bool = False,
-    ) -> torch.Tensor:
-        """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache."""
-        batch, frames, tokens, _ = hidden_states.shape
-        normed = self.attention_norm(hidden_states)
-        if self.is_temporal:
-            sequences = rearrange(normed, "b t s d -> (b s) t d")
-            past = cache.get(self.layer_idx) if cache is not None else None
-            if past is not None:
-                past = tuple(rearrange(x, "b s h t d -> (b s) h t d") for x in past)
-            attended, (key, value) = self.attention(sequences, rotary, attention_mask, past)
-            if use_cache:
-                cache.update(
-                    self.layer_idx,
-                    rearrange(key, "(b s) h t d -> b s h t d", b=batch),
-                    rearrange(value, "(b s) h t d -> b s h t d", b=batch),
-                )
-            attended = rearrange(attended, "(b s) t d -> b t s d", b=batch)
-        else:
-            sequences = rearrange(normed, "b t s d -> (b t) s d")
-            attended, _ = self.attention(sequences, rotary)
-            attended = rearrange(attended, "(b t) s d -> b t s d", b=batch)
-        hidden_states = hidden_states + attended
-        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
-
-
-class ArgosWorldModelEmbeddings(nn.Module):
-    """Builds the token block of every frame: `[signal+step | action | state | registers | latents]`."""
-
-    def __init__(self, config: ArgosWorldModelConfig):
-        super().__init__()
-        width = config.hidden_size
-        self.signal_features = Timesteps(config.signal_embedding_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.signal_embedding = TimestepEmbedding(config.signal_embedding_dim, width)
-        # index k of step size d = 2^-k, k in 0..log2(K_max)
-        self.step_embedding = nn.Embedding(int(math.log2(config.max_shortcut_steps)) + 1, width)
-        self.no_action_embedding = nn.Parameter(torch.zeros(width))
-        self.action_proj = nn.Linear(config.action_dim, width) if config.action_dim > 0 else None
-        self.no_state_embedding = nn.Parameter(torch.zeros(width)) if config.state_dim > 0 else None
-        self.state_proj = nn.Linear(config.state_dim, width) if config.state_dim > 0 else None
-        self.register_tokens = nn.Parameter(torch.zeros(config.num_register_tokens, width))
-        if config.latent_bottleneck_dim is None:
-            self.latent_proj = nn.Linear(config.latent_channels, width)
-        else:
-            self.latent_proj = nn.Sequential(
-                nn.Linear(config.latent_channels, config.latent_bottleneck_dim, bias=False),
-                nn.Linear(config.latent_bottleneck_dim, width),
-            )
-
-    def forward(
-        self,
-        latents: torch.Tensor,
-        signal_levels: torch.Tensor,
-        step_indices: torch.Tensor,
-        actions: torch.Tensor | None,
-        action_mask: torch.Tensor | None,
-        states: torch.Tensor | None,
-        state_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Returns `[B, T, tokens_per_frame, width]`."""
-        batch, frames = signal_levels.shape
-        dtype = self.register_tokens.dtype
-        signal = self.signal_features(signal_levels.flatten() * 1000).to(dtype)  # [B*T, F]
-        signal = self.signal_embedding(signal).view(batch, frames, -1) + self.step_embedding(step_indices)
-        tokens = [signal[:, :, None]]
-
-        action = self.no_action_embedding.expand(batch, frames, -1)
-        if actions is not None and self.action_proj is not None:
-            action = action + self._embed_known(self.action_proj, actions.to(dtype), action_mask)
-        tokens.append(action[:, :, None])
-
-        if self.state_proj is not None:
-            state = self.no_state_embedding.expand(batch, frames, -1)
-            if states is not None:
-                state = state + self._embed_known(self.state_proj, states.to(dtype), state_mask)
-            tokens.append(state[:, :, None])
-
-        tokens.append(self.register_tokens.expand(batch, frames, -1, -1))
-        tokens.append(self.latent_proj(latents.to(dtype)))
-        return torch.cat(tokens, dim=2)
-
-
-    @staticmethod
-    def _embed_known(proj: nn.Linear, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """`proj(values)` `[B, T, width]`, zero where `mask` `[B, T]` is False (unknown values may be NaN)."""
-        if mask is None:
-            return proj(values)
-        unknown = ~mask.to(torch.bool)[..., None]
-        return proj(values.masked_fill(unknown, 0.0)).masked_fill(unknown, 0.0)
-
-
-class ArgosWorldModelDHHead(nn.Module):
-    """A wide, shallow transformer head over each frame's latent tokens (RAE's DiT-DH head).
-
-    It reads the backbone's latent-token outputs and the noisy input latents, attends within the frame, and predicts
-    `[B, T, N, C]`.
-    """
-
-    def __init__(self, config: ArgosWorldModelConfig):
-        super().__init__()
-        width = config.head_hidden_size
-        self.hidden_proj = nn.Linear(config.hidden_size, width)
-        self.latent_proj = nn.Linear(config.latent_channels, width)
-        self.rotary = RotaryEmbedding(width // config.head_num_attention_heads, config.rope_theta)
-        self.layers = nn.ModuleList(
-            ArgosWorldModelLayer(
-                config,
-                layer_idx=idx,
-                is_temporal=False,
-                hidden_size=width,
-                num_heads=config.head_num_attention_heads,
-                num_key_value_heads=config.head_num_attention_heads,
-                intermediate_size=4 * width,
-            )
-            for idx in range(config.head_num_layers)
-        )
-        self.norm = nn.RMSNorm(width, eps=config.rms_norm_eps)
-        self.proj_out = nn.Linear(width, config.latent_channels)
-
-    def forward(self, hidden_states: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """`hidden_states` `[B, T, N, width]`, `latents` `[B, T, N, C]` (noisy inputs) -> `[B, T, N, C]`."""
-        head_states = self.hidden_proj(hidden_states) + self.latent_proj(latents.to(hidden_states.dtype))
-        positions = torch.arange(head_states.shape[2], device=head_states.device)
-        rotary = self.rotary(positions)
-        for layer in self.layers:
-            head_states = layer(head_states, rotary)
-        return self.proj_out(self.norm(head_states))
 
 
 class ArgosWorldModelPreTrainedModel(PreTrainedModel):
@@ -278,7 +73,8 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
     def _zero_initialized_layers(self) -> list[nn.Module]:
-        """Output projections start at zero, so an untrained model predicts the mean latent."""
+        """Output projections start at zero, so an untrained model predicts the mean latent (the previous frame under
+        `prediction_type="residual"`)."""
         layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None]
         layers += self.agent_heads.output_layers() if self.agent_heads is not None else []
         return [layer for layer in layers if layer is not None]
@@ -374,6 +170,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         cached_frames = cache.num_cached_frames if cache is not None else 0
 
         step_indices = self._step_indices(step_sizes, signal_levels)
+        if self.config.prediction_type == "residual":
+            previous = self._previous_frame_estimate(latents, signal_levels, cache, independent_frames)
         hidden_states = self.embeddings(
             latents, signal_levels, step_indices, actions, action_mask, states, state_mask
         )  # [B, T, S, width]
@@ -412,6 +210,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                 hidden_states = layer(hidden_states, spatial_rotary)
         if use_cache:
             cache.num_frames += frames
+            cache.append_last_frame(latents[:, -1], signal_levels[:, -1])
 
         hidden_states = self.norm(hidden_states)
         latent_states = hidden_states[:, :, -self.config.latent_tokens :]  # [B, T, N, width]
@@ -422,7 +221,9 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         state_prediction = None
         if self.state_out is not None:
             state_prediction = self.state_out(hidden_states[:, :, 2])  # the state token follows signal and action
-        if self.config.prediction_type == "velocity":
+        if self.config.prediction_type == "residual":
+            prediction = previous.to(prediction.dtype) + prediction
+        elif self.config.prediction_type == "velocity":
             # x = x_tau + (1 - tau) * v, since x_tau = (1 - tau) * noise + tau * x and v = x - noise
             remaining = (1 - signal_levels)[..., None]
             prediction = latents + remaining[..., None] * prediction
@@ -437,6 +238,32 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             agent=self.agent_heads(self.norm(agent.states)) if agent is not None else None,
         )
         return output if return_dict else output.to_tuple()
+
+    @staticmethod
+    def _previous_frame_estimate(
+        latents: torch.Tensor,
+        signal_levels: torch.Tensor,
+        cache: WorldModelCache | None,
+        independent_frames: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The previous frame's clean latents as estimated from its noisy input, `[B, T, N, C]`.
+
+        The previous input `x_tau = (1 - tau) * noise + tau * x` is scaled by `tau / (tau^2 + (1 - tau)^2)`, the linear
+        least-squares estimate of unit-variance latents: a clean frame is copied as is, pure noise gives zero. The
+        call's first frame takes the cache's last frame; a first frame without one, and an independent frame, get zero.
+        """
+        batch, _, tokens, channels = latents.shape
+        if cache is not None and cache.last_latents is not None:
+            first, first_level = cache.last_latents[:, None], cache.last_signal_levels[:, None]
+        else:
+            first = latents.new_zeros(batch, 1, tokens, channels)
+            first_level = signal_levels.new_zeros(batch, 1)
+        previous = torch.cat([first.to(latents.dtype), latents[:, :-1]], dim=1)
+        levels = torch.cat([first_level.to(signal_levels.dtype), signal_levels[:, :-1]], dim=1).float()
+        scale = levels / (levels.square() + (1 - levels).square())
+        if independent_frames is not None:
+            scale = scale.masked_fill(independent_frames.to(torch.bool), 0.0)
+        return previous * scale[..., None, None].to(previous.dtype)
 
     def _temporal_mask(
         self, query_positions: torch.Tensor, key_positions: torch.Tensor, independent_frames: torch.Tensor | None

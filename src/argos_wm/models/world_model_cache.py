@@ -7,7 +7,8 @@ class WorldModelCache:
     """Keys and values of the temporal layers for the frames seen so far, for autoregressive rollouts.
 
     Each temporal layer stores keys and values `[B, S, H_kv, T_cached, head_dim]` (S tokens per frame, rotary
-    embedding already applied). Only the last `temporal_context_length - 1` frames are kept, the most a new frame can
+    embedding already applied). It also keeps the last frame's input latents and signal level, the base of the next
+    frame's prediction under `prediction_type="residual"`. Only the last `temporal_context_length - 1` frames are kept, the most a new frame can
     attend to, so memory stays flat however long the rollout. `num_frames` counts every frame appended so far and
     gives new frames their time positions.
 
@@ -20,6 +21,8 @@ class WorldModelCache:
         self.num_frames = 0
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
+        self.last_latents: torch.Tensor | None = None  # [B, N, C]
+        self.last_signal_levels: torch.Tensor | None = None  # [B]
 
     @property
     def batch_size(self) -> int | None:
@@ -50,11 +53,19 @@ class WorldModelCache:
         self.keys[layer_idx] = keys[:, :, :, start:]
         self.values[layer_idx] = values[:, :, :, start:]
 
+    def append_last_frame(self, latents: torch.Tensor, signal_levels: torch.Tensor) -> None:
+        """Remembers the newest frame's input `latents` `[B, N, C]` at `signal_levels` `[B]`."""
+        self.last_latents = latents
+        self.last_signal_levels = signal_levels
+
     def batch_repeat_interleave(self, repeats: int) -> "WorldModelCache":
         """Repeats each batch element `repeats` times in place (one context, many candidate futures); returns self."""
         for layer_idx in self.keys:
             self.keys[layer_idx] = self.keys[layer_idx].repeat_interleave(repeats, dim=0)
             self.values[layer_idx] = self.values[layer_idx].repeat_interleave(repeats, dim=0)
+        if self.last_latents is not None:
+            self.last_latents = self.last_latents.repeat_interleave(repeats, dim=0)
+            self.last_signal_levels = self.last_signal_levels.repeat_interleave(repeats, dim=0)
         return self
 
     def copy(self) -> "WorldModelCache":
@@ -63,4 +74,5 @@ class WorldModelCache:
         cache.num_frames = self.num_frames
         cache.keys = dict(self.keys)
         cache.values = dict(self.values)
+        cache.last_latents, cache.last_signal_levels = self.last_latents, self.last_signal_levels
         return cache
