@@ -176,8 +176,9 @@ def behavior_cloning_step(model, agent_model, scheduler, criterion, batch, laten
     return loss, terms
 
 
-def imagination_step(model, scheduler, prior, batch, latents, config, generator, deterministic=False):
-    """Phase 3's loss on imagined rollouts from the batch's first `context_frames` frames: (loss, terms)."""
+def imagination_step(model, scheduler, prior, batch, latents, config, generator, deterministic=False, train_policy=True):
+    """Phase 3's loss on imagined rollouts from the batch's first `context_frames` frames: (loss, terms); without
+    `train_policy` only the value learns (its warm-up)."""
     frames = config.context_frames
     goal = agent_goals(batch, latents, model.config.goal_conditioned)
     action_fn = None
@@ -201,7 +202,7 @@ def imagination_step(model, scheduler, prior, batch, latents, config, generator,
         trajectory = dataclasses.replace(trajectory, rewards=rewards)
     output = imagination_loss(
         model.agent_heads, prior, trajectory, gamma=config.gamma, lam=config.lam, alpha=config.pmpo_alpha,
-        beta=config.pmpo_beta,
+        beta=config.pmpo_beta, policy_weight=1.0 if train_policy else 0.0,
     )  # fmt: skip
     return output.loss, output.terms
 
@@ -336,7 +337,10 @@ def main(argv: list[str] | None = None) -> dict:
         latents = encode_frames(batch, encoder)
         if config.phase == "bc":
             return behavior_cloning_step(model, unwrapped, scheduler, criterion, batch, latents, config, generator)
-        return imagination_step(unwrapped, scheduler, prior, batch, latents, config, generator, deterministic)
+        train_policy = progress.step >= config.value_warmup_steps
+        return imagination_step(
+            unwrapped, scheduler, prior, batch, latents, config, generator, deterministic, train_policy
+        )
 
     def evaluate(step: int) -> dict[str, float]:
         """The phase's loss terms on the held-out clips with the EMA weights (rl: mode actions, fixed noise)."""

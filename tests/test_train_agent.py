@@ -125,6 +125,18 @@ def test_imagination_rl_trains_the_policy_and_value_only(rl_run, bc_run):
     assert changed and all(name.startswith(("agent_heads.policy.", "agent_heads.value.")) for name in changed), changed
 
 
+def test_value_warmup_trains_the_value_alone(train_agent, data, bc_run, tmp_path):
+    summary = train_agent.main(
+        arguments(data, bc_run[0] / "pipeline", tmp_path, "rl", "--max_train_steps", "4", "--checkpointing_steps", "4",
+                  "--value_warmup_steps", "4")
+    )  # fmt: skip
+    rl = WorldModelPipeline.from_pretrained(tmp_path / "pipeline").world_model.state_dict()
+    bc = WorldModelPipeline.from_pretrained(bc_run[0] / "pipeline").world_model.state_dict()
+    changed = {name for name in bc if not torch.equal(bc[name], rl[name])}
+    assert changed and all(name.startswith("agent_heads.value.") for name in changed), changed
+    assert summary["final_eval"]["kl_to_prior"] == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.parametrize("phase", ["bc", "rl"])
 def test_resume_is_exact(train_agent, data, world_pipeline, bc_run, rl_run, phase, tmp_path):
     (output_dir, summary), half = (bc_run, 15) if phase == "bc" else (rl_run, 6)
@@ -159,6 +171,8 @@ def test_bad_configs_fail_before_training(train_agent, data, world_pipeline, tmp
         train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", "--agent_config", "{num_agent_token: 1}"))
     with pytest.raises(ValueError, match="sequence_lengths"):
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--sequence_lengths", "2"))
+    with pytest.raises(ValueError, match="value_warmup_steps"):
+        train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--value_warmup_steps", "-1"))
 
 
 def test_eval_agent_pusht_scores_policies_and_baselines_on_the_same_goals(tmp_path):

@@ -81,6 +81,7 @@ def imagination_loss(
     lam: float = 0.95,
     alpha: float = 0.5,
     beta: float = 0.3,
+    policy_weight: float = 1.0,
 ) -> AgentLossOutput:
     """
     Args:
@@ -89,6 +90,7 @@ def imagination_loss(
         trajectory: from [`imagine`].
         continues: `[B, H]` continuation flags of the imagined transitions (None: no episode ends).
         gamma, lam: TD(lambda) (Dreamer 4: 0.997, 0.95). alpha, beta: PMPO (Dreamer 4: 0.5, 0.3).
+        policy_weight: weight of the PMPO loss beside the value loss (0 while the value warms up).
     """
     pooled = trajectory.agent_states.mean(2)  # [B, H + 1, G, width] -> [B, H + 1, width]
     batch, steps = pooled.shape[:2]
@@ -115,4 +117,4 @@ def imagination_loss(
         "entropy": policy.entropy().mean().detach(),
         "value_error": (values[:, :horizon] - returns).abs().mean().detach(),
     }
-    return AgentLossOutput(value_loss + policy_out.loss, terms)
+    return AgentLossOutput(value_loss + policy_weight * policy_out.loss, terms)

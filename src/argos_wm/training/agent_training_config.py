@@ -49,6 +49,9 @@ class AgentTrainingConfig:
         imagination_reward: `"head"` (the reward head's prediction, Dreamer 4) or `"goal"` (the goal reward computed
             on the imagined latents and states).
         gamma, lam: TD(lambda) returns. pmpo_alpha, pmpo_beta: PMPO's positive-set weight and reverse-KL weight.
+        value_warmup_steps: first steps that train the value head only (no policy loss). A fresh value starts far
+            from the returns (at 0, while goal rewards are all negative); until it has caught up, every advantage has
+            the same sign and PMPO, which reads only the sign, pushes every action down.
 
     Optimisation, run, export: as in `WorldModelTrainingConfig` (`use_ema`: the EMA weights are exported).
     """
@@ -83,6 +86,7 @@ class AgentTrainingConfig:
     lam: float = 0.95
     pmpo_alpha: float = 0.5
     pmpo_beta: float = 0.3
+    value_warmup_steps: int = 0
 
     learning_rate: float = 3e-4
     adam_beta1: float = 0.9
@@ -149,6 +153,8 @@ class AgentTrainingConfig:
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 <= self.pmpo_alpha <= 1.0):
             raise ValueError(f"need 0 < gamma <= 1, 0 <= lam <= 1, 0 <= pmpo_alpha <= 1; got {self.gamma}, "
                              f"{self.lam}, {self.pmpo_alpha}.")  # fmt: skip
+        if self.value_warmup_steps < 0:
+            raise ValueError(f"value_warmup_steps must be >= 0, got {self.value_warmup_steps}.")
 
 
 __all__ = ["IMAGINATION_REWARDS", "PHASES", "REWARDS", "AgentTrainingConfig"]
