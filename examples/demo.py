@@ -23,10 +23,14 @@ Stages, each the command a user would run (printed with its wall time):
    rollouts on held-out episodes and export the EMA model as a `WorldModelPipeline`;
 5. measure one-step and open-loop prediction against copy-last on held-out episodes
    (`benchmarks/benchmark_pusht_quality.py`, `quality/quality.json` + `quality.png`);
-6. evaluate goal-conditioned MPC on PushT (`examples/plan_pusht.py`, when present).
+6. evaluate goal-conditioned MPC on PushT (`examples/plan_pusht.py`, when present);
+7. train the Dreamer 4 agent on the frozen world model, behaviour cloning then imagination RL
+   (`examples/train_agent.py`), and score both policies in the simulator on the planning goals
+   (`examples/eval_agent_pusht.py`).
 
 Writes to `output_dir`: `pipeline/` (`WorldModelPipeline.from_pretrained`), `rollout.mp4` (real | predicted frames),
-`report.json` (train_steps, final_loss, rollout_latent_mse per future frame, planning figures, stage timings).
+`agent/{bc,rl}/pipeline` (the agents, `pipe.act`), `report.json` (train_steps, final_loss, rollout_latent_mse per
+future frame, planning and agent figures, stage timings).
 """
 
 import json
@@ -46,6 +50,9 @@ logger = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+AGENT_BC_STEPS, AGENT_RL_STEPS = 200, 100
+
+
 @dataclass
 class DemoConfig:
     """Sizes of the demo, chosen so that it runs in about 20 minutes on 2 CPU cores."""
@@ -60,6 +67,8 @@ class DemoConfig:
     world_model_steps: int = field(default=1000, metadata={"help": "Training steps of the world model."})
     frames_per_batch: int = field(default=64, metadata={"help": "Frames per world-model batch."})
     planning_goals: int = field(default=50, metadata={"help": "PushT goals for the MPC evaluation (DINO-WM: 50)."})
+    agent_bc_steps: int = field(default=AGENT_BC_STEPS, metadata={"help": "Behaviour-cloning steps (0: no agent)."})
+    agent_rl_steps: int = field(default=AGENT_RL_STEPS, metadata={"help": "Imagination-RL steps after them."})
     workers: int = field(default=2, metadata={"help": "Processes recording PushT episodes."})
     reuse: bool = field(
         default=False, metadata={"help": "Keep the dataset, latent cache and decoder of an earlier run in output_dir."}
@@ -76,6 +85,38 @@ def run_stage(name: str, command: list[str], timings: dict[str, float]) -> None:
     if result.returncode != 0:
         raise SystemExit(f"The demo stage {name!r} failed (exit code {result.returncode}); see its output above.")
     print(f"=== {name}: {timings[name]:.0f} s", flush=True)
+
+
+def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, timings: dict[str, float]) -> dict:
+    """Stage 7: the agent's two phases on the frozen world model, then both policies on the planning goals; returns
+    each policy's success, block-must-move success, position error and seconds per action."""
+    python, agent_dir = sys.executable, out / "agent"
+    phases = [
+        ("bc", out / "pipeline", config.agent_bc_steps),
+        ("rl", agent_dir / "bc" / "pipeline", config.agent_rl_steps),
+    ]
+    for phase, start, steps in phases:
+        if steps <= 0:
+            continue
+        run_stage(f"train agent ({phase})", [
+            python, str(REPOSITORY / "examples" / "train_agent.py"),
+            "--config", str(REPOSITORY / "examples" / "configs" / f"agent_pusht_{phase}.yaml"),
+            "--pretrained_pipeline", str(start), "--datasets", dataset_entry, "--output_dir", str(agent_dir / phase),
+            "--max_train_steps", str(steps), "--checkpointing_steps", str(steps), "--report_to", "tensorboard",
+        ], timings)  # fmt: skip
+    policies = [f"{phase}={agent_dir / phase / 'pipeline'}" for phase, _, steps in phases if steps > 0]
+    evaluation = agent_dir / "eval_agent_pusht.json"
+    run_stage("score agent", [
+        python, str(REPOSITORY / "examples" / "eval_agent_pusht.py"), "--policies", *policies,
+        "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"), "--baselines", "none",
+        "--num_goals", str(config.planning_goals), "--output", str(evaluation),
+    ], timings)  # fmt: skip
+    methods = json.loads(evaluation.read_text())["methods"]
+    keys = ("success_rate", "mean_position_error", "seconds_per_action")
+    return {
+        name: {**{key: summary[key] for key in keys}, "block_must_move_success": summary["block_moving"]["success_rate"]}
+        for name, summary in methods.items()
+    }
 
 
 def main(args: list[str] | None = None) -> dict:
@@ -145,6 +186,9 @@ def main(args: list[str] | None = None) -> dict:
         ], timings)  # fmt: skip
         planning = json.loads(planning_json.read_text())
         report["planning"] = {method: planning[method] for method in ("world_model", "random", "goal_agent", "replay")}
+
+    if config.agent_bc_steps > 0:
+        report["agent"] = train_and_score_agent(config, out, dataset_entry, timings)
 
     videos = sorted((out / "samples").glob("*clip-0.mp4"))
     if videos:

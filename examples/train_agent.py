@@ -203,6 +203,7 @@ def imagination_step(model, scheduler, prior, batch, latents, config, generator,
     output = imagination_loss(
         model.agent_heads, prior, trajectory, gamma=config.gamma, lam=config.lam, alpha=config.pmpo_alpha,
         beta=config.pmpo_beta, policy_weight=1.0 if train_policy else 0.0,
+        centered_advantages=config.centered_advantages,
     )  # fmt: skip
     return output.loss, output.terms
 

@@ -6,7 +6,16 @@ import math
 import pytest
 import torch
 
-from argos_wm.rl import OneHotCategorical, TanhNormal, TwoHotEncoding, lambda_returns, pmpo_loss, symexp, symlog
+from argos_wm.rl import (
+    OneHotCategorical,
+    TanhNormal,
+    TwoHotEncoding,
+    center_advantages,
+    lambda_returns,
+    pmpo_loss,
+    symexp,
+    symlog,
+)
 
 
 def test_symlog_symexp_values_and_round_trip():
@@ -88,6 +97,18 @@ def test_pmpo_weights_the_sets_by_sign_only():
     torch.testing.assert_close(out.positive_fraction, torch.tensor(0.5))
     out.loss.backward()
     torch.testing.assert_close(log_probs.grad, torch.tensor([-0.25, 0.5, -0.25, 0.0]))
+
+
+def test_centering_removes_the_shift_of_a_lagging_value():
+    returns = torch.tensor([[-10.0, -12.0], [-14.0, -11.0], [-12.0, -16.0]])
+    lagging_value = torch.zeros(3, 2)  # a fresh value at 0 under negative returns: every advantage negative
+    advantages = returns - lagging_value
+    assert pmpo_loss(torch.zeros(3, 2), advantages).positive_fraction == 0
+    centered = center_advantages(advantages)
+    torch.testing.assert_close(centered, torch.tensor([[2.0, 1.0], [-2.0, 2.0], [0.0, -3.0]]))
+    # the same signs as with a value that had caught up with each step's mean return
+    torch.testing.assert_close(center_advantages(returns - returns.mean(0)), centered)
+    assert pmpo_loss(torch.zeros(3, 2), centered).positive_fraction == pytest.approx(3 / 6)
 
 
 def test_pmpo_alpha_and_mask():

@@ -5,7 +5,7 @@ from .agent_losses import AgentLossOutput, behavior_cloning_loss, imagination_lo
 from .distributions import OneHotCategorical, TanhNormal
 from .goals import goal_rewards, last_frame_goals
 from .imagination import ImaginedTrajectory, imagine
-from .pmpo import PMPOLossOutput, pmpo_loss
+from .pmpo import PMPOLossOutput, center_advantages, pmpo_loss
 from .returns import lambda_returns
 from .two_hot import TwoHotEncoding, symexp, symlog
 
@@ -18,6 +18,7 @@ __all__ = [
     "TanhNormal",
     "TwoHotEncoding",
     "behavior_cloning_loss",
+    "center_advantages",
     "goal_rewards",
     "imagination_loss",
     "imagine",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .imagination import ImaginedTrajectory
-from .pmpo import pmpo_loss
+from .pmpo import center_advantages, pmpo_loss
 from .returns import lambda_returns
 
 
@@ -82,6 +82,7 @@ def imagination_loss(
     alpha: float = 0.5,
     beta: float = 0.3,
     policy_weight: float = 1.0,
+    centered_advantages: bool = False,
 ) -> AgentLossOutput:
     """
     Args:
@@ -91,6 +92,8 @@ def imagination_loss(
         continues: `[B, H]` continuation flags of the imagined transitions (None: no episode ends).
         gamma, lam: TD(lambda) (Dreamer 4: 0.997, 0.95). alpha, beta: PMPO (Dreamer 4: 0.5, 0.3).
         policy_weight: weight of the PMPO loss beside the value loss (0 while the value warms up).
+        centered_advantages: subtract each imagined step's batch-mean advantage before PMPO reads the signs
+            ([`center_advantages`]).
     """
     pooled = trajectory.agent_states.mean(2)  # [B, H + 1, G, width] -> [B, H + 1, width]
     batch, steps = pooled.shape[:2]
@@ -106,6 +109,8 @@ def imagination_loss(
     policy = heads.policy_distribution(parameters)
     prior = heads.policy_distribution(prior_parameters)
     advantages = returns - values[:, :horizon].detach()
+    if centered_advantages:
+        advantages = center_advantages(advantages)
     policy_out = pmpo_loss(policy.log_prob(trajectory.actions), advantages, policy.kl(prior), alpha, beta)
     terms = {
         "value_loss": value_loss.detach(),

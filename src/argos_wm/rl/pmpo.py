@@ -37,6 +37,16 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / count.clamp_min(1)
 
 
+def center_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """Advantages `[B, H]` minus their batch mean at each imagined step.
+
+    A value head that has not yet caught up with the returns shifts every advantage of a step by about the same
+    amount (all negative while a fresh value sits above negative returns), and PMPO, which reads only the sign, then
+    pushes every action down. Centring removes that shared shift and keeps which actions did better than the others.
+    """
+    return advantages - advantages.mean(dim=0, keepdim=True)
+
+
 def pmpo_loss(
     log_probs: torch.Tensor,
     advantages: torch.Tensor,

@@ -52,6 +52,8 @@ class AgentTrainingConfig:
         value_warmup_steps: first steps that train the value head only (no policy loss). A fresh value starts far
             from the returns (at 0, while goal rewards are all negative); until it has caught up, every advantage has
             the same sign and PMPO, which reads only the sign, pushes every action down.
+        centered_advantages: subtract each imagined step's batch-mean advantage before PMPO reads the signs, which
+            removes the shift a lagging value gives every advantage (not in Dreamer 4).
 
     Optimisation, run, export: as in `WorldModelTrainingConfig` (`use_ema`: the EMA weights are exported).
     """
@@ -87,6 +89,7 @@ class AgentTrainingConfig:
     pmpo_alpha: float = 0.5
     pmpo_beta: float = 0.3
     value_warmup_steps: int = 0
+    centered_advantages: bool = False
 
     learning_rate: float = 3e-4
     adam_beta1: float = 0.9
