@@ -148,9 +148,12 @@ class AgentEvalConfig:
 def act_in_simulator(pipe, env, model_env, action_space, start_observation, goal_observation, max_steps, reached,
                      deterministic=True, generator=None) -> tuple[dict, list[float]]:  # fmt: skip
     """The policy acts from `start_observation` until `reached()` or `max_steps` model steps: the last observation
-    and the seconds of each `pipe.act` call (encoding included)."""
+    and the seconds of each `pipe.act` call (the observation's encoding included; the goal is encoded once, before)."""
     observation, cache, previous = start_observation, None, None
-    goal = {"goal": goal_observation["pixels"][None], "goal_states": goal_observation["agent_pos"][None]}
+    goal = {}
+    if pipe.world_model.config.goal_conditioned:
+        goal_latents = pipe.encode_images(goal_observation["pixels"][None, None])[:, 0]
+        goal = {"goal_latents": goal_latents, "goal_states": goal_observation["agent_pos"][None]}
     seconds = []
     for _ in range(max_steps):
         begin = time.perf_counter()
@@ -159,7 +162,7 @@ def act_in_simulator(pipe, env, model_env, action_space, start_observation, goal
             observation_states=np.asarray(observation["agent_pos"], dtype=np.float32)[None, None],
             observation_actions=None if previous is None else previous[None, None],
             cache=cache, deterministic=deterministic, generator=generator,
-            **(goal if pipe.world_model.config.goal_conditioned else {}),
+            **goal,
         )  # fmt: skip
         action = output.actions[0].float().cpu().numpy()
         seconds.append(time.perf_counter() - begin)
