@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-AGENT_BC_STEPS, AGENT_RL_STEPS = 200, 100
+AGENT_BC_STEPS, AGENT_RL_STEPS = 200, 200
 
 
 @dataclass
@@ -89,7 +89,8 @@ def run_stage(name: str, command: list[str], timings: dict[str, float]) -> None:
 
 def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, timings: dict[str, float]) -> dict:
     """Stage 7: the agent's two phases on the frozen world model, then both policies on the planning goals; returns
-    each policy's success, block-must-move success, position error and seconds per action."""
+    each policy's (and `goal_agent`'s, `random`'s and MPC's) success, block-must-move success, position error and
+    seconds per action."""
     python, agent_dir = sys.executable, out / "agent"
     phases = [
         ("bc", out / "pipeline", config.agent_bc_steps),
@@ -108,15 +109,21 @@ def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, tim
     evaluation = agent_dir / "eval_agent_pusht.json"
     run_stage("score agent", [
         python, str(REPOSITORY / "examples" / "eval_agent_pusht.py"), "--policies", *policies,
-        "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"), "--baselines", "none",
+        "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"), "--baselines", "goal_agent", "random",
         "--num_goals", str(config.planning_goals), "--output", str(evaluation),
     ], timings)  # fmt: skip
     methods = json.loads(evaluation.read_text())["methods"]
     keys = ("success_rate", "mean_position_error", "seconds_per_action")
-    return {
+    rows = {
         name: {**{key: summary[key] for key in keys}, "block_must_move_success": summary["block_moving"]["success_rate"]}
         for name, summary in methods.items()
     }
+    planning_json = out / "planning.json"
+    if planning_json.is_file():  # MPC on the same goals (plan_pusht's draw), one plan per executed action
+        mpc = json.loads(planning_json.read_text())["world_model"]
+        rows["mpc"] = {"success_rate": mpc["success_rate"], "mean_position_error": mpc["mean_position_error"],
+                       "seconds_per_action": mpc["mean_plan_seconds"]}  # fmt: skip
+    return rows
 
 
 def main(args: list[str] | None = None) -> dict:
