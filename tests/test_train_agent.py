@@ -128,7 +128,7 @@ def test_imagination_rl_trains_the_policy_and_value_only(rl_run, bc_run):
 def test_value_warmup_trains_the_value_alone(train_agent, data, bc_run, tmp_path):
     summary = train_agent.main(
         arguments(data, bc_run[0] / "pipeline", tmp_path, "rl", "--max_train_steps", "4", "--checkpointing_steps", "4",
-                  "--value_warmup_steps", "4")
+                  "--value_warmup_steps", "4", "--weight_decay", "0.1")
     )  # fmt: skip
     rl = WorldModelPipeline.from_pretrained(tmp_path / "pipeline").world_model.state_dict()
     bc = WorldModelPipeline.from_pretrained(bc_run[0] / "pipeline").world_model.state_dict()

@@ -122,4 +122,6 @@ def imagination_loss(
         "entropy": policy.entropy().mean().detach(),
         "value_error": (values[:, :horizon] - returns).abs().mean().detach(),
     }
+    if policy_weight == 0.0:  # the policy gets no gradient at all (None, so weight decay leaves it alone too)
+        return AgentLossOutput(value_loss, terms)
     return AgentLossOutput(value_loss + policy_weight * policy_out.loss, terms)
