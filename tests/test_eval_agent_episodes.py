@@ -5,17 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
 from argos_wm.data.pusht import main as record_pusht
 from argos_wm.data.pusht import make_pusht_env
-from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
-from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
-from argos_wm.schedulers import ShortcutForcingScheduler
-from conftest import randomize_outputs
-from test_train_agent import SMALL, load_module
-from test_train_world_model import TINY_ENCODER, TINY_MODEL
+from test_train_agent import load_module, save_tiny_pusht_agent
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -34,20 +27,7 @@ def agent_and_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("episodes")
     record_pusht(["--episodes", "1", "--out", str(root / "pusht"), "--max-steps", "10", "--workers", "1", "--codec",
                   "libx264"])  # fmt: skip
-    config = ArgosWorldModelConfig.from_pretrained(TINY_MODEL)
-    config.update({**SMALL, "num_agent_tokens": 1, "agent_horizon": 2, "goal_conditioned": True, "two_hot_bins": 17})
-    torch.manual_seed(0)
-    model = randomize_outputs(ArgosWorldModel(config))
-    with torch.no_grad():
-        model.agent_heads.policy[-1].weight.normal_(std=0.3)
-    states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
-    pipe = WorldModelPipeline(
-        model, ShortcutForcingScheduler(max_shortcut_steps=config.max_shortcut_steps),
-        encoder=ArgosDinoEncoder.from_name_or_path(TINY_ENCODER),
-        normalizer=ActionStateNormalizer.from_statistics({"mean": [1280.0] * 2, "std": [500.0] * 2}, states,
-                                                         action_aggregation="sum", frameskip=5),
-    )  # fmt: skip
-    pipe.save_pretrained(root / "agent")
+    save_tiny_pusht_agent(root / "agent")
     return root / "agent", root / "pusht"
 
 

@@ -175,10 +175,9 @@ def test_bad_configs_fail_before_training(train_agent, data, world_pipeline, tmp
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--value_warmup_steps", "-1"))
 
 
-def test_eval_agent_pusht_scores_policies_and_baselines_on_the_same_goals(tmp_path):
-    eval_agent = load_module("eval_agent_pusht")
-    dataset = tmp_path / "pusht"
-    record_pusht(["--episodes", "2", "--out", str(dataset), "--max-steps", "40", "--workers", "1", "--codec", "libx264"])
+def save_tiny_pusht_agent(folder: Path) -> None:
+    """Saves a tiny random goal-conditioned agent pipeline with PushT's action interface (sum of 5 targets) to
+    `folder`; its policy's output layer is randomised so that its actions depend on the observation."""
     config = ArgosWorldModelConfig.from_pretrained(TINY_MODEL)
     config.update({**SMALL, "num_agent_tokens": 1, "agent_horizon": 2, "goal_conditioned": True, "two_hot_bins": 17})
     torch.manual_seed(0)
@@ -192,7 +191,14 @@ def test_eval_agent_pusht_scores_policies_and_baselines_on_the_same_goals(tmp_pa
         normalizer=ActionStateNormalizer.from_statistics({"mean": [1280.0] * 2, "std": [500.0] * 2}, states,
                                                          action_aggregation="sum", frameskip=5),
     )  # fmt: skip
-    pipe.save_pretrained(tmp_path / "agent")
+    pipe.save_pretrained(folder)
+
+
+def test_eval_agent_pusht_scores_policies_and_baselines_on_the_same_goals(tmp_path):
+    eval_agent = load_module("eval_agent_pusht")
+    dataset = tmp_path / "pusht"
+    record_pusht(["--episodes", "2", "--out", str(dataset), "--max-steps", "40", "--workers", "1", "--codec", "libx264"])
+    save_tiny_pusht_agent(tmp_path / "agent")
     results = eval_agent.main([
         "--policies", f"agent={tmp_path / 'agent'}", "--pipeline", str(tmp_path / "agent"),
         "--baselines", "goal_agent", "random", "--dataset", str(dataset), "--num_goals", "2",
