@@ -109,7 +109,8 @@ def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, tim
     evaluation = agent_dir / "eval_agent_pusht.json"
     run_stage("score agent", [
         python, str(REPOSITORY / "examples" / "eval_agent_pusht.py"), "--policies", *policies,
-        "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"), "--baselines", "goal_agent", "random",
+        "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"),
+        "--baselines", "goal_agent", "random",
         "--num_goals", str(config.planning_goals), "--output", str(evaluation),
     ], timings)  # fmt: skip
     methods = json.loads(evaluation.read_text())["methods"]

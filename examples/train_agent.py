@@ -176,7 +176,9 @@ def behavior_cloning_step(model, agent_model, scheduler, criterion, batch, laten
     return loss, terms
 
 
-def imagination_step(model, scheduler, prior, batch, latents, config, generator, deterministic=False, train_policy=True):
+def imagination_step(
+    model, scheduler, prior, batch, latents, config, generator, deterministic=False, train_policy=True
+):
     """Phase 3's loss on imagined rollouts from the batch's first `context_frames` frames: (loss, terms); without
     `train_policy` only the value learns (its warm-up)."""
     frames = config.context_frames
