@@ -10,13 +10,15 @@ the uncached one (the whole sequence recomputed for every denoising step).
 
 `--seed_baseline` instead times our training step against a re-implementation of the seed's backbone
 (`seed_backbone.py`) at the same shape (width 256 x 8 layers, 4 heads, temporal every 4th layer, MLP 1024, B 2, T 8,
-N 64 x 768, soft-cap 50), interleaved, and prints the ratio ours / seed; `--profile` adds torch.profiler's top rows of
-both and their tokens/s:
+N 64 x 768, soft-cap 50), interleaved, and prints the ratio ours / seed; `--compile` adds both models compiled with
+inductor (ratios compiled / compiled, ours compiled / seed eager, ours compiled / ours eager); `--profile` adds
+torch.profiler's top rows of each and their tokens/s:
 
     OMP_NUM_THREADS=1 python benchmarks/benchmark_world_model.py --seed_baseline --profile
 """
 
 import argparse
+import copy
 import resource
 import statistics
 import time
@@ -180,6 +182,11 @@ def seed_comparison(args, device: torch.device):
         "ours": ArgosWorldModel(config).to(device).train(),
         "seed": SeedBackbone(SeedBackboneConfig(**SEED_SHAPE)).to(device).train(),
     }
+    if args.compile:  # both compiled too (inductor), so that compilation is compared with compilation
+        for name in ("ours", "seed"):
+            compiled = copy.deepcopy(models[name])
+            compiled.compile()
+            models[f"{name}, compiled"] = compiled
     inputs = random_inputs(config, 2, 8, device)
     tokens_per_step = 2 * 8 * config.tokens_per_frame
 
@@ -191,8 +198,11 @@ def seed_comparison(args, device: torch.device):
 
     wall = {name: [] for name in models}
     cpu = {name: [] for name in models}
-    for name, model in models.items():  # warm-up
+    for name, model in models.items():  # warm-up (and compilation)
+        start = time.perf_counter()
         step(model)
+        if "compiled" in name:
+            print(f"  {name}: first step (compilation) {time.perf_counter() - start:.1f} s")
     for _ in range(args.seed_repeats):
         for name, model in models.items():
             synchronize(device)
@@ -212,13 +222,17 @@ def seed_comparison(args, device: torch.device):
             f"  {name}: {params / 1e6:5.2f}M params  {median * 1e3:8.1f} ms/step (wall, median)  "
             f"{statistics.median(cpu[name]) * 1e3:8.1f} ms/step (thread CPU)  {tokens_per_step / median:8.0f} tokens/s"
         )
-    ratio = statistics.median(wall["ours"]) / statistics.median(wall["seed"])
-    cpu_ratio = statistics.median(cpu["ours"]) / statistics.median(cpu["seed"])
-    paired = statistics.median(o / s for o, s in zip(wall["ours"], wall["seed"]))
-    print(
-        f"  ours / seed time: {ratio:.3f} (wall medians), {cpu_ratio:.3f} (thread-CPU medians), {paired:.3f} "
-        f"(median of paired runs)"
-    )
+    pairs = [("ours", "seed")]
+    if args.compile:
+        pairs += [("ours, compiled", "seed, compiled"), ("ours, compiled", "seed"), ("ours, compiled", "ours")]
+    for numerator, denominator in pairs:
+        ratio = statistics.median(wall[numerator]) / statistics.median(wall[denominator])
+        cpu_ratio = statistics.median(cpu[numerator]) / statistics.median(cpu[denominator])
+        paired = statistics.median(n / d for n, d in zip(wall[numerator], wall[denominator]))
+        print(
+            f"  {numerator} / {denominator} time: {ratio:.3f} (wall medians), {cpu_ratio:.3f} (thread-CPU medians), "
+            f"{paired:.3f} (median of paired runs)"
+        )
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

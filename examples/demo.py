@@ -63,7 +63,7 @@ class DemoConfig:
     fps: float = field(
         default=2.0, metadata={"help": "Frame rate of the world model: 2 fps = DINO-WM's PushT frameskip of 5."}
     )
-    decoder_steps: int = field(default=1000, metadata={"help": "Training steps of the RAE decoder (0 skips it)."})
+    decoder_steps: int = field(default=500, metadata={"help": "Training steps of the RAE decoder (0 skips it)."})
     world_model_steps: int = field(default=1000, metadata={"help": "Training steps of the world model."})
     frames_per_batch: int = field(default=64, metadata={"help": "Frames per world-model batch."})
     planning_goals: int = field(default=50, metadata={"help": "PushT goals for the MPC evaluation (DINO-WM: 50)."})
@@ -106,25 +106,28 @@ def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, tim
             "--max_train_steps", str(steps), "--checkpointing_steps", str(steps), "--report_to", "tensorboard",
         ], timings)  # fmt: skip
     policies = [f"{phase}={agent_dir / phase / 'pipeline'}" for phase, _, steps in phases if steps > 0]
-    evaluation = agent_dir / "eval_agent_pusht.json"
+    evaluation, planning_json = agent_dir / "eval_agent_pusht.json", out / "planning.json"
     run_stage("score agent", [
         python, str(REPOSITORY / "examples" / "eval_agent_pusht.py"), "--policies", *policies,
         "--pipeline", str(out / "pipeline"), "--dataset", str(out / "pusht_dataset"),
-        "--baselines", "goal_agent", "random",
+        "--baselines", *(["none"] if planning_json.is_file() else ["goal_agent", "random"]),
         "--num_goals", str(config.planning_goals), "--output", str(evaluation),
     ], timings)  # fmt: skip
     methods = json.loads(evaluation.read_text())["methods"]
+    if planning_json.is_file():  # the baselines on the same goals (plan_pusht's draw), as the planning stage ran them
+        planning = json.loads(planning_json.read_text())
+        mpc = planning["world_model"]  # one plan per `execute_steps` executed actions
+        seconds = mpc["mean_plan_seconds"] / planning["settings"]["execute_steps"]
+        methods.update(
+            mpc={**mpc, "seconds_per_action": seconds},
+            goal_agent={**planning["goal_agent"], "seconds_per_action": None},  # no model: no time worth counting
+            random={**planning["random"], "seconds_per_action": None},
+        )
     keys = ("success_rate", "mean_position_error", "seconds_per_action")
-    rows = {
+    return {
         name: {**{key: summary[key] for key in keys}, "block_must_move_success": summary["block_moving"]["success_rate"]}
         for name, summary in methods.items()
     }
-    planning_json = out / "planning.json"
-    if planning_json.is_file():  # MPC on the same goals (plan_pusht's draw), one plan per executed action
-        mpc = json.loads(planning_json.read_text())["world_model"]
-        rows["mpc"] = {"success_rate": mpc["success_rate"], "mean_position_error": mpc["mean_position_error"],
-                       "seconds_per_action": mpc["mean_plan_seconds"]}  # fmt: skip
-    return rows
 
 
 def main(args: list[str] | None = None) -> dict:

@@ -53,14 +53,16 @@ def fake_stages(out: Path, calls: list[tuple[str, list[str]]]):
         elif name == "plan PushT":
             results = {method: summary(0.1 * (i + 1), 0.05 * (i + 1)) for i, method in enumerate(PLANNING_METHODS)}
             results["world_model"]["mean_plan_seconds"] = 2.0
+            results["settings"] = {"execute_steps": 1}
             Path(option(command, "--output")).write_text(json.dumps(results))
         elif name.startswith("train agent"):
             (Path(option(command, "--output_dir")) / "pipeline").mkdir(parents=True)
         elif name == "score agent":
             policies = command[command.index("--policies") + 1 : command.index("--pipeline")]  # ["bc=...", "rl=..."]
             methods = {policy.split("=")[0]: summary(0.3, 0.2, seconds_per_action=0.01) for policy in policies}
-            methods["goal_agent"] = summary(0.5, 0.3, seconds_per_action=0.0)
-            methods["random"] = summary(0.0, 0.0, seconds_per_action=0.0)
+            for baseline in command[command.index("--baselines") + 1 : command.index("--num_goals")]:
+                if baseline != "none":
+                    methods[baseline] = summary(0.5, 0.4, seconds_per_action=None)
             Path(option(command, "--output")).write_text(json.dumps({"methods": methods}))
 
     return run_stage
@@ -90,9 +92,13 @@ def test_demo_runs_every_stage_and_reports_planning_and_agent(demo, tmp_path, mo
     assert set(report["agent"]) == {"bc", "rl", "goal_agent", "random", "mpc"}
     assert report["agent"]["rl"] == {"success_rate": 0.3, "mean_position_error": 30.3, "seconds_per_action": 0.01,
                                      "block_must_move_success": 0.2}  # fmt: skip
-    # MPC's row comes from the planning stage: its success and its time per plan, one plan per executed action
-    assert report["agent"]["mpc"]["success_rate"] == report["planning"]["world_model"]["success_rate"]
-    assert report["agent"]["mpc"]["seconds_per_action"] == 2.0
+    # MPC's and the model-free baselines' rows come from the planning stage, on the same goals, not run again
+    assert option(commands["score agent"], "--baselines") == "none"
+    for name, planning_name in (("mpc", "world_model"), ("goal_agent", "goal_agent"), ("random", "random")):
+        assert report["agent"][name]["success_rate"] == report["planning"][planning_name]["success_rate"]
+        assert report["agent"][name]["block_must_move_success"] == 0.05 * (PLANNING_METHODS.index(planning_name) + 1)
+    assert report["agent"]["mpc"]["seconds_per_action"] == 2.0  # its time per plan, one plan per executed action
+    assert report["agent"]["goal_agent"]["seconds_per_action"] is None
     assert report["stage_seconds"] == {name: float(i + 1) for i, name in enumerate(names)}
     assert json.loads((tmp_path / "report.json").read_text()) == report
 

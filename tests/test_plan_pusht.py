@@ -160,7 +160,7 @@ def test_presets_and_block_must_move(plan_pusht):
     assert (dino.reach, dino.initial_action) == (0.0, "mean")
     assert dino.max_steps == 5
     cpu = plan_pusht.PushTPlanningConfig(iterations=2)  # a flag given overrides the preset
-    assert (cpu.num_samples, cpu.iterations, cpu.execute_steps, cpu.cost_steps) == (64, 2, 1, "all")
+    assert (cpu.num_samples, cpu.iterations, cpu.execute_steps, cpu.cost_steps) == (32, 2, 1, "all")
     assert isinstance(dino.planner("icem"), plan_pusht.ICEMPlanner) and dino.planner("icem").num_elites == 30
     with pytest.raises(ValueError, match="preset must be one of"):
         plan_pusht.PushTPlanningConfig(preset="gpu")
