@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from argos_wm.data.latent_cache import (
-    INDEX_NAME,
-    LatentCacheSource,
-    build_latent_cache,
-    compute_cache_statistics,
-    main,
-)
+from argos_wm.data.latent_cache import build_latent_cache, compute_cache_statistics, main
+from argos_wm.data.latent_cache_source import INDEX_NAME, LatentCacheSource
 from argos_wm.data.lerobot_source import LeRobotSource
 from argos_wm.data.lerobot_writer import LeRobotWriter
 from argos_wm.data.video import VideoEncodingOptions

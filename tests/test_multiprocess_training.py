@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file
 from test_train_world_model import TINY_ENCODER, arguments, data, load_script  # noqa: F401 (data is a fixture)
 
-from argos_wm.data.latent_cache import INDEX_NAME, STATISTICS_NAME, LatentCacheSource
+from argos_wm.data.latent_cache_source import INDEX_NAME, STATISTICS_NAME, LatentCacheSource
 from argos_wm.data.token_budget_sampler import TokenBudgetBatchSampler
 from argos_wm.training.world_data import build_world_datasets
 

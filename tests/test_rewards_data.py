@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from argos_wm import ClipRequest, WorldBatch, WorldDataset, collate_world_clips
-from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
+from argos_wm.data import LatentCacheSource, build_latent_cache
 from argos_wm.data.lerobot_source import LeRobotSource
 from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
+from argos_wm.data import LatentCacheSource, build_latent_cache
 from argos_wm.data.lerobot_source import LeRobotSource
 from argos_wm.data.lerobot_writer import LeRobotWriter
 from argos_wm.data.video import VideoEncodingOptions

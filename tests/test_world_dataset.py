@@ -7,7 +7,7 @@ import torch
 from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import DataLoader
 
-from argos_wm.data.latent_cache import LatentCacheSource, build_latent_cache
+from argos_wm.data import LatentCacheSource, build_latent_cache
 from argos_wm.data.lerobot_source import LeRobotSource
 from argos_wm.data.lerobot_writer import LeRobotWriter
 from argos_wm.data.token_budget_sampler import TokenBudgetBatchSampler

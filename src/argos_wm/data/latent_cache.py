@@ -12,8 +12,8 @@ latent_statistics.safetensors      per-position "latent_mean" / "latent_std" [N,
 ```
 
 Building is resumable: a shard is written (atomically) and recorded in `index.json` as soon as it is full, so an
-interrupted run restarts after the last recorded shard. `LatentCacheSource` reads episodes or windows of them
-with the interface of `LeRobotSource`, returning `LatentEpisode`s.
+interrupted run restarts after the last recorded shard. `LatentCacheSource` (`latent_cache_source.py`) reads episodes
+or windows of them with the interface of `LeRobotSource`, returning `LatentEpisode`s.
 
 Building runs on several processes (GPUs) when launched with accelerate: process p of P encodes every P-th episode
 still to encode into its own shards, recorded in its own `index-part-{p}-of-{P}.json`; once all have finished, the
@@ -33,66 +33,28 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import ArgosDinoEncoder
+from .latent_cache_source import CACHE_FORMAT_VERSION, INDEX_NAME, STATISTICS_NAME, open_cache_file
 from .lerobot_source import ACTION_AGGREGATIONS, LeRobotSource
 
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
-INDEX_NAME = "index.json"
-STATISTICS_NAME = "latent_statistics.safetensors"
 SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
 PART_INDEX = "index-part-{process}-of-{processes}.json"  # the shards of one process of a multi-process build
 PART_SHARD_PATH = "shards/part-{process}-of-{processes}-shard-{{shard_index:05d}}.safetensors"
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class LatentEpisode:
-    """One episode (or a window of it) read from a latent cache; the fields mirror `lerobot_source.Episode`.
-
-    Attributes:
-        latents: float32 `[T, N, C]` DINO latents of `camera` (normalised unless the reader was built with
-            `normalize=False`); None when read with `decode_frames=False`.
-        actions: float32 `[T, A]`, `actions[t]` led from frame t−1 to frame t; None for video-only data.
-        action_mask: bool `[T]`, False where the action is unknown.
-        states: float32 `[T, S]` proprio; None without state.
-        timestamps: float64 `[T]` seconds from the start of the episode.
-        frame_indices: int64 `[T]` frame indices in the original (non-resampled) episode.
-        episode_index: the dataset's `episode_index`.
-        fps: frames per second.
-        camera: the camera the latents come from.
-        rewards: float32 `[T]`, the reward received on the way to each frame; None when the dataset (or a cache
-            built before rewards were stored) has none. reward_mask: bool `[T]`, False where it is unknown.
-    """
-
-    latents: torch.Tensor | None
-    actions: torch.Tensor | None
-    action_mask: torch.Tensor
-    states: torch.Tensor | None
-    timestamps: torch.Tensor
-    frame_indices: torch.Tensor
-    episode_index: int
-    fps: float
-    camera: str
-    rewards: torch.Tensor | None = None
-    reward_mask: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.timestamps)
 
 
 def encoder_fingerprint(encoder: ArgosDinoEncoder) -> str:
@@ -126,16 +88,6 @@ def _source_record(source: LeRobotSource, camera_keys: list[str]) -> dict:
             key: {stat: np.asarray(v).tolist() for stat, v in stats.items()} for key, stats in source.stats.items()
         },
     }
-
-
-def _open_cache_file(path: Path):
-    """`safe_open(path)`; a truncated or damaged file raises a ValueError naming it."""
-    try:
-        return safe_open(path, framework="pt")
-    except SafetensorError as error:
-        raise ValueError(
-            f"the latent cache file {path} is damaged or truncated ({error}); delete the cache and build it again."
-        ) from error
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -408,7 +360,7 @@ def compute_cache_statistics(
     shape = (index["num_latent_tokens"], index["latent_dim"])
     total, total_sq, count = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64), 0
     for shard in tqdm(index["shards"], desc="Latent statistics", unit="shard", disable=not show_progress):
-        with _open_cache_file(cache_dir / shard["file"]) as handle:
+        with open_cache_file(cache_dir / shard["file"]) as handle:
             for key in (k for k in handle.keys() if k.startswith("latents/")):
                 latents = handle.get_tensor(key).double()  # [F, N, C]
                 total += latents.sum(0)
@@ -419,163 +371,6 @@ def compute_cache_statistics(
     mean = total / count
     var = (total_sq / count - mean.square()).clamp_min(0.0) * count / (count - 1)
     return mean.float(), (var + eps).sqrt().float(), count
-
-
-class LatentCacheSource:
-    """
-    Reads a latent cache with the interface of `LeRobotSource`: `len(source)` episodes, `episode_length(i)`,
-    `read_episode(i, start, stop, camera, generator)` -> `LatentEpisode`, `stats`, `action_dim`, `state_dim`.
-
-    Args:
-        cache_dir: folder written by `build_latent_cache`.
-        source: which of the cache's sources to read (position or name); may be None when it holds one.
-        normalize: return latents normalised with `latent_statistics.safetensors`.
-        name: dataset name for batch metadata; defaults to the source's name.
-    """
-
-    def __init__(
-        self, cache_dir: str | Path, source: int | str | None = None, normalize: bool = True, name: str | None = None
-    ):
-        self.cache_dir = Path(cache_dir)
-        index_path = self.cache_dir / INDEX_NAME
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"`cache_dir` {self.cache_dir} has no {INDEX_NAME}; build it with build_latent_cache."
-            )
-        try:
-            self.index = json.loads(index_path.read_text())
-        except ValueError as error:
-            raise ValueError(f"the latent cache index {index_path} is damaged ({error}); build the cache again.") from error
-        if not self.index.get("complete"):
-            raise ValueError(
-                f"the cache at {self.cache_dir} is unfinished; run build_latent_cache again to resume it."
-            )
-        names = [record["name"] for record in self.index["sources"]]
-        if source is None and len(names) > 1:
-            raise ValueError(f"`source` must name one of the cache's sources {names}, got None.")
-        source_id = 0 if source is None else names.index(source) if source in names else source
-        if not isinstance(source_id, int) or not 0 <= source_id < len(names):
-            raise ValueError(f"`source` must be one of {names} or a position below {len(names)}, got {source!r}.")
-        self.record = self.index["sources"][source_id]
-        self.name = name or self.record["name"]
-        self.fps, self.source_fps = float(self.record["fps"]), float(self.record["source_fps"])
-        self.camera_keys = self.record["camera_keys"]
-        self.camera_weights = torch.tensor(self.record["camera_weights"], dtype=torch.float64)
-        if self.camera_weights.sum() <= 0:
-            self.camera_weights = torch.ones(len(self.camera_keys), dtype=torch.float64)
-        self.camera_weights = self.camera_weights / self.camera_weights.sum()
-        self.action_key, self.state_key = self.record["action_key"], self.record["state_key"]
-        self.action_aggregation = self.record["action_aggregation"]
-        self.stats = {
-            key: {stat: np.asarray(v, dtype=np.float64) for stat, v in s.items()}
-            for key, s in self.record["stats"].items()
-        }
-        self.episodes = sorted(
-            (entry for entry in self.index["episodes"] if entry["source"] == source_id), key=lambda e: e["position"]
-        )
-        self.latent_mean = self.latent_std = None
-        if normalize:
-            with _open_cache_file(self.cache_dir / STATISTICS_NAME) as handle:
-                statistics = {key: handle.get_tensor(key) for key in handle.keys()}
-            self.latent_mean, self.latent_std = statistics["latent_mean"], statistics["latent_std"]
-        for shard in sorted({entry["shard"] for entry in self.episodes}):  # a truncated shard fails here, not mid-run
-            with _open_cache_file(self.cache_dir / self.index["shards"][shard]["file"]):
-                pass
-        self._handles: dict[str, object] = {}
-        self._dims = None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_handles"] = {}  # safetensors handles do not pickle; each DataLoader worker opens its own
-        return state
-
-    def __len__(self) -> int:
-        return len(self.episodes)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(name={self.name!r}, episodes={len(self)}, fps={self.fps:g}, "
-            f"cameras={self.camera_keys})"
-        )
-
-    def _handle(self, shard: int):
-        file = self.index["shards"][shard]["file"]
-        if file not in self._handles:
-            self._handles[file] = _open_cache_file(self.cache_dir / file)
-        return self._handles[file]
-
-    def _dimensions(self) -> tuple[int | None, int | None]:
-        if self._dims is None:
-            handle = self._handle(self.episodes[0]["shard"])
-            keys = set(handle.keys())
-            self._dims = tuple(
-                handle.get_slice(key).get_shape()[1] if key in keys else None for key in ("actions", "states")
-            )
-        return self._dims
-
-    @property
-    def action_dim(self) -> int | None:
-        """Size A of the actions, None for video-only data."""
-        return self._dimensions()[0]
-
-    @property
-    def state_dim(self) -> int | None:
-        """Size S of the proprio state, None without state."""
-        return self._dimensions()[1]
-
-    def episode_length(self, i: int) -> int:
-        """Number of frames of episode `i`."""
-        self._check_index(i)
-        return self.episodes[i]["length"]
-
-    def _check_index(self, i: int) -> None:
-        if not 0 <= i < len(self):
-            raise ValueError(f"episode position i must be in [0, {len(self)}), got {i}")
-
-    def read_episode(
-        self,
-        i: int,
-        start: int | None = None,
-        stop: int | None = None,
-        camera: str | None = None,
-        generator: torch.Generator | None = None,
-        decode_frames: bool = True,
-    ) -> LatentEpisode:
-        """
-        Reads frames `[start, stop)` of episode `i` by slicing its shard; `camera` None samples one with
-        `camera_weights`. `decode_frames=False` skips the latents (None), like `LeRobotSource.read_episode`.
-        """
-        self._check_index(i)
-        entry = self.episodes[i]
-        start = 0 if start is None else start
-        stop = entry["length"] if stop is None else stop
-        if not 0 <= start < stop <= entry["length"]:
-            raise ValueError(
-                f"start, stop must satisfy 0 <= start < stop <= {entry['length']} for episode {i}, got {start}, {stop}"
-            )
-        if camera is None:
-            camera = self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
-        elif camera not in self.camera_keys:
-            raise ValueError(f"camera {camera!r} is not one of this cache's cameras {self.camera_keys}")
-        handle = self._handle(entry["shard"])
-        rows = slice(entry["offset"] + start, entry["offset"] + stop)
-        keys = set(handle.keys())
-        latents = handle.get_slice(f"latents/{camera}")[rows].float() if decode_frames else None  # [T, N, C]
-        if latents is not None and self.latent_mean is not None:
-            latents = (latents - self.latent_mean) / self.latent_std
-        return LatentEpisode(
-            latents=latents,
-            actions=handle.get_slice("actions")[rows] if "actions" in keys else None,
-            action_mask=handle.get_slice("action_mask")[rows],
-            states=handle.get_slice("states")[rows] if "states" in keys else None,
-            timestamps=handle.get_slice("timestamps")[rows],
-            frame_indices=handle.get_slice("frame_indices")[rows],
-            episode_index=entry["episode_index"],
-            fps=entry["fps"],
-            camera=camera,
-            rewards=handle.get_slice("rewards")[rows] if "rewards" in keys else None,
-            reward_mask=handle.get_slice("reward_mask")[rows] if "reward_mask" in keys else None,
-        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import resize_images
 from ..pipelines.action_state_normalizer import NORMALIZATION_MODES, ActionStateNormalizer
-from .latent_cache import LatentCacheSource
+from .latent_cache_source import LatentCacheSource
 
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..data.latent_cache import INDEX_NAME, LatentCacheSource
+from ..data.latent_cache_source import INDEX_NAME, LatentCacheSource
 from ..data.lerobot_source import LeRobotSource
 from ..data.world_batch import WorldBatch, collate_world_clips
 from ..data.world_dataset import ClipRequest, WorldDataset
