@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""`make demo`: the whole Argos pipeline on PushT, on a CPU, offline, in about 25 minutes (20 without the agent).
+"""`make demo`: the whole Argos pipeline on PushT, on a CPU, offline, in about 18-20 minutes on 2 cores.
 
     python examples/demo.py --output_dir outputs/demo
 
@@ -55,7 +55,7 @@ AGENT_BC_STEPS, AGENT_RL_STEPS = 200, 200
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo, measured at 24.6 min on 2 CPU cores (20.6 without the agent stages)."""
+    """Sizes of the demo, measured at 18.0 min on 2 CPU cores, agent included."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where everything is written."})
     episodes: int = field(default=48, metadata={"help": "PushT episodes to record."})
