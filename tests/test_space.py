@@ -27,7 +27,8 @@ from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingSched
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "spaces" / "argos-wm"))
 
-from app import DISPLAY_SIZE, PLAN_ITERATIONS, SpaceArguments, load_space, readable, served  # noqa: E402
+from app import DISPLAY_SIZE, PLAN_ITERATIONS, SpaceArguments, load_space  # noqa: E402
+from serving import readable, served  # noqa: E402
 from controls import ActionMapping, ActionSpace  # noqa: E402
 from session import RolloutEngine, StepPriority  # noqa: E402
 

@@ -8,13 +8,8 @@ PushT episodes are recorded at start-up (PushT models) or the user uploads an im
 
 from __future__ import annotations
 
-import functools
-import html
-import inspect
 import logging
-import re
 import tempfile
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,37 +19,15 @@ import torch
 from transformers import HfArgumentParser
 
 from argos_wm.pipelines import WorldModelPipeline
-from controls import ActionMapping, ActionSpace, button_elem_id, keyboard_shortcuts_js
+from controls import ActionMapping, ActionSpace
+from layout import DISPLAY_SIZE, IMAGE_SUFFIXES, PLAN_ITERATIONS, VIDEO_SUFFIXES, SpaceLayout
 from samples import StartClip, clip_from_image, clip_from_video, generate_pusht_samples, load_sample_clips
-from session import SHORTCUT_STEPS, RolloutEngine, RolloutSession
-
-logger = logging.getLogger(__name__)
+from serving import readable
+from session import RolloutEngine, RolloutSession
 
 DEFAULT_MODEL = "Gaugou/argos-wm"
-DISPLAY_SIZE = 384
 MAX_ROLLOUT_FRAMES = 240
-PLAN_ITERATIONS = 5
 SOURCE_FPS = 10.0  # PushT's simulator rate, the model's frame rate times its frameskip when no dataset says otherwise
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-USER_ERRORS = (gr.Error, ValueError, FileNotFoundError)
-# an absolute path (two or more separators) not inside a word: shown as its last part, never the server's temp folders
-ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:()]+)+[\\/]([^\s'\"\\/()]+)")
-# Galleries of frames: gradio's grid keeps 100 px columns and a 450 px scroll box, which cut 4 context frames in a
-# 260 px column and 12 predictions in a row; here the columns share the width and the box fits its thumbnails.
-CSS = """
-#frame img { image-rendering: pixelated; cursor: crosshair; }
-.pad button { min-width: 3.5em; font-size: 1.3em; }
-.thumbnails img { image-rendering: pixelated; }
-.thumbnails .grid-wrap { min-height: 0 !important; max-height: none !important; height: auto !important;
-                         overflow: hidden !important; }
-.thumbnails .grid-container { grid-template-rows: none !important; grid-auto-rows: auto !important;
-                              padding-top: 2.2rem; }
-#context-frames .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
-#strip .grid-container { grid-template-columns: repeat(12, minmax(0, 1fr)) !important; }
-.thumbnails .thumbnail-item { aspect-ratio: 1 / 1; height: auto !important; }
-input[type=number] { min-width: 5.5em; }
-"""
 
 
 @dataclass
@@ -106,67 +79,9 @@ def display(frame: np.ndarray) -> np.ndarray:
     return frame.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def readable(error: BaseException) -> str:
-    """The message of `error` for a user: absolute paths (the server's temp folders) reduced to their file name."""
-    message = error.message if isinstance(error, gr.Error) else str(error)
-    return ABSOLUTE_PATH.sub(lambda match: match.group(1), str(message))
-
-
-def served(fn, name: str):
+class WorldModelSpace(SpaceLayout):
     """
-    `fn` (an event function) as the served app calls it. A failure keeps the page as it was: a user error
-    (`gr.Error`, `ValueError`, `FileNotFoundError`) becomes a warning toast with its message, any other exception a
-    toast naming it (its traceback goes to the server log), and every output -- the user's rollout state included --
-    is left unchanged (`gr.skip()`) instead of being replaced by red "Error" badges. API clients (`gradio_client`)
-    get a `gr.Error` with the same message instead. Paths in messages are reduced to file names.
-
-    The wrapper takes the `gr.Request` first and otherwise has `fn`'s signature, so that gradio still passes
-    `gr.SelectData` / `gr.Progress` parameters of `fn`.
-    """
-
-    def failed(error: Exception, request: gr.Request | None):
-        if isinstance(error, USER_ERRORS):
-            message = readable(error)
-        else:
-            logger.exception("%s failed", name)
-            message = f"{name} failed ({type(error).__name__}: {readable(error)}). Your rollout is unchanged."
-        headers = getattr(request, "headers", None) or {}
-        if headers.get("x-gradio-user") == "api":
-            raise gr.Error(message) from error
-        gr.Warning(html.escape(message, quote=False))  # the toast renders HTML
-        return gr.skip()
-
-    if inspect.isgeneratorfunction(getattr(fn, "func", fn)):
-
-        def event(request: gr.Request, *args):
-            try:
-                yield from fn(*args)
-            except Exception as error:  # noqa: BLE001 -- every failure becomes a message, see above
-                yield failed(error, request)
-
-    else:
-
-        def event(request: gr.Request, *args):
-            try:
-                return fn(*args)
-            except Exception as error:  # noqa: BLE001
-                return failed(error, request)
-
-    signature = inspect.signature(fn)
-    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
-    event.__signature__ = signature.replace(parameters=[request, *signature.parameters.values()])
-    try:
-        hints = typing.get_type_hints(getattr(fn, "func", fn))
-    except (NameError, TypeError):
-        hints = {}
-    event.__annotations__ = {**hints, "request": gr.Request}
-    event.__name__ = event.__qualname__ = name
-    return event
-
-
-class WorldModelSpace:
-    """
-    The Space's event functions and layout. One instance (one pipeline) serves every user; each user's rollout
+    The Space's event functions (its page: [`SpaceLayout`]). One instance (one pipeline) serves every user; each user's rollout
     lives in a `gr.State` that the event functions take and return.
 
     The event functions raise `gr.Error` on bad input; the served app wraps them (`served`) so that the page shows
@@ -401,223 +316,6 @@ class WorldModelSpace:
                 display(session.clip.frames[last]),
             ]
         return outputs
-
-    # ----------------------------------------------------------------------------------------------- layout
-    def build(self) -> gr.Blocks:
-        """The Blocks app (call `.queue().launch(...)` on it, or `launch` it through `WorldModelSpace.launch`)."""
-        space, engine = self.space, self.engine
-        max_context = engine.max_context
-        with gr.Blocks(title="argos_wm: drive a world model") as demo:
-            session = gr.State(None)
-            plan_state = gr.State(None)
-            gr.Markdown(
-                f"# argos_wm · drive a latent world model\n"
-                f"`{self.model_name}` on **{engine.device}**: pick a start clip, then act. Every frame you see after "
-                f"the context is predicted by the model in DINOv2 latent space and decoded to pixels."
-            )
-            with gr.Tab("Drive", elem_id="drive-tab"):
-                with gr.Row():
-                    with gr.Column(scale=1, min_width=260):
-                        clip_name = gr.Dropdown(
-                            list(self.clips), value=next(iter(self.clips), None), label="Start clip"
-                        )
-                        upload = gr.File(
-                            label="…or upload an image / a video",
-                            file_types=[*IMAGE_SUFFIXES, *VIDEO_SUFFIXES],
-                            type="filepath",
-                        )
-                        context_length = gr.Slider(
-                            1,
-                            max_context,
-                            value=min(4, max_context),
-                            step=1,
-                            label="Context frames",
-                            info="The model sees the last N frames, from the next step on.",
-                        )
-                        shortcut_steps = gr.Radio(list(SHORTCUT_STEPS), value=4, label="Shortcut steps per frame")
-                        reset = gr.Button("Reset (R)", elem_id=button_elem_id("reset"))
-                        context = gr.Gallery(
-                            label="Context frames",
-                            columns=4,
-                            rows=1,
-                            height="auto",
-                            object_fit="contain",
-                            allow_preview=False,
-                            elem_classes="thumbnails",
-                            elem_id="context-frames",
-                        )
-                    with gr.Column(scale=2, min_width=400):
-                        frame = gr.Image(
-                            label="Prediction" + (" · click to move the agent there" if space.has_pad else ""),
-                            elem_id="frame",
-                            interactive=False,
-                            format="png",
-                            height=DISPLAY_SIZE + 40,
-                        )
-                        status = gr.Markdown(elem_id="status")
-                    with gr.Column(scale=1, min_width=260):
-                        with gr.Group(elem_classes="pad"):
-                            directions = self._direction_buttons()
-                        sliders = [
-                            gr.Slider(low, high, value=value, step=step, label=name, elem_id=f"action-{i}")
-                            for i, (name, low, high, value, step) in enumerate(
-                                zip(space.names, space.low, space.high, space.rounded(space.neutral), space.steps)
-                            )
-                        ]
-                        repeat = gr.Slider(1, 8, value=1, step=1, label="Frames per press")
-                        with gr.Row():
-                            step = gr.Button("Step (Enter)", variant="primary", elem_id=button_elem_id("step"))
-                            gripper = None
-                            if space.gripper_index is not None:
-                                gripper = gr.Button("Gripper (G)", elem_id=button_elem_id("gripper"))
-                        gr.Markdown(self._keyboard_help())
-                        gr.Markdown(engine.mapping.describe(), elem_id="action-mapping")
-                        export = gr.Button("Download rollout video", elem_id="export")
-                        video = gr.File(label="Rollout video", visible=False, elem_id="rollout-video")
-                strip = gr.Gallery(
-                    label="Predicted frames (latest 12)",
-                    columns=12,
-                    rows=1,
-                    height="auto",
-                    object_fit="contain",
-                    allow_preview=False,
-                    elem_classes="thumbnails",
-                    elem_id="strip",
-                )
-            with gr.Tab("Plan to goal", elem_id="plan-tab"):
-                with gr.Row():
-                    with gr.Column(scale=1, min_width=260):
-                        goal_index = gr.Slider(0, 1, value=1, step=1, label="Goal: frame of the start clip")
-                        goal_upload = gr.Image(label="…or upload a goal image", type="filepath", height=160)
-                        goal = gr.Image(label="Goal", interactive=False, format="png", height=220, elem_id="goal")
-                        horizon = gr.Slider(1, 16, value=5, step=1, label="Horizon (actions)", elem_id="horizon")
-                        num_samples = gr.Slider(16, 300, value=64, step=16, label="CEM samples", elem_id="num-samples")
-                        plan = gr.Button("Plan", variant="primary", elem_id="plan")
-                        gr.Markdown(
-                            f"CEM: {PLAN_ITERATIONS} iterations of the chosen number of samples, each sample a "
-                            f"rollout of the horizon, within {self._bounds_text()}.",
-                            elem_id="plan-help",
-                        )
-                    with gr.Column(scale=2, min_width=400):
-                        plan_frame = gr.Image(
-                            label="Predicted result of the plan",
-                            interactive=False,
-                            format="png",
-                            height=DISPLAY_SIZE + 40,
-                            elem_id="plan-frame",
-                        )
-                        plan_status = gr.Markdown(elem_id="plan-status")
-                        plan_table = gr.Dataframe(
-                            headers=["step", *space.names],
-                            label="Planned actions",
-                            interactive=False,
-                            elem_id="plan-table",
-                        )
-                        execute = gr.Button("Execute the plan in the rollout")
-
-            rollout_outputs = [session, frame, strip, status, *sliders]
-            start_outputs = [*rollout_outputs, context, goal_index, goal]
-            controls = [repeat, shortcut_steps, context_length, *sliders]
-            rollout = {"concurrency_limit": self.concurrency_limit, "concurrency_id": "rollout"}
-            planning = {"concurrency_limit": self.plan_concurrency_limit, "concurrency_id": "plan"}
-            start_inputs = [clip_name, upload, context_length]
-            start = served(self.start, "start")
-            for trigger, name in ((clip_name.change, "select_clip"), (upload.change, "upload_clip")):
-                trigger(start, start_inputs, start_outputs, api_name=name, api_visibility="private", **rollout)
-            demo.load(start, start_inputs, start_outputs, api_name="start", **rollout)
-            reset_event = served(self.reset, "reset")
-            reset.click(reset_event, [session, context_length], start_outputs, api_name="reset", **rollout)
-            context_length.input(
-                served(self.change_context, "change_context"),
-                [session, context_length],
-                start_outputs,
-                api_visibility="private",
-                trigger_mode="always_last",
-                **rollout,
-            )
-            step.click(served(self.step, "step"), [session, *controls], rollout_outputs, api_name="step", **rollout)
-            for label, button in directions.items():
-                api_name = button_elem_id(label).removeprefix("key-").replace("-", "_")
-                nudge = served(functools.partial(self.nudge, label), api_name)
-                button.click(nudge, [session, *controls], rollout_outputs, api_name=api_name, **rollout)
-            frame.select(
-                served(self.click, "click"),
-                [session, *controls],
-                rollout_outputs,
-                api_name="click",
-                api_visibility="private",
-                **rollout,
-            )
-            if gripper is not None:
-                gripper.click(served(self.toggle_gripper, "gripper"), sliders, sliders, api_name="gripper")
-            export.click(
-                served(self.export, "export"), [session], [video], api_name="export", concurrency_id="export"
-            )
-            preview = served(self.goal_preview, "goal_preview")
-            for trigger in (goal_index.change, goal_upload.change):
-                trigger(preview, [session, goal_index, goal_upload], [goal], api_visibility="private")
-            plan.click(
-                served(self.plan, "plan"),
-                [session, goal_index, goal_upload, horizon, num_samples, shortcut_steps, context_length],
-                [plan_frame, plan_status, plan_table, plan_state],
-                api_name="plan",
-                **planning,
-            )
-            execute.click(
-                served(self.execute_plan, "execute_plan"),
-                [session, plan_state, shortcut_steps, context_length],
-                rollout_outputs,
-                api_name="execute_plan",
-                **rollout,
-            )
-        return demo
-
-    def _bounds_text(self) -> str:
-        """The planner's bounds, as the controls show them and as the model takes them."""
-        space, mapping = self.space, self.engine.mapping
-        low, high = mapping.to_model(np.asarray(space.low)), mapping.to_model(np.asarray(space.high))
-        ranges = zip(space.names, space.low, space.high)
-        simulator = ", ".join(f"{name} ∈ [{lo:g}, {hi:g}]" for name, lo, hi in ranges)
-        if mapping.aggregation == "concat":
-            return f"{simulator} per simulator step (the model takes the {mapping.frameskip} of a frame side by side)"
-        if not mapping.known or np.allclose(low, space.low) and np.allclose(high, space.high):
-            return simulator
-        model = ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(np.minimum(low, high), np.maximum(low, high)))
-        return f"{simulator} per simulator step (the model's actions: {model})"
-
-    def _direction_buttons(self) -> dict[str, gr.Button]:
-        buttons = {}
-        if self.space.has_pad:
-            rows = [[None, "↑", None], ["←", "↓", "→"]]
-        else:
-            labels = list(self.space.directions)
-            rows = [labels[i : i + 2] for i in range(0, len(labels), 2)]
-        for row in rows:
-            with gr.Row():
-                for label in row:
-                    if label is None:
-                        gr.Button("", interactive=False, size="sm", variant="secondary")
-                    else:
-                        buttons[label] = gr.Button(label, elem_id=button_elem_id(label), size="sm")
-        return buttons
-
-    def _keyboard_help(self) -> str:
-        moves = "arrows / WASD move the target" if self.space.has_pad else "W/S, A/D, Q/E move x, y, z"
-        gripper = " · G gripper" if self.space.gripper_index is not None else ""
-        return f"Keys: {moves} · Enter steps · R resets{gripper}"
-
-    def launch(self, host: str = "127.0.0.1", port: int = 7860, **kwargs):
-        """Queues and serves the app; extra `kwargs` go to `gr.Blocks.launch`."""
-        demo = self.build().queue(max_size=64, default_concurrency_limit=self.concurrency_limit)
-        return demo.launch(
-            server_name=host,
-            server_port=port,
-            css=CSS,
-            js=keyboard_shortcuts_js(self.space),
-            theme=gr.themes.Soft(),
-            **kwargs,
-        )
-
 
 def load_space(args: SpaceArguments) -> WorldModelSpace:
     """
