@@ -282,7 +282,11 @@ def main(argv: list[str] | None = None) -> dict:
         model, config.learning_rate, config.weight_decay, (config.adam_beta1, config.adam_beta2), config.adam_epsilon
     )
     lr_scheduler = get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_train_steps
+        config.lr_scheduler,
+        optimizer,
+        step_rules=config.lr_step_rules,
+        num_warmup_steps=config.lr_warmup_steps,
+        num_training_steps=config.max_train_steps,
     )
     sampler = TokenBudgetBatchSampler(
         train_dataset,

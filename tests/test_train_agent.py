@@ -173,6 +173,11 @@ def test_bad_configs_fail_before_training(train_agent, data, world_pipeline, tmp
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--sequence_lengths", "2"))
     with pytest.raises(ValueError, match="value_warmup_steps"):
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--value_warmup_steps", "-1"))
+    # the checks every training run shares (TrainingRunConfig) hold for the agent too
+    with pytest.raises(ValueError, match="lr_step_rules must be set"):
+        train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", "--lr_scheduler", "piecewise_constant"))
+    with pytest.raises(ValueError, match="lr_warmup_steps must be >= 0"):
+        train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", "--lr_warmup_steps", "-1"))
 
 
 def save_tiny_pusht_agent(folder: Path) -> None:

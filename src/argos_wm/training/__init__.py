@@ -4,6 +4,7 @@ from .evaluation import RolloutEvaluation, evaluate_rollouts, rollout_latents
 from .export import export_pipeline, push_pipeline_to_hub
 from .losses import DiffusionForcingLoss, ForcingLossOutput, ShortcutForcingLoss
 from .optimization import create_optimizer, weight_decay_parameter_groups
+from .run_config import TrainingRunConfig
 from .training_config import WorldModelTrainingConfig
 from .world_data import build_world_datasets
 
@@ -14,6 +15,7 @@ __all__ = [
     "RolloutEvaluation",
     "ShortcutForcingLoss",
     "TrainingProgress",
+    "TrainingRunConfig",
     "WorldModelTrainingConfig",
     "build_world_datasets",
     "create_optimizer",

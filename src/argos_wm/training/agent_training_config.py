@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .run_config import TrainingRunConfig
 
 PHASES = ("bc", "rl")
 REWARDS = ("goal", "dataset")
@@ -11,7 +12,7 @@ IMAGINATION_REWARDS = ("head", "goal")
 
 
 @dataclass
-class AgentTrainingConfig:
+class AgentTrainingConfig(TrainingRunConfig):
     """
     Settings of `examples/train_agent.py`, filled from a YAML file and `--key value` overrides.
 
@@ -28,12 +29,10 @@ class AgentTrainingConfig:
         dynamics_loss_weight: weight of the dynamics loss when `train_transformer`.
         state_loss_weight: weight of the proprio term of the dynamics loss.
 
-    Data:
-        datasets: the mixture, as in `WorldModelTrainingConfig` (a `latent_cache` per entry; without one, frames are
-            encoded with the pipeline's encoder). The pipeline's normaliser normalises the actions and states.
-        frames_per_batch, sequence_lengths, dataloader_num_workers, num_eval_episodes, statistics_episodes: as in
-            `WorldModelTrainingConfig`. A clip's goal is its last frame, so a length of L trains goals 1 ... L - 1
-            steps ahead (phase `rl`: L - context_frames steps after the context).
+    Data (`datasets`, `frames_per_batch`, `sequence_lengths`, ...: [`TrainingRunConfig`]): a dataset without a
+    `latent_cache` is encoded with the pipeline's encoder, and the pipeline's normaliser normalises the actions and
+    states. A clip's goal is its last frame, so a length of L trains goals 1 ... L - 1 steps ahead (phase `rl`:
+    L - context_frames steps after the context).
         reward: `"goal"`, the dense goal reward -(latent mse + goal_state_weight x proprio mse) to the clip's goal
             (`argos_wm.rl.goal_rewards`), or `"dataset"`, the dataset's rewards (`next.reward`).
         goal_state_weight: weight of the proprio distance in the goal reward.
@@ -55,7 +54,7 @@ class AgentTrainingConfig:
         centered_advantages: subtract each imagined step's batch-mean advantage before PMPO reads the signs, which
             removes the shift a lagging value gives every advantage (not in Dreamer 4).
 
-    Optimisation, run, export: as in `WorldModelTrainingConfig` (`use_ema`: the EMA weights are exported).
+    Optimisation, run, export: [`TrainingRunConfig`] (`use_ema`: the EMA weights are exported).
     """
 
     pretrained_pipeline: str | None = None
@@ -68,12 +67,8 @@ class AgentTrainingConfig:
     dynamics_loss_weight: float = 1.0
     state_loss_weight: float = 1.0
 
-    datasets: list = field(default_factory=list)
-    frames_per_batch: int = 64
     sequence_lengths: int | dict = 6
-    dataloader_num_workers: int = 0
     num_eval_episodes: int = 4
-    statistics_episodes: int = 200
     reward: str = "goal"
     goal_state_weight: float = 10.0
     context_signal_level: float = 0.9
@@ -91,54 +86,29 @@ class AgentTrainingConfig:
     value_warmup_steps: int = 0
     centered_advantages: bool = False
 
-    learning_rate: float = 3e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_epsilon: float = 1e-8
     weight_decay: float = 0.0
     lr_scheduler: str = "constant_with_warmup"
     lr_warmup_steps: int = 10
-    max_grad_norm: float = 1.0
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
-    use_ema: bool = True
     ema_decay: float = 0.99
-    ema_power: float = 2 / 3
-
     output_dir: str = "outputs/agent"
-    seed: int = 0
     max_train_steps: int = 300
     checkpointing_steps: int = 100
-    checkpoints_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None
-    logging_steps: int = 10
-    report_to: str = "tensorboard"
     tracker_project_name: str = "argos-agent"
     eval_batch_size: int = 16
 
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_private: bool = False
-
     def __post_init__(self):
+        super().__post_init__()
         if self.pretrained_pipeline is None:
             raise ValueError("pretrained_pipeline must name a trained WorldModelPipeline folder or Hub id, got None.")
-        if not self.datasets:
-            raise ValueError("datasets must list at least one {root: ...} entry, got [].")
         choices = {
             "phase": PHASES,
             "reward": REWARDS,
             "imagination_reward": IMAGINATION_REWARDS,
-            "mixed_precision": ("no", "fp16", "bf16"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
-        positive = (
-            "frames_per_batch", "max_train_steps", "checkpointing_steps", "logging_steps", "gradient_accumulation_steps",
-            "context_frames", "imagination_horizon", "num_inference_steps", "eval_batch_size",
-        )  # fmt: skip
-        for name in positive:
+        for name in ("context_frames", "imagination_horizon", "num_inference_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         lengths = self.sequence_lengths if isinstance(self.sequence_lengths, dict) else {self.sequence_lengths: 1.0}
@@ -151,8 +121,6 @@ class AgentTrainingConfig:
             )
         if not 0.0 < self.context_signal_level <= 1.0:
             raise ValueError(f"context_signal_level must be in (0, 1], got {self.context_signal_level}.")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 <= self.pmpo_alpha <= 1.0):
             raise ValueError(f"need 0 < gamma <= 1, 0 <= lam <= 1, 0 <= pmpo_alpha <= 1; got {self.gamma}, "
                              f"{self.lam}, {self.pmpo_alpha}.")  # fmt: skip
