@@ -32,6 +32,20 @@ input[type=number] { min-width: 5.5em; }
 """
 
 
+def thumbnails(label: str, columns: int, elem_id: str) -> gr.Gallery:
+    """A one-row gallery of `columns` frame thumbnails (styled by the `.thumbnails` rules of `CSS`)."""
+    return gr.Gallery(
+        label=label,
+        columns=columns,
+        rows=1,
+        height="auto",
+        object_fit="contain",
+        allow_preview=False,
+        elem_classes="thumbnails",
+        elem_id=elem_id,
+    )
+
+
 class SpaceLayout:
     """
     The page of [`WorldModelSpace`]: `build` lays it out and wires its event functions (`start`, `reset`, `step`,
@@ -72,16 +86,7 @@ class SpaceLayout:
                         )
                         shortcut_steps = gr.Radio(list(SHORTCUT_STEPS), value=4, label="Shortcut steps per frame")
                         reset = gr.Button("Reset (R)", elem_id=button_elem_id("reset"))
-                        context = gr.Gallery(
-                            label="Context frames",
-                            columns=4,
-                            rows=1,
-                            height="auto",
-                            object_fit="contain",
-                            allow_preview=False,
-                            elem_classes="thumbnails",
-                            elem_id="context-frames",
-                        )
+                        context = thumbnails("Context frames", columns=4, elem_id="context-frames")
                     with gr.Column(scale=2, min_width=400):
                         frame = gr.Image(
                             label="Prediction" + (" · click to move the agent there" if space.has_pad else ""),
@@ -110,16 +115,7 @@ class SpaceLayout:
                         gr.Markdown(engine.mapping.describe(), elem_id="action-mapping")
                         export = gr.Button("Download rollout video", elem_id="export")
                         video = gr.File(label="Rollout video", visible=False, elem_id="rollout-video")
-                strip = gr.Gallery(
-                    label="Predicted frames (latest 12)",
-                    columns=12,
-                    rows=1,
-                    height="auto",
-                    object_fit="contain",
-                    allow_preview=False,
-                    elem_classes="thumbnails",
-                    elem_id="strip",
-                )
+                strip = thumbnails("Predicted frames (latest 12)", columns=12, elem_id="strip")
             with gr.Tab("Plan to goal", elem_id="plan-tab"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=260):
