@@ -7,7 +7,8 @@ reset to the start and let each method act for the same number of steps:
 - `world_model`: MPC with the world model (`argos_wm.planning.mpc`), once per planner of `--planners` (`cem`,
   `icem`, `mppi`, `gradient`; reported as `mpc_<planner>`, and the first also as `world_model`), cost = latent
   distance + state_weight x proprio (agent position) distance to the goal, as in DINO-WM; each plan searches targets
-  within `reach` pixels of the agent (0: anywhere), starting from "stay where you are" (or the dataset's mean action);
+  within `reach` pixels of the agent (0: anywhere), starting from "stay where you are" (`--initial_action hold`),
+  the dataset's mean action (`mean`) or the goal_agent baseline's action (`goal_agent`: the model refines it);
 - `random`: uniformly random targets within the same reach of the agent;
 - `goal_agent`: the agent's target is the goal's agent position (within the same reach), no model: what the
   proprio term of the cost asks for on its own, so the share of the success the latents and the dynamics add;
@@ -67,7 +68,7 @@ ANGLE_THRESHOLD = np.pi / 9  # DINO-WM: block angle within 20 degrees
 PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH = 0.0, 512.0
 METHODS = ("world_model", "random", "goal_agent", "replay")
 PLANNERS = ("cem", "icem", "mppi", "gradient")
-INITIAL_ACTIONS = ("hold", "mean")
+INITIAL_ACTIONS = ("hold", "mean", "goal_agent")
 PRESETS = {
     "cpu": dict(horizon=5, execute_steps=1, num_samples=32, num_elites=4, iterations=5, state_weight=10.0,
                 cost_steps="all", reach=150.0, init_std=0.5, initial_action="hold"),
@@ -126,8 +127,9 @@ class PushTPlanningConfig:
     )
     initial_action: str | None = field(
         default=None,
-        metadata={"help": "Where each search starts without a warm start: hold (the agent's position) or mean "
-                  "(the dataset's mean action, DINO-WM)."},
+        metadata={"help": "Where each search starts without a warm start: hold (the agent's position), mean "
+                  "(the dataset's mean action, DINO-WM) or goal_agent (the goal's agent position within reach, the "
+                  "goal_agent baseline's action)."},
     )  # fmt: skip
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": f"Any of {METHODS}."})
     seed: int = field(default=0, metadata={"help": "Seed of the goals, the planner and the random baseline."})
@@ -338,6 +340,11 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     def bounds(observation: dict) -> tuple[np.ndarray, np.ndarray]:
         return action_space.bounds(observation, config.reach)
 
+    def initial_action(observation: dict) -> np.ndarray | None:
+        if config.initial_action == "hold":
+            return action_space.hold(observation)
+        return np.clip(action_space.hold(goal_observation), *bounds(observation))  # goal_agent
+
     def reached(_env=None, _observation=None) -> bool:
         return pusht_success(goal_state, environment_state(env.unwrapped))[0]
 
@@ -360,7 +367,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
                 result = mpc(
                     model_env, pipe, goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
                     execute_steps=config.execute_steps, planner=planners[run],
-                    initial_action_fn=action_space.hold if config.initial_action == "hold" else None,
+                    initial_action_fn=None if config.initial_action == "mean" else initial_action,
                     action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
                     num_inference_steps=config.num_inference_steps, generator=generator, show_progress=False,
                     stop_fn=reached,

@@ -154,3 +154,18 @@ def test_dinov3_backbone_option():
     assert latents.shape == (2, 16, 32)
     with pytest.raises(ValueError, match="dinov2_with_registers"):
         ArgosDinoEncoderConfig(dino_config={"model_type": "vit"})
+
+
+def test_patch_embedding_only_encoder():
+    """`num_hidden_layers=0`: the latents are the normalised patch embeddings (no ViT layer, no hidden states)."""
+    config = ArgosDinoEncoderConfig.from_pretrained(TINY_CONFIG)
+    config.dino_config.num_hidden_layers = 0
+    encoder = ArgosDinoEncoder(config)
+    images = random_images()
+    with torch.no_grad():
+        embeddings = encoder.dino.embeddings(encoder.preprocess(images))[:, 5:]  # drop CLS + 4 registers
+    expected = F.layer_norm(embeddings, (64,), eps=1e-6)
+    latents = encoder.encode(images, normalize=False)
+    assert latents.shape == (3, 64, 64)
+    torch.testing.assert_close(latents, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(latents[0], latents[1], atol=1e-2)  # the images differ, so do their patches

@@ -172,3 +172,18 @@ def test_presets_and_block_must_move(plan_pusht):
     assert not plan_pusht.block_must_move(start, start + [50.0, 50.0, 5.0, 5.0, 0.1])  # only the agent moved
     assert plan_pusht.block_must_move(start, start + [0.0, 0.0, 9.0, 9.0, 0.0])  # 12.7 px
     assert plan_pusht.block_must_move(start, start + [0.0, 0.0, 0.0, 0.0, 2 * np.pi - 0.2])  # turned 0.2 rad
+
+
+def test_search_starts_from_the_goal_agent_action(plan_pusht, dataset):
+    """`initial_action="goal_agent"`: with a search that cannot move (std ~0, one iteration), MPC executes exactly
+    what the goal_agent baseline does; started from "hold" it keeps the agent where it is."""
+    settings = dict(num_goals=2, num_eval_episodes=1, horizon=2, num_samples=4, num_elites=2, iterations=1,
+                    init_std=1e-6, reach=0.0, methods=["world_model", "goal_agent"], device="cpu")  # fmt: skip
+    from_goal = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, initial_action="goal_agent", **settings)
+    for goal in from_goal["goals"]:
+        assert goal["mpc_cem"]["position_error"] == pytest.approx(goal["goal_agent"]["position_error"], abs=1e-3)
+    from_hold = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, initial_action="hold", **settings)
+    assert any(
+        abs(goal["mpc_cem"]["position_error"] - goal["goal_agent"]["position_error"]) > 1.0
+        for goal in from_hold["goals"]
+    ), from_hold["goals"]

@@ -167,8 +167,11 @@ class ArgosDinoEncoder(ArgosDinoEncoderPreTrainedModel):
                 f"`pixel_values` must have shape [B, {', '.join(map(str, expected))}], got {tuple(pixel_values.shape)}."
             )
         dtype = next(self.dino.parameters()).dtype
-        outputs = self.dino(pixel_values.to(dtype), output_hidden_states=True)
-        hidden = outputs.hidden_states[-1][:, self.config.num_prefix_tokens :]  # [B, 1 + R + N, C] -> [B, N, C]
+        if self.config.dino_config.num_hidden_layers == 0:  # patch embeddings alone: the ViT returns no hidden states
+            hidden = self.dino.embeddings(pixel_values.to(dtype))
+        else:
+            hidden = self.dino(pixel_values.to(dtype), output_hidden_states=True).hidden_states[-1]
+        hidden = hidden[:, self.config.num_prefix_tokens :]  # [B, 1 + R + N, C] -> [B, N, C]
         eps = self.config.dino_config.layer_norm_eps
         latents = F.layer_norm(hidden.float(), (self.config.latent_dim,), eps=eps)  # RAE: no affine weights
         if normalize:
