@@ -10,7 +10,9 @@ For every held-out episode (the last `num_eval_episodes`, which training holds o
 Each prediction is scored in normalised latent space (MSE over tokens and channels) against copy-last (the last
 context frame stands for every future frame), split into transitions where the block moves (> 1 px or > 0.02 rad
 between consecutive frames) and where it stays still; and in the block's pose, read out of latents by a ridge probe
-fitted on the real latents of the training episodes (position error in px, angle error in degrees). K = 1 takes one
+fitted on the real latents of the training episodes (position error in px, angle error in degrees); and one step
+by image region (the tokens that show the block, the agent, or only background, from the simulator's poses), against
+copy-last and the per-position mean (what a model that knows nothing predicts). K = 1 takes one
 shortcut step of size 1 from noise; K = 2, 4 refine it; row "x" is the model's x-prediction from noise at the finest
 step size d_min, the one the flow loss trains directly (the MSE-optimal prediction when training has converged). Writes `quality.json` and `quality.png` (error vs
 horizon, model against copy-last) to `output_dir` and prints the tables.
@@ -32,6 +34,9 @@ from argos_wm.schedulers import ShortcutForcingScheduler
 
 
 MOVING_PX, MOVING_RAD = 1.0, 0.02
+PUSHT_WORLD_PX = 512.0  # the rendered frame covers the 512 x 512 simulator world
+BLOCK_REGION_PX, AGENT_REGION_PX = 96.0, 64.0  # token centres this close to the block / agent belong to its region
+REGIONS = ("block", "agent", "background")
 
 
 @dataclass
@@ -59,17 +64,19 @@ class QualityBenchmarkConfig:
 
 @dataclass
 class PushTEpisodes:
-    """Latents `[T, N, C]`, raw actions `[T, A]` (NaN: unknown), raw states `[T, S]`, block poses `[T, 3]`."""
+    """Latents `[T, N, C]`, raw actions `[T, A]` (NaN: unknown), raw states `[T, S]`, block poses `[T, 3]`, agent
+    positions `[T, 2]` (simulator px)."""
 
     latents: list[torch.Tensor]
     actions: list[torch.Tensor]
     states: list[torch.Tensor]
     blocks: list[np.ndarray]
+    agents: list[np.ndarray]
 
 
 def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: list[int]) -> PushTEpisodes:
     """The cache's episodes with the simulator's block pose at the same (resampled) frames."""
-    episodes = PushTEpisodes([], [], [], [])
+    episodes = PushTEpisodes([], [], [], [], [])
     for i in positions:
         latent_episode = cache.read_episode(i, camera=cache.camera_keys[0])
         simulator = source.read_episode(i, decode_frames=False)
@@ -80,7 +87,9 @@ def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: li
         episodes.latents.append(latent_episode.latents)
         episodes.actions.append(actions)
         episodes.states.append(latent_episode.states)
-        episodes.blocks.append(simulator.extras["observation.environment_state"][:, 2:5].numpy().astype(np.float64))
+        environment = simulator.extras["observation.environment_state"].numpy().astype(np.float64)
+        episodes.blocks.append(environment[:, 2:5])
+        episodes.agents.append(environment[:, :2])
     return episodes
 
 
@@ -137,8 +146,11 @@ def pose_errors(predicted: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np
 
 def windows(episodes: PushTEpisodes, context: int, horizon: int) -> dict[str, torch.Tensor | np.ndarray]:
     """Every (episode, t) with `context` frames before t and `horizon` frames from t on, stacked as one batch."""
-    rows = {key: [] for key in ("context_latents", "context_states", "context_actions", "actions", "future", "blocks")}
-    for latents, actions, states, blocks in zip(episodes.latents, episodes.actions, episodes.states, episodes.blocks):
+    rows = {key: [] for key in ("context_latents", "context_states", "context_actions", "actions", "future", "blocks",
+                                "agents")}  # fmt: skip
+    for latents, actions, states, blocks, agents in zip(
+        episodes.latents, episodes.actions, episodes.states, episodes.blocks, episodes.agents
+    ):
         for t in range(context, len(latents) - horizon + 1):
             rows["context_latents"].append(latents[t - context : t])
             rows["context_states"].append(states[t - context : t])
@@ -146,9 +158,31 @@ def windows(episodes: PushTEpisodes, context: int, horizon: int) -> dict[str, to
             rows["actions"].append(actions[t : t + horizon])
             rows["future"].append(latents[t - 1 : t + horizon])  # the last context frame, then the future
             rows["blocks"].append(blocks[t - 1 : t + horizon])
-    stacked = {key: torch.stack(value) for key, value in rows.items() if key != "blocks"}
-    stacked["blocks"] = np.stack(rows["blocks"])
+            rows["agents"].append(agents[t - 1 : t + horizon])
+    stacked = {key: torch.stack(value) for key, value in rows.items() if key not in ("blocks", "agents")}
+    stacked["blocks"], stacked["agents"] = np.stack(rows["blocks"]), np.stack(rows["agents"])
     return stacked
+
+
+def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> dict[str, np.ndarray]:
+    """Which latent tokens of each predicted frame show the block, the agent or only background.
+
+    Block poses `[W, H + 1, 3]` and agent positions `[W, H + 1, 2]` (the last context frame, then the H predicted
+    ones) -> boolean masks `[W, H, N]`: "block" where the token's centre is within `BLOCK_REGION_PX` of the block in
+    the frame before or in the frame itself, "agent" within `AGENT_REGION_PX` of the agent (and not block), the rest
+    "background". Token (row, column) of the square token grid covers y, x of the 512 px world.
+    """
+    side = math.isqrt(num_tokens)
+    centres = (np.arange(side) + 0.5) * PUSHT_WORLD_PX / side
+    grid = np.stack(np.meshgrid(centres, centres, indexing="xy"), axis=-1).reshape(num_tokens, 2)  # [N, (x, y)]
+
+    def near(points: np.ndarray, radius: float) -> np.ndarray:  # points [W, H + 1, 2] -> [W, H, N]
+        close = np.linalg.norm(points[:, :, None, :] - grid, axis=-1) < radius
+        return close[:, :-1] | close[:, 1:]
+
+    block = near(blocks[..., :2], BLOCK_REGION_PX)
+    agent = near(agents, AGENT_REGION_PX) & ~block
+    return {"block": block, "agent": agent, "background": ~block & ~agent}
 
 
 def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkConfig) -> dict:
@@ -160,8 +194,10 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
         context_signal_level=config.context_signal_level, generator=generator,
     ).latents.float()  # fmt: skip
     real, last = batch["future"][:, 1:], batch["future"][:, :1]
-    model_mse = (predicted - real).pow(2).mean(dim=(2, 3)).numpy()  # [W, H]
-    copy_mse = (last - real).pow(2).mean(dim=(2, 3)).numpy()
+    model_token = (predicted - real).pow(2).mean(dim=3).numpy()  # [W, H, N]
+    copy_token = (last - real).pow(2).mean(dim=3).numpy()
+    mean_token = real.pow(2).mean(dim=3).numpy()  # predicting the dataset's per-position mean (0 once normalised)
+    model_mse, copy_mse = model_token.mean(2), copy_token.mean(2)  # [W, H]
     blocks = batch["blocks"]  # [W, H + 1, 3]
     step_motion = np.linalg.norm(blocks[:, 1:, :2] - blocks[:, :-1, :2], axis=-1)
     step_turn = np.abs(blocks[:, 1:, 2] - blocks[:, :-1, 2])
@@ -172,7 +208,16 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
     def split(values: np.ndarray, mask: np.ndarray) -> list[float]:
         return [float(values[:, h][mask[:, h]].mean()) if mask[:, h].any() else float("nan") for h in range(values.shape[1])]
 
-    result = {"windows": int(len(predicted)), "moving_share": [float(x) for x in moving.mean(0)]}
+    result = {"windows": int(len(predicted)), "moving_share": [float(x) for x in moving.mean(0)], "regions": {}}
+    for region, tokens in token_regions(blocks, batch["agents"], real.shape[2]).items():
+        result["regions"][region] = {"token_share": float(tokens.mean())}
+        for part, mask in (("moving", moving), ("still", ~moving)):
+            selected = tokens & mask[..., None]  # [W, H, N]
+            result["regions"][region][part] = {
+                name: [float(values[:, h][selected[:, h]].mean()) if selected[:, h].any() else float("nan")
+                       for h in range(values.shape[1])]
+                for name, values in (("model", model_token), ("copy_last", copy_token), ("mean", mean_token))
+            }  # fmt: skip
     for name, values in (("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
                          ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
                          ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle)):  # fmt: skip
@@ -280,6 +325,22 @@ def print_tables(results: dict) -> None:
         angle = (np.mean(loop["block_angle_deg"]["all"]), np.mean(loop["copy_last_block_angle_deg"]["all"]))
         print(f"| {steps} | " + " | ".join(cells) + f" | {position[0]:.1f} / {position[1]:.1f} "
               f"({position[0] / position[1]:.2f}x) | {angle[0]:.1f} / {angle[1]:.1f} |")  # fmt: skip
+    print("\none-step latent MSE by region (model / copy-last / per-position mean), block moving | still:")
+    print("| K | " + " | ".join(f"{region} ({share:.0%} of tokens)" for region, share in region_shares(results)) + " |")
+    print("|---|" + "---|" * len(REGIONS))
+    for steps, result in results["by_steps"].items():
+        regions = result["one_step"]["regions"]
+        cells = [
+            " \\| ".join("{model:.2f} / {copy_last:.2f} / {mean:.2f}".format(**{k: v[0] for k, v in regions[region][part].items()})
+                          for part in ("moving", "still"))
+            for region in REGIONS
+        ]  # fmt: skip
+        print(f"| {steps} | " + " | ".join(cells) + " |")
+
+
+def region_shares(results: dict) -> list[tuple[str, float]]:
+    regions = next(iter(results["by_steps"].values()))["one_step"]["regions"]
+    return [(region, regions[region]["token_share"]) for region in REGIONS]
 
 
 if __name__ == "__main__":

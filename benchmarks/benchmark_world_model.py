@@ -12,7 +12,8 @@ the uncached one (the whole sequence recomputed for every denoising step).
 (`seed_backbone.py`) at the same shape (width 256 x 8 layers, 4 heads, temporal every 4th layer, MLP 1024, B 2, T 8,
 N 64 x 768, soft-cap 50), interleaved, and prints the ratio ours / seed; `--compile` adds both models compiled with
 inductor (ratios compiled / compiled, ours compiled / seed eager, ours compiled / ours eager); `--profile` adds
-torch.profiler's top rows of each and their tokens/s:
+torch.profiler's top rows of each and their tokens/s; `--dtype bfloat16` runs both under bf16 autocast (on a CPU
+with AVX512-BF16 or AMX too) and adds the seed in float32:
 
     OMP_NUM_THREADS=1 python benchmarks/benchmark_world_model.py --seed_baseline --profile
 """
@@ -187,33 +188,40 @@ def seed_comparison(args, device: torch.device):
             compiled = copy.deepcopy(models[name])
             compiled.compile()
             models[f"{name}, compiled"] = compiled
+    precision = {name: args.dtype for name in models}
+    if args.dtype != "float32":  # both under the same autocast, and the seed in float32 as its own trainer runs it
+        models["seed, float32"] = models["seed"]
+        precision["seed, float32"] = "float32"
     inputs = random_inputs(config, 2, 8, device)
     tokens_per_step = 2 * 8 * config.tokens_per_frame
 
-    def step(model):
-        output = model(**inputs)
-        sample = output.sample if hasattr(output, "sample") else output
-        (sample - inputs["latents"]).square().mean().backward()
+    def step(name):
+        model, dtype = models[name], precision[name]
+        with torch.autocast(device.type, dtype=getattr(torch, dtype), enabled=dtype != "float32"):
+            output = model(**inputs)
+            sample = output.sample if hasattr(output, "sample") else output
+            loss = (sample.float() - inputs["latents"]).square().mean()
+        loss.backward()
         model.zero_grad(set_to_none=True)
 
     wall = {name: [] for name in models}
     cpu = {name: [] for name in models}
-    for name, model in models.items():  # warm-up (and compilation)
+    for name in models:  # warm-up (and compilation)
         start = time.perf_counter()
-        step(model)
+        step(name)
         if "compiled" in name:
             print(f"  {name}: first step (compilation) {time.perf_counter() - start:.1f} s")
     for _ in range(args.seed_repeats):
-        for name, model in models.items():
+        for name in models:
             synchronize(device)
             start, start_cpu = time.perf_counter(), time.thread_time()
-            step(model)
+            step(name)
             synchronize(device)
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.thread_time() - start_cpu)
     print(
         f"seed comparison: B=2 T=8 tokens/frame={config.tokens_per_frame} tokens/step={tokens_per_step} "
-        f"device={device} threads={torch.get_num_threads()} repeats={args.seed_repeats} (interleaved)"
+        f"device={device} dtype={args.dtype} threads={torch.get_num_threads()} repeats={args.seed_repeats} (interleaved)"
     )
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
@@ -222,7 +230,7 @@ def seed_comparison(args, device: torch.device):
             f"  {name}: {params / 1e6:5.2f}M params  {median * 1e3:8.1f} ms/step (wall, median)  "
             f"{statistics.median(cpu[name]) * 1e3:8.1f} ms/step (thread CPU)  {tokens_per_step / median:8.0f} tokens/s"
         )
-    pairs = [("ours", "seed")]
+    pairs = [("ours", "seed")] + ([("ours", "seed, float32")] if "seed, float32" in models else [])
     if args.compile:
         pairs += [("ours, compiled", "seed, compiled"), ("ours, compiled", "seed"), ("ours, compiled", "ours")]
     for numerator, denominator in pairs:
@@ -237,12 +245,12 @@ def seed_comparison(args, device: torch.device):
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        for name, model in models.items():
+        for name in models:
             steps = 3
             with profile(activities=activities) as prof:
                 start = time.perf_counter()
                 for _ in range(steps):
-                    step(model)
+                    step(name)
                 synchronize(device)
                 seconds = (time.perf_counter() - start) / steps
             print(f"profile of {name} ({steps} steps, {tokens_per_step / seconds:.0f} tokens/s under the profiler):")

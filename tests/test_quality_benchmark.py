@@ -1,0 +1,90 @@
+"""benchmarks/benchmark_pusht_quality.py: the token regions and the per-region scores, with stand-in models."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("benchmark_pusht_quality", ROOT / "benchmarks" / "benchmark_pusht_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("benchmark_pusht_quality", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_token_regions_follow_the_block_and_the_agent(quality):
+    """Token (row, column) covers (y, x) of the 512 px world; a region holds the tokens near the object before or
+    after the step, block before agent, and the three regions split the tokens."""
+    blocks = np.array([[[32.0, 32.0, 0.0], [32.0, 96.0, 0.0]]])  # [W=1, H+1=2, 3]: the block moves one token down
+    agents = np.array([[[480.0, 480.0], [480.0, 416.0]]])  # the agent moves one token up, far from the block
+    regions = quality.token_regions(blocks, agents, num_tokens=64)
+    assert {name: mask.shape for name, mask in regions.items()} == {name: (1, 1, 64) for name in quality.REGIONS}
+    block, agent, background = (regions[name][0, 0].reshape(8, 8) for name in quality.REGIONS)
+    assert block[0, 0] and block[1, 0] and not block[0, 2]  # within 96 px of (32, 32) or (32, 96)
+    assert agent[7, 7] and agent[6, 7] and not agent[7, 5]  # within 64 px of (480, 480) or (480, 416)
+    assert not block[7, 7] and not agent[0, 0]
+    np.testing.assert_array_equal(block.astype(int) + agent + background, np.ones((8, 8), dtype=int))
+
+
+def synthetic_batch(windows=6, tokens=16, channels=4, seed=0):
+    """One-step windows: the agent moves in every window, the block in the odd ones; latents change only in the
+    tokens under the moving objects."""
+    generator = torch.Generator().manual_seed(seed)
+    last = torch.randn(windows, 1, tokens, channels, generator=generator)
+    future = last.clone()
+    blocks = np.zeros((windows, 2, 3))
+    agents = np.zeros((windows, 2, 2))
+    for w in range(windows):
+        agents[w] = [[64.0, 448.0], [192.0, 448.0]]  # bottom row, tokens 12 and 13
+        future[w, 0, 12:14] += 3.0
+        blocks[w] = [[320.0, 64.0, 0.0], [320.0 + 40.0 * (w % 2), 64.0, 0.0]]  # top row, tokens 2 and 3
+        if w % 2:
+            future[w, 0, 2:4] -= 2.0
+    batch = {"future": torch.cat([last, future], dim=1), "blocks": blocks, "agents": agents}
+    batch.update({key: torch.zeros(windows, 1, 1) for key in ("context_latents", "context_states", "context_actions",
+                                                               "actions")})  # fmt: skip
+    return batch
+
+
+class StandIn:
+    """A pipeline whose rollout returns fixed predictions `[W, H, N, C]`."""
+
+    def __init__(self, predictions):
+        self.predictions = predictions
+
+    def rollout(self, **_):
+        return SimpleNamespace(latents=self.predictions)
+
+
+class ZeroProbe:
+    def predict(self, latents):
+        return np.zeros((*latents.shape[:-2], 3))
+
+
+def test_scores_split_by_region_and_motion(quality):
+    batch = synthetic_batch()
+    config = quality.QualityBenchmarkConfig()
+    perfect = quality.score(StandIn(batch["future"][:, 1:]), batch, ZeroProbe(), 1, config)
+    copying = quality.score(StandIn(batch["future"][:, :1]), batch, ZeroProbe(), 1, config)
+    assert perfect["latent_mse"]["all"] == [0.0]
+    for region in quality.REGIONS:
+        for part in ("moving", "still"):
+            assert perfect["regions"][region][part]["model"] == [0.0]
+            assert perfect["regions"][region][part]["copy_last"] == copying["regions"][region][part]["model"]
+    regions = copying["regions"]
+    assert regions["agent"]["still"]["model"][0] > 0 and regions["agent"]["moving"]["model"][0] > 0
+    assert regions["block"]["still"]["model"][0] == 0.0 < regions["block"]["moving"]["model"][0]
+    assert regions["background"]["moving"]["model"] == [0.0]
+    # the per-position mean (zero in normalised latents) scores the real latents themselves
+    expected = batch["future"][1::2, 1].pow(2).mean(-1)[:, 2:4].mean()
+    assert regions["block"]["moving"]["mean"][0] == pytest.approx(float(expected), rel=1e-5)
+    assert sum(regions[name]["token_share"] for name in quality.REGIONS) == pytest.approx(1.0)
