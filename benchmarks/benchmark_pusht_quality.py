@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from diffusers.training_utils import EMAModel
 from transformers import HfArgumentParser
 
 from argos_wm.data import LatentCacheSource, LeRobotSource
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
+from argos_wm.training import read_checkpoint_state
 
 
 MOVING_PX, MOVING_RAD = 1.0, 0.02
@@ -44,6 +46,11 @@ class QualityBenchmarkConfig:
     """What to evaluate and how."""
 
     pipeline: str = field(default="outputs/demo/pipeline", metadata={"help": "A WorldModelPipeline folder."})
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A training checkpoint folder (checkpoint-N) of a run of the pipeline's model config: score "
+                  "its EMA weights instead of the pipeline's, e.g. to follow a run's quality over its steps."},
+    )  # fmt: skip
     dataset: str = field(default="outputs/demo/pusht_dataset", metadata={"help": "The PushT LeRobot v3 dataset."})
     latent_cache: str = field(default="outputs/demo/pusht_latents", metadata={"help": "Its latent cache."})
     output_dir: str = field(default="outputs/demo/quality", metadata={"help": "Where quality.json/png go."})
@@ -72,6 +79,22 @@ class PushTEpisodes:
     states: list[torch.Tensor]
     blocks: list[np.ndarray]
     agents: list[np.ndarray]
+
+
+def load_ema_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Copies the EMA weights of a training checkpoint (`ema.json` / `ema.safetensors`) into `model`."""
+    state = read_checkpoint_state(checkpoint, "ema")
+    parameters = list(model.parameters())
+    shapes = [tuple(p.shape) for p in parameters]
+    stored = [tuple(p.shape) for p in state.get("shadow_params", [])]
+    if stored != shapes:
+        raise ValueError(
+            f"checkpoint {checkpoint} holds EMA weights of {len(stored)} tensors that do not match the pipeline's "
+            f"world model ({len(shapes)} tensors); give a checkpoint of a run with the pipeline's model config."
+        )
+    ema = EMAModel(parameters)
+    ema.load_state_dict(state)
+    ema.copy_to(parameters)
 
 
 def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: list[int]) -> PushTEpisodes:
@@ -267,6 +290,8 @@ def main(args: list[str] | None = None) -> dict:
     (config,) = HfArgumentParser(QualityBenchmarkConfig).parse_args_into_dataclasses(args=args)
     torch.manual_seed(config.seed)
     pipe = WorldModelPipeline.from_pretrained(config.pipeline)
+    if config.checkpoint is not None:
+        load_ema_weights(pipe.world_model, config.checkpoint)
     pipe.set_progress_bar_config(disable=True)
     cache = LatentCacheSource(config.latent_cache)
     source = LeRobotSource(config.dataset, fps=cache.fps, extra_keys=["observation.environment_state"])

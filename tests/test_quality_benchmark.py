@@ -88,3 +88,28 @@ def test_scores_split_by_region_and_motion(quality):
     expected = batch["future"][1::2, 1].pow(2).mean(-1)[:, 2:4].mean()
     assert regions["block"]["moving"]["mean"][0] == pytest.approx(float(expected), rel=1e-5)
     assert sum(regions[name]["token_share"] for name in quality.REGIONS) == pytest.approx(1.0)
+
+
+def test_checkpoint_ema_weights_replace_the_pipeline_weights(quality, tmp_path):
+    from diffusers.training_utils import EMAModel
+
+    from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
+    from argos_wm.training.checkpointing import _write_state
+
+    config = ArgosWorldModelConfig.from_pretrained(ROOT / "hub_configs" / "argos-wm-tiny")
+    config.update(dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+                       num_hidden_layers=2, latent_bottleneck_dim=16, signal_embedding_dim=32))  # fmt: skip
+    torch.manual_seed(0)
+    trained, pipeline_model = ArgosWorldModel(config), ArgosWorldModel(config)
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.normal_()
+    _write_state(tmp_path, "ema", EMAModel(trained.parameters()).state_dict())
+    quality.load_ema_weights(pipeline_model, tmp_path)
+    for loaded, expected in zip(pipeline_model.parameters(), trained.parameters()):
+        torch.testing.assert_close(loaded, expected, rtol=0, atol=0)
+    config.update(dict(num_hidden_layers=4))
+    with pytest.raises(ValueError, match="do not match the pipeline's world model"):
+        quality.load_ema_weights(ArgosWorldModel(config), tmp_path)
+    with pytest.raises(FileNotFoundError, match="has no ema.json"):
+        quality.load_ema_weights(pipeline_model, tmp_path / "missing")
