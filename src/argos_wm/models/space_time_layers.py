@@ -2,6 +2,7 @@
 it, and the DH output head built from the same layers."""
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -11,6 +12,14 @@ from .attention_kernels import dot_product_attention
 from .rotary_embedding import RotaryEmbedding, apply_rotary_embedding
 from .swiglu import SwiGLUMLP
 from .world_model_cache import WorldModelCache
+
+
+class QueryKeyRMSNorm(nn.RMSNorm):
+    """The QK-norm: an RMSNorm whose weight follows its input's dtype, so that under bf16 autocast (where the
+    projections return bf16) it runs the fused kernel instead of the slow mixed-dtype path."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(hidden_states, self.normalized_shape, self.weight.to(hidden_states.dtype), self.eps)
 
 
 class ArgosWorldModelAttention(nn.Module):
@@ -27,8 +36,8 @@ class ArgosWorldModelAttention(nn.Module):
         self.k_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(hidden_size, num_key_value_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=False)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.q_norm = QueryKeyRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.k_norm = QueryKeyRMSNorm(self.head_dim, eps=config.rms_norm_eps)
 
     def forward(
         self,
