@@ -228,7 +228,7 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
     model_position, model_angle = pose_errors(probe.predict(predicted), blocks[:, 1:])
     copy_position, copy_angle = pose_errors(np.repeat(probe.predict(last), real.shape[1], axis=1), blocks[:, 1:])
 
-    def split(values: np.ndarray, mask: np.ndarray) -> list[float]:
+    def split(values: np.ndarray, mask: np.ndarray) -> list[float]:  # [W, H] or [W, H, N] -> [H]
         return [float(values[:, h][mask[:, h]].mean()) if mask[:, h].any() else float("nan") for h in range(values.shape[1])]
 
     result = {"windows": int(len(predicted)), "moving_share": [float(x) for x in moving.mean(0)], "regions": {}}
@@ -237,10 +237,9 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
         for part, mask in (("moving", moving), ("still", ~moving)):
             selected = tokens & mask[..., None]  # [W, H, N]
             result["regions"][region][part] = {
-                name: [float(values[:, h][selected[:, h]].mean()) if selected[:, h].any() else float("nan")
-                       for h in range(values.shape[1])]
+                name: split(values, selected)
                 for name, values in (("model", model_token), ("copy_last", copy_token), ("mean", mean_token))
-            }  # fmt: skip
+            }
     for name, values in (("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
                          ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
                          ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle)):  # fmt: skip
@@ -355,11 +354,12 @@ def print_tables(results: dict) -> None:
     print("|---|" + "---|" * len(REGIONS))
     for steps, result in results["by_steps"].items():
         regions = result["one_step"]["regions"]
-        cells = [
-            " \\| ".join("{model:.2f} / {copy_last:.2f} / {mean:.2f}".format(**{k: v[0] for k, v in regions[region][part].items()})
-                          for part in ("moving", "still"))
-            for region in REGIONS
-        ]  # fmt: skip
+        cells = []
+        for region in REGIONS:
+            parts = [regions[region][part] for part in ("moving", "still")]
+            cells.append(
+                " \\| ".join(f"{p['model'][0]:.2f} / {p['copy_last'][0]:.2f} / {p['mean'][0]:.2f}" for p in parts)
+            )
         print(f"| {steps} | " + " | ".join(cells) + " |")
 
 

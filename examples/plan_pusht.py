@@ -340,7 +340,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     def bounds(observation: dict) -> tuple[np.ndarray, np.ndarray]:
         return action_space.bounds(observation, config.reach)
 
-    def initial_action(observation: dict) -> np.ndarray | None:
+    def initial_action(observation: dict) -> np.ndarray:
         if config.initial_action == "hold":
             return action_space.hold(observation)
         return np.clip(action_space.hold(goal_observation), *bounds(observation))  # goal_agent

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("benchmark_pusht_quality", ROOT / "benchmarks" / "benchmark_pusht_quality.py")
+    path = ROOT / "benchmarks" / "benchmark_pusht_quality.py"
+    spec = importlib.util.spec_from_file_location("benchmark_pusht_quality", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("benchmark_pusht_quality", module)
     spec.loader.exec_module(module)
