@@ -311,3 +311,24 @@ def test_tiny_world_model_overfits_a_clip(one_thread):
         output.loss.backward()
         optimizer.step()
     assert held_out_loss() < 0.5 * initial
+
+
+@pytest.mark.parametrize("loss_class", [ShortcutForcingLoss, DiffusionForcingLoss])
+def test_teacher_forcing_scores_the_last_real_frame_only(loss_class):
+    """DINO-WM's objective: the context is clean and carries no loss; each sequence's last real frame (before its
+    padding) starts from pure noise and carries all of it, at d_min, with no bootstrap call."""
+    model, clip = AffineModel(), make_clip(frames=4)
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=K_MAX, signal_level_sampler="teacher_forcing")
+    frame_mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    output = loss_class(scheduler)(model, frame_mask=frame_mask, **clip)
+    expected_levels = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
+    torch.testing.assert_close(output.signal_levels, expected_levels)
+    assert len(model.calls) == 1 and torch.all(output.step_sizes == 1 / K_MAX)
+    latent, state = hand_frame_losses(model, clip, expected_levels, output.step_sizes)
+    scored = torch.tensor([[False, False, False, True], [False, True, False, False]])
+    torch.testing.assert_close(output.loss, latent[scored].mean() + state[scored].mean())
+    changed = {key: value.clone() for key, value in clip.items()}
+    changed["latents"][0, :3] += 5.0  # the context frames (the stand-in model predicts each frame from itself)
+    changed["states"][1, 0] -= 5.0
+    assert latent[~scored].gt(0).all()  # they would carry loss if they were counted
+    torch.testing.assert_close(loss_class(scheduler)(model, frame_mask=frame_mask, **changed).loss, output.loss)

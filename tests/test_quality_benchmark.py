@@ -1,6 +1,7 @@
 """benchmarks/benchmark_pusht_quality.py: the token regions and the per-region scores, with stand-in models."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -114,3 +115,62 @@ def test_checkpoint_ema_weights_replace_the_pipeline_weights(quality, tmp_path):
         quality.load_ema_weights(ArgosWorldModel(config), tmp_path)
     with pytest.raises(FileNotFoundError, match="has no ema.json"):
         quality.load_ema_weights(pipeline_model, tmp_path / "missing")
+
+
+@pytest.fixture(scope="module")
+def sensitivity():
+    path = ROOT / "benchmarks" / "benchmark_pusht_pose_sensitivity.py"
+    sys.path.insert(0, str(path.parent))  # it imports benchmark_pusht_quality, as when run as a script
+    spec = importlib.util.spec_from_file_location("benchmark_pusht_pose_sensitivity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_perturb_moves_one_part_by_its_size(sensitivity):
+    rng = np.random.default_rng(0)
+    states = rng.uniform(100, 400, size=(6, 5))
+    for part, columns in (("block", slice(2, 4)), ("agent", slice(0, 2))):
+        moved = sensitivity.perturb(states, part, 7.0, rng)
+        np.testing.assert_allclose(np.linalg.norm(moved[:, columns] - states[:, columns], axis=1), 7.0)
+        untouched = [i for i in range(5) if i not in range(columns.start, columns.stop)]
+        np.testing.assert_array_equal(moved[:, untouched], states[:, untouched])
+    turned = sensitivity.perturb(states, "turn", 10.0, rng)
+    np.testing.assert_allclose(np.abs(turned[:, 4] - states[:, 4]), np.deg2rad(10.0))
+    np.testing.assert_array_equal(turned[:, :4], states[:, :4])
+
+
+def test_equivalent_error_reads_the_curve_backwards(sensitivity):
+    sizes, curve = [5.0, 10.0, 20.0], [0.2, 0.4, 0.6]
+    assert sensitivity.equivalent_error(0.3, sizes, curve) == pytest.approx(7.5)
+    assert sensitivity.equivalent_error(0.1, sizes, curve) == pytest.approx(2.5)  # from (0 px, 0)
+    assert sensitivity.equivalent_error(0.7, sizes, curve) == float("inf")
+
+
+def test_pose_sensitivity_end_to_end(sensitivity, tmp_path):
+    """On a recorded PushT dataset and its cache: a zero move costs exactly zero (rendering is deterministic), any
+    move costs something, and a quality.json's one-step figures are read as pose errors. (The sizes need not cost
+    in order here: three short episodes give the per-position statistics, so a few tokens dominate.)"""
+    from argos_wm.data.latent_cache import main as build_cache
+    from argos_wm.data.pusht import main as record_pusht
+
+    dataset, cache = tmp_path / "pusht", tmp_path / "latents"
+    record_pusht(["--episodes", "3", "--out", str(dataset), "--max-steps", "30", "--workers", "1", "--codec", "libx264"])
+    build_cache(["--dataset", str(dataset), "--encoder", str(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
+                 "--out", str(cache), "--fps", "2"])  # fmt: skip
+    figures = {"latent_mse": {"moving": [0.5], "still": [0.2]}, "copy_last_latent_mse": {"moving": [1.0], "still": [0.1]}}
+    quality_json = tmp_path / "quality.json"
+    quality_json.write_text(json.dumps({"by_steps": {"x": {"one_step": figures}}}))
+    results = sensitivity.main([
+        "--latent_cache", str(cache), "--dataset", str(dataset), "--quality", str(quality_json),
+        "--output_dir", str(tmp_path / "out"), "--num_eval_episodes", "1",
+        "--shifts_px", "0", "10", "40", "--turns_deg", "0", "10", "40",
+    ])  # fmt: skip
+    assert results["frames"] == 6  # 30 steps at 10 fps, resampled to 2 fps
+    for part in sensitivity.PARTS:
+        curve = results["curves"][part]
+        assert curve[0] == 0.0 and curve[1] > 0.0 and curve[2] > 0.0, (part, curve)
+    assert results["codec_floor"] > 0.0 and set(results["copy_last"]) == {"moving", "still"}
+    moving = results["equivalents"]["x"]["moving"]
+    assert moving["mse"] == 0.5 and 0.0 < moving["block_px"] and 0.0 < moving["turn_deg"]
+    assert (tmp_path / "out" / "pose_sensitivity.json").is_file()

@@ -276,3 +276,17 @@ def test_clean_context_bad_config():
         ShortcutForcingScheduler(clean_context_probability=1.5)
     with pytest.raises(ValueError, match="context_signal_level"):
         ShortcutForcingScheduler(context_signal_level=-0.1)
+
+
+def test_training_levels_teacher_forcing():
+    """Clean context and the last real frame from pure noise, whatever the bootstrap settings; without a frame
+    mask the last frame of each sequence is the noised one."""
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, signal_level_sampler="teacher_forcing")
+    levels, steps = scheduler.sample_training_levels(3, 5)
+    torch.testing.assert_close(levels, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]] * 3))
+    assert torch.all(steps == 1 / 16)
+    frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False], [True, False, False, False, False]])
+    levels, _ = scheduler.sample_training_levels(3, 5, frame_mask=frame_mask)
+    assert levels.eq(0).sum(dim=1).tolist() == [1, 1, 1]
+    assert levels.argmin(dim=1).tolist() == [4, 2, 0]
+    assert scheduler.sample_signal_levels((2, 3)).tolist() == [[1.0, 1.0, 0.0]] * 2

@@ -35,7 +35,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift")
+SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift", "teacher_forcing")
 PREDICTION_TYPES = ("sample", "velocity")
 
 
@@ -91,7 +91,9 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             `log2(K_max) / (log2(K_max) + 1)`: `d` uniform over all of `{1, ..., 1/K_max}`.
         signal_level_sampler (`str`, defaults to `"uniform"`):
             Continuous sampler of per-frame signal levels: `"uniform"` (`tau ~ U[0, 1)`), `"logit_normal"`
-            (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift).
+            (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift). `"teacher_forcing"`
+            is DINO-WM's deterministic objective instead: every sequence's frames are clean context (`tau = 1`, no loss)
+            but the last, which is pure noise (`tau = 0`), all at `d_min`, without bootstrap frames.
         logit_normal_mean (`float`, defaults to 0.0):
             Mean of the normal variable of the logit-normal sampler.
         logit_normal_std (`float`, defaults to 1.0):
@@ -210,6 +212,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         shape: tuple[int, ...],
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        frame_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Draws continuous signal levels with the configured `signal_level_sampler`.
@@ -218,11 +221,20 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             shape (`tuple[int, ...]`): e.g. `(B, T)` for one level per frame.
             generator (`torch.Generator`, *optional*): for reproducibility.
             device (`torch.device` or `str`, *optional*): device of the result.
+            frame_mask (`torch.Tensor` of shape `shape`, *optional*): bool, False for the padding after a shorter
+                sequence; `"teacher_forcing"` noises each sequence's last real frame. Other samplers ignore it.
 
         Returns:
-            `torch.Tensor` of shape `shape`, float32, values in [0, 1).
+            `torch.Tensor` of shape `shape`, float32, values in [0, 1) (`"teacher_forcing"`: 1 for the context frames).
         """
         sampler = self.config.signal_level_sampler
+        if sampler == "teacher_forcing":  # clean context, the last real frame from pure noise
+            signal_levels = torch.ones(shape, device=device)
+            if frame_mask is None:
+                signal_levels[..., -1] = 0.0
+                return signal_levels
+            last = frame_mask.to(device=signal_levels.device, dtype=torch.long).sum(dim=-1, keepdim=True) - 1
+            return signal_levels.scatter(-1, last.clamp(min=0), 0.0)
         if sampler == "logit_normal":
             normal = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
             return torch.sigmoid(self.config.logit_normal_mean + self.config.logit_normal_std * normal)
@@ -237,6 +249,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         num_frames: int,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        frame_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Draws per-frame signal levels and shortcut step sizes for one training batch.
@@ -252,6 +265,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             num_frames (`int`): `T`.
             generator (`torch.Generator`, *optional*): for reproducibility.
             device (`torch.device` or `str`, *optional*): device of the results.
+            frame_mask (`torch.Tensor` of shape `[B, T]`, *optional*): bool, False for padding at the end of a
+                sequence (see [`~ShortcutForcingScheduler.sample_signal_levels`]).
 
         Returns:
             `tuple(torch.Tensor, torch.Tensor)`: `signal_levels` and `step_sizes`, both `[B, T]` float32.
@@ -261,9 +276,11 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
                 f"`batch_size` and `num_frames` must be >= 1, got batch_size={batch_size} and num_frames={num_frames}."
             )
         shape = (batch_size, num_frames)
-        signal_levels = self.sample_signal_levels(shape, generator=generator, device=device)
+        signal_levels = self.sample_signal_levels(shape, generator=generator, device=device, frame_mask=frame_mask)
         step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
 
+        if self.config.signal_level_sampler == "teacher_forcing":
+            return signal_levels, step_sizes
         num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))  # sizes 1, 1/2, ..., 2 / K_max
         if self.bootstrap_probability > 0.0:
             signal_levels, step_sizes = self._draw_bootstrap_frames(

@@ -183,7 +183,7 @@ class ShortcutForcingLoss:
             raise ValueError("`latents` must be finite, got NaN or infinite values.")
         if signal_levels is None and step_sizes is None:
             signal_levels, step_sizes = self.scheduler.sample_training_levels(
-                latents.shape[0], latents.shape[1], generator=generator, device=latents.device
+                latents.shape[0], latents.shape[1], generator=generator, device=latents.device, frame_mask=frame_mask
             )
         self._check_inputs(
             model, latents, states, state_mask, frame_mask, signal_levels, step_sizes, noise, state_noise
@@ -201,7 +201,7 @@ class ShortcutForcingLoss:
         if bool((signal_levels + step_sizes)[is_bootstrap].gt(1 + 1e-6).any()):
             raise ValueError("`signal_levels` + `step_sizes` must be <= 1 on frames with a step size > d_min.")
         frame_mask = torch.ones(frame_shape, dtype=torch.bool, device=device) if frame_mask is None else frame_mask
-        frame_mask = frame_mask.to(device=device, dtype=torch.bool)
+        frame_mask = frame_mask.to(device=device, dtype=torch.bool) & (signal_levels < 1.0)  # clean frames: context
 
         if noise is None:
             noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
@@ -411,7 +411,7 @@ class DiffusionForcingLoss(ShortcutForcingLoss):
         """Noises the clip, runs the model at `d_min` and returns the flow loss with its breakdown (see the parent)."""
         if signal_levels is None:
             signal_levels = self.scheduler.sample_signal_levels(
-                tuple(latents.shape[:2]), generator=generator, device=latents.device
+                tuple(latents.shape[:2]), generator=generator, device=latents.device, frame_mask=frame_mask
             )
         return super().__call__(
             model,
