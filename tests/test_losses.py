@@ -318,7 +318,8 @@ def test_teacher_forcing_scores_the_last_real_frame_only(loss_class):
     """DINO-WM's objective: the context is clean and carries no loss; each sequence's last real frame (before its
     padding) starts from pure noise and carries all of it, at d_min, with no bootstrap call."""
     model, clip = AffineModel(), make_clip(frames=4)
-    scheduler = ShortcutForcingScheduler(max_shortcut_steps=K_MAX, signal_level_sampler="teacher_forcing")
+    shortcuts = loss_class is ShortcutForcingLoss
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=K_MAX, use_shortcut=shortcuts, teacher_forcing_probability=1.0)
     frame_mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
     output = loss_class(scheduler)(model, frame_mask=frame_mask, **clip)
     expected_levels = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
@@ -332,3 +333,12 @@ def test_teacher_forcing_scores_the_last_real_frame_only(loss_class):
     changed["states"][1, 0] -= 5.0
     assert latent[~scored].gt(0).all()  # they would carry loss if they were counted
     torch.testing.assert_close(loss_class(scheduler)(model, frame_mask=frame_mask, **changed).loss, output.loss)
+
+
+def test_diffusion_forcing_loss_needs_a_scheduler_without_shortcuts():
+    model, clip = AffineModel(), make_clip()
+    with pytest.raises(ValueError, match="use_shortcut=False"):
+        DiffusionForcingLoss(ShortcutForcingScheduler(max_shortcut_steps=K_MAX))(model, **clip)
+    plain = ShortcutForcingScheduler(max_shortcut_steps=K_MAX, use_shortcut=False)
+    output = DiffusionForcingLoss(plain)(model, generator=torch.Generator().manual_seed(0), **clip)
+    assert torch.all(output.step_sizes == 1 / K_MAX) and output.signal_levels.lt(1).all()

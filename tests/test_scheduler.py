@@ -279,14 +279,21 @@ def test_clean_context_bad_config():
 
 
 def test_training_levels_teacher_forcing():
-    """Clean context and the last real frame from pure noise, whatever the bootstrap settings; without a frame
-    mask the last frame of each sequence is the noised one."""
-    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, signal_level_sampler="teacher_forcing")
-    levels, steps = scheduler.sample_training_levels(3, 5)
+    """Teacher-forced sequences: clean context and the last real frame from pure noise, at d_min, whatever the
+    bootstrap settings; without a frame mask the last frame is the noised one. A share of them mixes with the rest."""
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, teacher_forcing_probability=1.0)
+    levels, steps = scheduler.sample_training_levels(3, 5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(levels, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]] * 3))
     assert torch.all(steps == 1 / 16)
     frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False], [True, False, False, False, False]])
     levels, _ = scheduler.sample_training_levels(3, 5, frame_mask=frame_mask)
     assert levels.eq(0).sum(dim=1).tolist() == [1, 1, 1]
     assert levels.argmin(dim=1).tolist() == [4, 2, 0]
-    assert scheduler.sample_signal_levels((2, 3)).tolist() == [[1.0, 1.0, 0.0]] * 2
+
+    mixed = ShortcutForcingScheduler(max_shortcut_steps=16, teacher_forcing_probability=0.5)
+    levels, steps = mixed.sample_training_levels(4000, 4, generator=torch.Generator().manual_seed(1))
+    forced = (levels[:, :3] == 1).all(dim=1) & (levels[:, 3] == 0)
+    assert 0.45 < forced.float().mean() < 0.55
+    assert torch.all(steps[forced] == 1 / 16) and (steps[~forced] > 1 / 16).any()  # the others keep their shortcuts
+    with pytest.raises(ValueError, match="teacher_forcing_probability"):
+        ShortcutForcingScheduler(teacher_forcing_probability=1.5)

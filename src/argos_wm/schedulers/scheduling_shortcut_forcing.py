@@ -35,7 +35,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift", "teacher_forcing")
+SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift")
 PREDICTION_TYPES = ("sample", "velocity")
 
 
@@ -91,9 +91,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             `log2(K_max) / (log2(K_max) + 1)`: `d` uniform over all of `{1, ..., 1/K_max}`.
         signal_level_sampler (`str`, defaults to `"uniform"`):
             Continuous sampler of per-frame signal levels: `"uniform"` (`tau ~ U[0, 1)`), `"logit_normal"`
-            (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift). `"teacher_forcing"`
-            is DINO-WM's deterministic objective instead: every sequence's frames are clean context (`tau = 1`, no loss)
-            but the last, which is pure noise (`tau = 0`), all at `d_min`, without bootstrap frames.
+            (`tau = sigmoid(mean + std * z)`) or `"shift"` (uniform, then the RAE resolution shift).
         logit_normal_mean (`float`, defaults to 0.0):
             Mean of the normal variable of the logit-normal sampler.
         logit_normal_std (`float`, defaults to 1.0):
@@ -115,6 +113,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             `d_min`), frames from `c` on as above. 0 is plain diffusion forcing (every frame independent).
         context_signal_level (`float`, defaults to 0.9):
             Lowest signal level of those clean-context frames (a rollout re-noises its context to 0.9 by default).
+        teacher_forcing_probability (`float`, defaults to 0.0):
+            Probability that a training sequence is teacher-forced, DINO-WM's deterministic objective: its frames are
+            clean context (`tau = 1`, which carries no loss) but the last real one, which starts from pure noise
+            (`tau = 0`), all at `d_min`. 1 trains nothing else (no bootstrap frames: sample with one step).
     """
 
     _compatibles = []
@@ -135,6 +137,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         loss_weight_floor: float = 0.1,
         clean_context_probability: float = 0.0,
         context_signal_level: float = 0.9,
+        teacher_forcing_probability: float = 0.0,
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
@@ -158,6 +161,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`clean_context_probability` must be in [0, 1], got {clean_context_probability}.")
         if not 0.0 <= context_signal_level <= 1.0:
             raise ValueError(f"`context_signal_level` must be in [0, 1], got {context_signal_level}.")
+        if not 0.0 <= teacher_forcing_probability <= 1.0:
+            raise ValueError(f"`teacher_forcing_probability` must be in [0, 1], got {teacher_forcing_probability}.")
 
         self.num_inference_steps = None
         self.step_size = None
@@ -212,7 +217,6 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         shape: tuple[int, ...],
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-        frame_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Draws continuous signal levels with the configured `signal_level_sampler`.
@@ -221,20 +225,11 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             shape (`tuple[int, ...]`): e.g. `(B, T)` for one level per frame.
             generator (`torch.Generator`, *optional*): for reproducibility.
             device (`torch.device` or `str`, *optional*): device of the result.
-            frame_mask (`torch.Tensor` of shape `shape`, *optional*): bool, False for the padding after a shorter
-                sequence; `"teacher_forcing"` noises each sequence's last real frame. Other samplers ignore it.
 
         Returns:
-            `torch.Tensor` of shape `shape`, float32, values in [0, 1) (`"teacher_forcing"`: 1 for the context frames).
+            `torch.Tensor` of shape `shape`, float32, values in [0, 1).
         """
         sampler = self.config.signal_level_sampler
-        if sampler == "teacher_forcing":  # clean context, the last real frame from pure noise
-            signal_levels = torch.ones(shape, device=device)
-            if frame_mask is None:
-                signal_levels[..., -1] = 0.0
-                return signal_levels
-            last = frame_mask.to(device=signal_levels.device, dtype=torch.long).sum(dim=-1, keepdim=True) - 1
-            return signal_levels.scatter(-1, last.clamp(min=0), 0.0)
         if sampler == "logit_normal":
             normal = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
             return torch.sigmoid(self.config.logit_normal_mean + self.config.logit_normal_std * normal)
@@ -258,15 +253,15 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         False or `max_shortcut_steps` is 1): it draws its own step size `d` uniformly over `{1, 1/2, ..., 2 / K_max}`
         and its own level uniformly on `{0, d, ..., 1 - d}`; the other frames get `d_min` and a level from the
         continuous sampler. With `clean_context_probability`, some sequences then get nearly clean context frames
-        before a random cut, as a rollout's context is.
+        before a random cut, as a rollout's context is; with `teacher_forcing_probability`, some are teacher-forced.
 
         Args:
             batch_size (`int`): `B`.
             num_frames (`int`): `T`.
             generator (`torch.Generator`, *optional*): for reproducibility.
             device (`torch.device` or `str`, *optional*): device of the results.
-            frame_mask (`torch.Tensor` of shape `[B, T]`, *optional*): bool, False for padding at the end of a
-                sequence (see [`~ShortcutForcingScheduler.sample_signal_levels`]).
+            frame_mask (`torch.Tensor` of shape `[B, T]`, *optional*): bool, False for the padding after a shorter
+                sequence: a teacher-forced sequence noises its last real frame.
 
         Returns:
             `tuple(torch.Tensor, torch.Tensor)`: `signal_levels` and `step_sizes`, both `[B, T]` float32.
@@ -276,11 +271,9 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
                 f"`batch_size` and `num_frames` must be >= 1, got batch_size={batch_size} and num_frames={num_frames}."
             )
         shape = (batch_size, num_frames)
-        signal_levels = self.sample_signal_levels(shape, generator=generator, device=device, frame_mask=frame_mask)
+        signal_levels = self.sample_signal_levels(shape, generator=generator, device=device)
         step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
 
-        if self.config.signal_level_sampler == "teacher_forcing":
-            return signal_levels, step_sizes
         num_shortcut_sizes = int(math.log2(self.config.max_shortcut_steps))  # sizes 1, 1/2, ..., 2 / K_max
         if self.bootstrap_probability > 0.0:
             signal_levels, step_sizes = self._draw_bootstrap_frames(
@@ -288,6 +281,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             )
         if self.config.clean_context_probability > 0.0 and num_frames > 1:
             signal_levels, step_sizes = self._draw_clean_context(signal_levels, step_sizes, generator)
+        if self.config.teacher_forcing_probability > 0.0:
+            signal_levels, step_sizes = self._draw_teacher_forcing(signal_levels, step_sizes, generator, frame_mask)
         return signal_levels, step_sizes
 
     def _draw_bootstrap_frames(self, signal_levels, step_sizes, num_shortcut_sizes: int, generator):
@@ -312,6 +307,19 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         context_levels = low + (1.0 - low) * self._uniform(tuple(signal_levels.shape), generator, device)
         signal_levels = torch.where(is_context, context_levels, signal_levels)
         step_sizes = torch.where(is_context, torch.full_like(step_sizes, self.min_step_size), step_sizes)
+        return signal_levels, step_sizes
+
+    def _draw_teacher_forcing(self, signal_levels, step_sizes, generator, frame_mask):
+        """With `teacher_forcing_probability` per sequence, every frame becomes clean context (`tau = 1`) but the last
+        real one (by `frame_mask` `[B, T]`), which becomes pure noise (`tau = 0`), all at `d_min`."""
+        (batch, num_frames), device = signal_levels.shape, signal_levels.device
+        chosen = self._uniform((batch, 1), generator, device) < self.config.teacher_forcing_probability
+        lengths = torch.full((batch, 1), num_frames, device=device)
+        if frame_mask is not None:
+            lengths = frame_mask.to(device=device, dtype=torch.long).sum(dim=1, keepdim=True).clamp(min=1)
+        forced_levels = (torch.arange(num_frames, device=device) != lengths - 1).float()  # [B, T]
+        signal_levels = torch.where(chosen, forced_levels, signal_levels)
+        step_sizes = torch.where(chosen, torch.full_like(step_sizes, self.min_step_size), step_sizes)
         return signal_levels, step_sizes
 
     def add_noise(

@@ -388,9 +388,10 @@ class ShortcutForcingLoss:
 
 class DiffusionForcingLoss(ShortcutForcingLoss):
     """
-    Diffusion forcing x-space loss: every frame noised at its own `tau` from the scheduler's continuous sampler, step
-    size `d_min` everywhere, loss `w(tau) * ||x_hat - x||^2` on latents and (weighted, masked) states. It takes the
-    arguments of [`ShortcutForcingLoss`] except `step_sizes`.
+    Diffusion forcing x-space loss: every frame noised at its own `tau` from the scheduler's continuous sampler (with
+    its clean-context and teacher-forced sequences), step size `d_min` everywhere, loss `w(tau) * ||x_hat - x||^2` on
+    latents and (weighted, masked) states. It takes the arguments of [`ShortcutForcingLoss`] except `step_sizes`; to
+    sample the levels, the scheduler must train without shortcuts (`use_shortcut=False`).
     """
 
     def __call__(
@@ -410,8 +411,14 @@ class DiffusionForcingLoss(ShortcutForcingLoss):
     ) -> ForcingLossOutput:
         """Noises the clip, runs the model at `d_min` and returns the flow loss with its breakdown (see the parent)."""
         if signal_levels is None:
-            signal_levels = self.scheduler.sample_signal_levels(
-                tuple(latents.shape[:2]), generator=generator, device=latents.device, frame_mask=frame_mask
+            if self.scheduler.bootstrap_probability > 0.0:
+                raise ValueError(
+                    "DiffusionForcingLoss samples signal levels from a scheduler without shortcuts; got one with "
+                    f"use_shortcut=True (bootstrap share {self.scheduler.bootstrap_probability}): build it with "
+                    "use_shortcut=False, or pass `signal_levels`."
+                )
+            signal_levels, _ = self.scheduler.sample_training_levels(
+                latents.shape[0], latents.shape[1], generator=generator, device=latents.device, frame_mask=frame_mask
             )
         return super().__call__(
             model,
