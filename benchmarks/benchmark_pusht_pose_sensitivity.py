@@ -21,9 +21,8 @@ import torch
 from transformers import HfArgumentParser
 
 from argos_wm import ArgosDinoEncoder
-from argos_wm.data import LatentCacheSource, LeRobotSource
 from argos_wm.data.pusht import make_pusht_env
-from benchmark_pusht_quality import MOVING_PX, MOVING_RAD, read_episodes
+from benchmark_pusht_quality import MOVING_PX, MOVING_RAD, open_pusht_data, read_episodes
 
 
 PARTS = ("block", "turn", "agent")  # the block shifted (px), the block turned (degrees), the agent shifted (px)
@@ -83,13 +82,7 @@ def one_step_figures(quality: dict) -> dict[str, dict[str, float]]:
 
 def main(args: list[str] | None = None) -> dict:
     (config,) = HfArgumentParser(PoseSensitivityConfig).parse_args_into_dataclasses(args=args)
-    cache = LatentCacheSource(config.latent_cache)
-    source = LeRobotSource(config.dataset, fps=cache.fps, extra_keys=["observation.environment_state"])
-    if len(cache) != len(source) or len(cache) <= config.num_eval_episodes:
-        raise ValueError(
-            f"latent_cache ({len(cache)} episodes) and dataset ({len(source)}) must hold the same episodes, more than "
-            f"num_eval_episodes={config.num_eval_episodes}."
-        )
+    cache, source = open_pusht_data(config.latent_cache, config.dataset, config.num_eval_episodes)
     encoder = ArgosDinoEncoder.from_pretrained(Path(config.latent_cache) / "encoder")
     held_out = read_episodes(cache, source, list(range(len(cache) - config.num_eval_episodes, len(cache))))
     states = np.concatenate([np.concatenate([a, b], axis=1) for a, b in zip(held_out.agents, held_out.blocks)])

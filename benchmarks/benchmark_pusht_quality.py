@@ -97,6 +97,21 @@ def load_ema_weights(model: torch.nn.Module, checkpoint: str | Path) -> None:
     ema.copy_to(parameters)
 
 
+def open_pusht_data(
+    latent_cache: str, dataset: str, num_eval_episodes: int
+) -> tuple[LatentCacheSource, LeRobotSource]:
+    """A latent cache and its PushT dataset (with the simulator's poses), checked to hold the same episodes, more than
+    `num_eval_episodes`."""
+    cache = LatentCacheSource(latent_cache)
+    source = LeRobotSource(dataset, fps=cache.fps, extra_keys=["observation.environment_state"])
+    if len(cache) != len(source) or len(cache) <= num_eval_episodes:
+        raise ValueError(
+            f"latent_cache ({len(cache)} episodes) and dataset ({len(source)}) must hold the same episodes, more than "
+            f"num_eval_episodes={num_eval_episodes}."
+        )
+    return cache, source
+
+
 def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: list[int]) -> PushTEpisodes:
     """The cache's episodes with the simulator's block pose at the same (resampled) frames."""
     episodes = PushTEpisodes([], [], [], [], [])
@@ -292,13 +307,7 @@ def main(args: list[str] | None = None) -> dict:
     if config.checkpoint is not None:
         load_ema_weights(pipe.world_model, config.checkpoint)
     pipe.set_progress_bar_config(disable=True)
-    cache = LatentCacheSource(config.latent_cache)
-    source = LeRobotSource(config.dataset, fps=cache.fps, extra_keys=["observation.environment_state"])
-    if len(cache) != len(source) or len(cache) <= config.num_eval_episodes:
-        raise ValueError(
-            f"latent_cache ({len(cache)} episodes) and dataset ({len(source)}) must hold the same episodes, more than "
-            f"num_eval_episodes={config.num_eval_episodes}."
-        )
+    cache, source = open_pusht_data(config.latent_cache, config.dataset, config.num_eval_episodes)
     split = len(cache) - config.num_eval_episodes
     train = read_episodes(cache, source, list(range(split)))
     held_out = read_episodes(cache, source, list(range(split, len(cache))))

@@ -319,7 +319,9 @@ def test_teacher_forcing_scores_the_last_real_frame_only(loss_class):
     padding) starts from pure noise and carries all of it, at d_min, with no bootstrap call."""
     model, clip = AffineModel(), make_clip(frames=4)
     shortcuts = loss_class is ShortcutForcingLoss
-    scheduler = ShortcutForcingScheduler(max_shortcut_steps=K_MAX, use_shortcut=shortcuts, teacher_forcing_probability=1.0)
+    scheduler = ShortcutForcingScheduler(
+        max_shortcut_steps=K_MAX, use_shortcut=shortcuts, teacher_forcing_probability=1.0
+    )
     frame_mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
     output = loss_class(scheduler)(model, frame_mask=frame_mask, **clip)
     expected_levels = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])

@@ -155,10 +155,14 @@ def test_pose_sensitivity_end_to_end(sensitivity, tmp_path):
     from argos_wm.data.pusht import main as record_pusht
 
     dataset, cache = tmp_path / "pusht", tmp_path / "latents"
-    record_pusht(["--episodes", "3", "--out", str(dataset), "--max-steps", "30", "--workers", "1", "--codec", "libx264"])
+    record_pusht(["--episodes", "3", "--out", str(dataset), "--max-steps", "30", "--workers", "1",
+                  "--codec", "libx264"])  # fmt: skip
     build_cache(["--dataset", str(dataset), "--encoder", str(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
                  "--out", str(cache), "--fps", "2"])  # fmt: skip
-    figures = {"latent_mse": {"moving": [0.5], "still": [0.2]}, "copy_last_latent_mse": {"moving": [1.0], "still": [0.1]}}
+    figures = {
+        "latent_mse": {"moving": [0.5], "still": [0.2]},
+        "copy_last_latent_mse": {"moving": [1.0], "still": [0.1]},
+    }
     quality_json = tmp_path / "quality.json"
     quality_json.write_text(json.dumps({"by_steps": {"x": {"one_step": figures}}}))
     results = sensitivity.main([
