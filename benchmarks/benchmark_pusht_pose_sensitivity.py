@@ -22,7 +22,7 @@ from transformers import HfArgumentParser
 
 from argos_wm import ArgosDinoEncoder
 from argos_wm.data.pusht import make_pusht_env
-from benchmark_pusht_quality import MOVING_PX, MOVING_RAD, open_pusht_data, read_episodes
+from benchmark_pusht_quality import block_moves, open_pusht_data, read_episodes
 
 
 PARTS = ("block", "turn", "agent")  # the block shifted (px), the block turned (degrees), the agent shifted (px)
@@ -95,10 +95,7 @@ def main(args: list[str] | None = None) -> dict:
         return encoder.encode(np.stack(frames), batch_size=64)
 
     rendered = encode(states)
-    next_blocks = [blocks[1:] - blocks[:-1] for blocks in held_out.blocks]
-    moving = np.concatenate(
-        [(np.linalg.norm(step[:, :2], axis=1) > MOVING_PX) | (np.abs(step[:, 2]) > MOVING_RAD) for step in next_blocks]
-    )
+    moving = np.concatenate([block_moves(blocks) for blocks in held_out.blocks])
     copy_last = torch.cat([(latents[1:] - latents[:-1]).pow(2).mean(dim=(1, 2)) for latents in held_out.latents])
     rng = np.random.default_rng(config.seed)
     curves = {

@@ -202,6 +202,14 @@ def windows(episodes: PushTEpisodes, context: int, horizon: int) -> dict[str, to
     return stacked
 
 
+def block_moves(blocks: np.ndarray) -> np.ndarray:
+    """Block poses `[..., T + 1, 3]` -> bool `[..., T]`: the block moves more than `MOVING_PX` or turns more than
+    `MOVING_RAD` from each frame to the next."""
+    motion = np.linalg.norm(blocks[..., 1:, :2] - blocks[..., :-1, :2], axis=-1)
+    turn = np.abs(blocks[..., 1:, 2] - blocks[..., :-1, 2])
+    return (motion > MOVING_PX) | (turn > MOVING_RAD)
+
+
 def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> dict[str, np.ndarray]:
     """Which latent tokens of each predicted frame show the block, the agent or only background.
 
@@ -237,9 +245,7 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
     mean_token = real.pow(2).mean(dim=3).numpy()  # predicting the dataset's per-position mean (0 once normalised)
     model_mse, copy_mse = model_token.mean(2), copy_token.mean(2)  # [W, H]
     blocks = batch["blocks"]  # [W, H + 1, 3]
-    step_motion = np.linalg.norm(blocks[:, 1:, :2] - blocks[:, :-1, :2], axis=-1)
-    step_turn = np.abs(blocks[:, 1:, 2] - blocks[:, :-1, 2])
-    moving = (step_motion > MOVING_PX) | (step_turn > MOVING_RAD)  # [W, H]: the transition into frame t + h
+    moving = block_moves(blocks)  # [W, H]: the transition into frame t + h
     model_position, model_angle = pose_errors(probe.predict(predicted), blocks[:, 1:])
     copy_position, copy_angle = pose_errors(np.repeat(probe.predict(last), real.shape[1], axis=1), blocks[:, 1:])
 

@@ -297,3 +297,5 @@ def test_training_levels_teacher_forcing():
     assert torch.all(steps[forced] == 1 / 16) and (steps[~forced] > 1 / 16).any()  # the others keep their shortcuts
     with pytest.raises(ValueError, match="teacher_forcing_probability"):
         ShortcutForcingScheduler(teacher_forcing_probability=1.5)
+    with pytest.raises(ValueError, match=r"`frame_mask` must have shape \[B, T\] = \[3, 5\], got \[4, 5\]"):
+        scheduler.sample_training_levels(3, 5, frame_mask=torch.ones(4, 5, dtype=torch.bool))

@@ -271,6 +271,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
                 f"`batch_size` and `num_frames` must be >= 1, got batch_size={batch_size} and num_frames={num_frames}."
             )
         shape = (batch_size, num_frames)
+        if frame_mask is not None and tuple(frame_mask.shape) != shape:
+            raise ValueError(f"`frame_mask` must have shape [B, T] = {list(shape)}, got {list(frame_mask.shape)}.")
         signal_levels = self.sample_signal_levels(shape, generator=generator, device=device)
         step_sizes = torch.full(shape, self.min_step_size, device=signal_levels.device)
 
