@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6",
-        "transformers>=5.0",
+        "transformers>=5.20",
         "diffusers>=0.36",
         "accelerate>=1.10",
         "datasets>=4.0",

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import torch
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, ShortcutForcingScheduler, WorldModelPipeline
+from argos_wm.models.attention_kernels import auto_attention_backend
 from argos_wm.training.flops import world_model_flops
 
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
@@ -277,9 +278,14 @@ def main(argv=None):
     torch.manual_seed(0)
     config_path = args.config or f"hub_configs/argos-wm-{'tiny' if args.tiny else 'base'}"
     config = ArgosWorldModelConfig.from_pretrained(config_path)
-    kernel = config.attention_backend
-    if kernel == "auto":
-        kernel = "sdpa" if config.attention_logit_softcap is None else ("flex" if device.type == "cuda" else "eager")
+    kernels = {config.attention_backend}
+    if config.attention_backend == "auto":
+        tokens, frames = config.tokens_per_frame, config.temporal_context_length
+        kernels = {
+            f"{auto_attention_backend(device.type, tokens, tokens, config.attention_logit_softcap)} (spatial)",
+            f"{auto_attention_backend(device.type, frames, frames, config.attention_logit_softcap)} (temporal)",
+        }
+    kernel = ", ".join(sorted(kernels))
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"GPU suite: {config_path} ({config.num_hidden_layers} layers x {config.hidden_size}, {config.tokens_per_frame} "
           f"tokens/frame), {device_name}, torch {torch.__version__}, "

@@ -7,7 +7,12 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, WorldModelCache
-from argos_wm.models.attention_kernels import eager_attention, flex_attention_kernel, sdpa_attention
+from argos_wm.models.attention_kernels import (
+    auto_attention_backend,
+    eager_attention,
+    flex_attention_kernel,
+    sdpa_attention,
+)
 
 
 TINY = dict(
@@ -346,6 +351,22 @@ def test_attention_kernels_agree(per_batch_mask):
     torch.testing.assert_close(flex, eager_attention(query, key, value, mask, softcap=5.0), atol=1e-5, rtol=1e-4)
     capped = eager_attention(query, key, value, mask, softcap=5.0)
     assert (capped - reference).abs().max() > 1e-3  # soft-capping changes large logits
+
+
+@pytest.mark.parametrize(
+    "device, query_length, key_length, softcap, expected",
+    [
+        ("cpu", 263, 263, 50.0, "eager"),
+        ("cuda", 263, 263, None, "sdpa"),
+        ("cuda", 263, 263, 50.0, "flex"),  # spatial: the score matrix spans several flex tiles
+        ("cuda", 128, 128, 50.0, "flex"),
+        ("cuda", 1, 16, 50.0, "eager"),  # temporal, one cached frame at a time: smaller than one tile
+        ("cuda", 16, 16, 50.0, "eager"),
+        ("cuda", 127, 128, 50.0, "eager"),
+    ],
+)
+def test_auto_backend_uses_flex_only_for_scores_of_a_tile_or_more(device, query_length, key_length, softcap, expected):
+    assert auto_attention_backend(device, query_length, key_length, softcap) == expected
 
 
 @pytest.mark.parametrize(

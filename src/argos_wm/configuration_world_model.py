@@ -45,7 +45,8 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         head_num_layers (`int`, defaults to 2): depth of the DH head.
         head_num_attention_heads (`int`, defaults to 16): heads of the DH head.
         attention_backend (`str`, defaults to `"auto"`): `"auto"` (fused SDPA without soft-capping; with it, flex
-            attention on CUDA and explicit scores on CPU), `"eager"`, `"sdpa"` or `"flex"`.
+            attention on CUDA for score matrices of at least 128 x 128, explicit scores otherwise and on CPU),
+            `"eager"`, `"sdpa"` or `"flex"`.
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
         num_agent_tokens (`int`, defaults to 0): agent tokens per frame (Dreamer 4's agent); 0 means no agent tokens
             and no policy / reward / value heads. Agent tokens attend to every token of their frame and to their own

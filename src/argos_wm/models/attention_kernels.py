@@ -3,8 +3,10 @@
 Three interchangeable kernels compute the same thing:
 - `sdpa`: PyTorch's fused `scaled_dot_product_attention` (used when soft-capping is off);
 - `flex`: `flex_attention` with the soft-cap as a `score_mod`, compiled, so the score matrix is never materialised
-  (the default on CUDA when soft-capping is on);
-- `eager`: explicit scores, the fastest correct path on CPU when soft-capping is on.
+  (the default on CUDA when soft-capping is on and the scores span at least one of its 128 x 128 tiles);
+- `eager`: explicit scores, the fastest correct path on CPU when soft-capping is on, and on CUDA for score matrices
+  smaller than one flex tile (temporal layers: a query frame against a window of a few frames). There flex would pad
+  every row to a tile, and each new key length of a KV-cached rollout would compile a new kernel.
 """
 
 import torch
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 
 
 ATTENTION_BACKENDS = ("auto", "eager", "sdpa", "flex")
+FLEX_TILE = 128  # flex attention's default query and key block size
 _compiled_flex_attention = None
 
 
@@ -84,6 +87,16 @@ def sdpa_attention(
     )
 
 
+def auto_attention_backend(device_type: str, query_length: int, key_length: int, softcap: float | None) -> str:
+    """The kernel `"auto"` picks: SDPA without soft-capping; with it, flex on CUDA for score matrices of at least one
+    flex tile, eager otherwise."""
+    if softcap is None:
+        return "sdpa"
+    if device_type == "cuda" and query_length * key_length >= FLEX_TILE * FLEX_TILE:
+        return "flex"
+    return "eager"
+
+
 def dot_product_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -94,10 +107,7 @@ def dot_product_attention(
 ) -> torch.Tensor:
     """Dispatches to a kernel. Returns `[b, H, Lq, d]`."""
     if backend == "auto":
-        if softcap is None:
-            backend = "sdpa"
-        else:
-            backend = "flex" if query.is_cuda else "eager"
+        backend = auto_attention_backend(query.device.type, query.shape[2], key.shape[2], softcap)
     if backend == "sdpa":
         return sdpa_attention(query, key, value, mask, softcap)
     if backend == "flex":
