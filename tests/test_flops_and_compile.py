@@ -38,6 +38,7 @@ def counted(fn) -> int:
         {"latent_bottleneck_dim": None, "state_dim": 0},
         {"head_type": "dh", "head_hidden_size": 32, "head_num_layers": 2, "head_num_attention_heads": 2},
         {"num_hidden_layers": 4, "temporal_attention_interval": 2, "temporal_context_length": 3},
+        {"prediction_type": "gated"},
     ],
 )
 def test_flop_counter_matches_torch_flop_counter_mode(overrides):

@@ -41,6 +41,7 @@ VARIANTS = {
     "no-softcap-mha": {"attention_logit_softcap": None, "num_key_value_heads": 4},
     "velocity": {"prediction_type": "velocity", "latent_bottleneck_dim": None},
     "residual": {"prediction_type": "residual"},
+    "gated": {"prediction_type": "gated"},
 }
 
 
@@ -113,7 +114,7 @@ def test_cache_equals_full_sequence_over_windows_contexts_and_horizons(variant, 
                 torch.testing.assert_close(state_sample, full.state_sample[:, :frames], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
+@pytest.mark.parametrize("prediction_type", ["sample", "residual", "gated"])
 @pytest.mark.parametrize("chunk", [2, 3, 7])
 @pytest.mark.parametrize("window", WINDOWS)
 def test_cache_with_multi_frame_chunks(window, chunk, prediction_type):

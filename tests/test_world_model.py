@@ -41,7 +41,7 @@ def make_model(**overrides) -> ArgosWorldModel:
     model = ArgosWorldModel(ArgosWorldModelConfig(**{**TINY, **overrides})).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "latent_out" in name or "state_out" in name or "proj_out" in name:
+            if any(part in name for part in ("latent_out", "state_out", "proj_out", "copy_gate")):
                 param.normal_(std=0.2)
     return model
 
@@ -73,6 +73,7 @@ def slice_frames(inputs: dict, start: int, stop: int) -> dict:
         {"head_type": "dh", "head_hidden_size": 32, "head_num_layers": 2, "head_num_attention_heads": 2},
         {"prediction_type": "velocity", "latent_bottleneck_dim": None},
         {"prediction_type": "residual"},
+        {"prediction_type": "gated"},
         {"attention_logit_softcap": None},
     ],
 )
@@ -97,7 +98,7 @@ def test_output_layers_start_at_zero():
     assert model.embeddings.no_action_embedding.std() > 0
 
 
-@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
+@pytest.mark.parametrize("prediction_type", ["sample", "residual", "gated"])
 @pytest.mark.parametrize("perturbed", ["latents", "signal_levels", "actions", "states", "step_sizes"])
 def test_block_causality(perturbed, prediction_type):
     model = make_model(prediction_type=prediction_type)
@@ -180,7 +181,7 @@ def test_reading_cache_without_use_cache_does_not_grow_it():
     torch.testing.assert_close(first.sample[:, 0], model(**inputs).sample[:, 3], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("prediction_type", ["sample", "residual"])
+@pytest.mark.parametrize("prediction_type", ["sample", "residual", "gated"])
 def test_cache_batch_repeat_interleave_matches_repeated_batch(prediction_type):
     model = make_model(prediction_type=prediction_type)
     inputs = make_inputs(model, batch=2, frames=4)
@@ -276,6 +277,39 @@ def test_residual_prediction_adds_the_denoised_previous_frame():
     expected[:, 1:] += scale * inputs["latents"][:, :-1]
     expected[:, 2] = raw[:, 2]  # an independent frame has no previous frame
     torch.testing.assert_close(output, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("gate_logit", [-30.0, -2.0, 0.0, 1.5, 30.0])
+def test_gated_prediction_blends_the_denoised_previous_frame_with_the_network_output(gate_logit):
+    model = make_model(prediction_type="gated")
+    with torch.no_grad():  # a constant gate, to compare with the formula
+        model.copy_gate.weight.zero_()
+        model.copy_gate.bias.fill_(gate_logit)
+    sample_model = make_model(prediction_type="sample")
+    sample_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy_gate")})
+    inputs = make_inputs(model, frames=5)
+    inputs["signal_levels"][:, 1] = 1.0
+    independent = torch.zeros(2, 5, dtype=torch.bool)
+    independent[:, 3] = True
+    raw = sample_model(**inputs, independent_frames=independent).sample  # same weights: the network's content
+    output = model(**inputs, independent_frames=independent).sample
+    levels = inputs["signal_levels"][:, :-1]
+    previous = torch.zeros_like(raw)
+    previous[:, 1:] = (levels / (levels**2 + (1 - levels) ** 2))[..., None, None] * inputs["latents"][:, :-1]
+    previous[:, 3] = 0.0  # an independent frame has no previous frame
+    gate = torch.sigmoid(torch.tensor(gate_logit))
+    torch.testing.assert_close(output, previous + gate * (raw - previous), atol=ATOL, rtol=0)
+    if gate_logit < -10:  # a closed gate copies the previous frame, exactly where it was clean
+        torch.testing.assert_close(output[:, 2], inputs["latents"][:, 1], atol=1e-5, rtol=0)
+
+
+def test_gated_model_saves_and_loads_its_gate(tmp_path):
+    model = make_model(prediction_type="gated")
+    inputs = make_inputs(model)
+    model.save_pretrained(tmp_path)
+    loaded = ArgosWorldModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.copy_gate.weight, model.copy_gate.weight)
+    torch.testing.assert_close(loaded(**inputs).sample, model(**inputs).sample)
 
 
 def test_untrained_residual_model_copies_a_clean_previous_frame():

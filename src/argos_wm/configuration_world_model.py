@@ -36,9 +36,11 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         rms_norm_eps (`float`, defaults to 1e-6): epsilon of the RMSNorms.
         signal_embedding_dim (`int`, defaults to 256): sinusoidal features of the signal level before its MLP.
         prediction_type (`str`, defaults to `"sample"`): what the network outputs, `"sample"` (clean latents,
-            x-prediction), `"velocity"` (x - noise) or `"residual"` (the change from the previous frame: clean latents
+            x-prediction), `"velocity"` (x - noise), `"residual"` (the change from the previous frame: clean latents
             are the previous frame's input, linearly denoised, plus the network's output, so copying a still scene
-            costs nothing); the model always returns clean latents.
+            costs nothing) or `"gated"` (each token is the previous frame's, linearly denoised, replaced by the
+            network's output in the share a learned per-token gate in (0, 1) gives it: objects that stay are copied,
+            objects that move are drawn anew); the model always returns clean latents.
         head_type (`str`, defaults to `"linear"`): output head, `"linear"` or `"dh"` (a wide shallow transformer head
             over the latent tokens, RAE's DiT-DH).
         head_hidden_size (`int`, defaults to 2048): width of the DH head.
@@ -132,9 +134,9 @@ class ArgosWorldModelConfig(PreTrainedConfig):
             raise ValueError(f"temporal_context_length must be >= 1; got {self.temporal_context_length}.")
         if self.action_dim < 0 or self.state_dim < 0:
             raise ValueError(f"action_dim and state_dim must be >= 0; got {self.action_dim} and {self.state_dim}.")
-        if self.prediction_type not in ("sample", "velocity", "residual"):
+        if self.prediction_type not in ("sample", "velocity", "residual", "gated"):
             raise ValueError(
-                f"prediction_type must be 'sample', 'velocity' or 'residual'; got {self.prediction_type!r}."
+                f"prediction_type must be 'sample', 'velocity', 'residual' or 'gated'; got {self.prediction_type!r}."
             )
         if self.head_type not in ("linear", "dh"):
             raise ValueError(f"head_type must be 'linear' or 'dh'; got {self.head_type!r}.")

@@ -75,7 +75,7 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
     def _zero_initialized_layers(self) -> list[nn.Module]:
         """Output projections start at zero, so an untrained model predicts the mean latent (the previous frame under
         `prediction_type="residual"`)."""
-        layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None]
+        layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None, self.copy_gate]
         layers += self.agent_heads.output_layers() if self.agent_heads is not None else []
         return [layer for layer in layers if layer is not None]
 
@@ -104,6 +104,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         self.head = ArgosWorldModelDHHead(config) if config.head_type == "dh" else None
         self.latent_out = nn.Linear(config.hidden_size, config.latent_channels) if self.head is None else None
         self.state_out = nn.Linear(config.hidden_size, config.state_dim) if config.state_dim > 0 else None
+        self.copy_gate = nn.Linear(config.hidden_size, 1) if config.prediction_type == "gated" else None
         self.agent_tokens = ArgosAgentTokens(config) if config.num_agent_tokens > 0 else None
         self.agent_heads = ArgosAgentHeads(config) if config.num_agent_tokens > 0 else None
         self.gradient_checkpointing = False
@@ -170,7 +171,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         cached_frames = cache.num_cached_frames if cache is not None else 0
 
         step_indices = self._step_indices(step_sizes, signal_levels)
-        if self.config.prediction_type == "residual":
+        if self.config.prediction_type in ("residual", "gated"):
             previous = self._previous_frame_estimate(latents, signal_levels, cache, independent_frames)
         hidden_states = self.embeddings(
             latents, signal_levels, step_indices, actions, action_mask, states, state_mask
@@ -223,6 +224,11 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             state_prediction = self.state_out(hidden_states[:, :, 2])  # the state token follows signal and action
         if self.config.prediction_type == "residual":
             prediction = previous.to(prediction.dtype) + prediction
+        elif self.config.prediction_type == "gated":
+            # each token: the previous frame's, replaced by the network's content in the share its gate says
+            gate = torch.sigmoid(self.copy_gate(latent_states))  # [B, T, N, 1]
+            previous = previous.to(prediction.dtype)
+            prediction = previous + gate * (prediction - previous)
         elif self.config.prediction_type == "velocity":
             # x = x_tau + (1 - tau) * v, since x_tau = (1 - tau) * noise + tau * x and v = x - noise
             remaining = (1 - signal_levels)[..., None]

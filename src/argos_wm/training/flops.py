@@ -94,6 +94,8 @@ def world_model_flops(
     other += _matmul(frames, width, width)  # the signal MLP's second layer
     if config.state_dim:
         other += _matmul(frames, width, config.state_dim)  # state_out
+    if config.prediction_type == "gated":
+        other += _matmul(latent_rows, width, 1)  # copy_gate
 
     flops = WorldModelFlops(projections=other)
     for idx in range(config.num_hidden_layers):
