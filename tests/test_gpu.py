@@ -11,28 +11,22 @@ import torch
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, ShortcutForcingScheduler, WorldModelPipeline
 from argos_wm.models.attention_kernels import eager_attention, flex_attention_kernel
-from conftest import randomize_outputs
+from conftest import TINY_WORLD_MODEL, randomize_outputs
 
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-CONFIG = dict(
-    latent_channels=16,
-    latent_tokens=16,
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    latent_bottleneck_dim=8,
-    num_register_tokens=2,
-    action_dim=2,
-    state_dim=2,
-    max_shortcut_steps=4,
-    temporal_attention_interval=2,
-    signal_embedding_dim=16,
-    attention_logit_softcap=5.0,  # small, so that capping changes the logits of random weights
-)
+CONFIG = {
+    **TINY_WORLD_MODEL,
+    "latent_tokens": 16,
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,  # GQA
+    "intermediate_size": 128,
+    "max_shortcut_steps": 4,
+    "attention_logit_softcap": 5.0,  # small, so that capping changes the logits of random weights
+}
 
 
 def make_inputs(config: ArgosWorldModelConfig, batch: int, frames: int, device: str, seed: int = 0) -> dict:
@@ -49,7 +43,7 @@ def make_inputs(config: ArgosWorldModelConfig, batch: int, frames: int, device: 
 
 def make_model(backend: str, window: int = 16, device: str = "cuda") -> ArgosWorldModel:
     torch.manual_seed(0)
-    config = ArgosWorldModelConfig(**CONFIG, attention_backend=backend, temporal_context_length=window)
+    config = ArgosWorldModelConfig(**{**CONFIG, "attention_backend": backend, "temporal_context_length": window})
     return randomize_outputs(ArgosWorldModel(config)).to(device)
 
 
