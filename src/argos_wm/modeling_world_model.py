@@ -74,7 +74,7 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
 
     def _zero_initialized_layers(self) -> list[nn.Module]:
         """Output projections start at zero, so an untrained model predicts the mean latent (the previous frame under
-        `prediction_type="residual"`)."""
+        `prediction_type="residual"`; under `"gated"` the copy gate starts half open, at half the previous frame)."""
         layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None, self.copy_gate]
         layers += self.agent_heads.output_layers() if self.agent_heads is not None else []
         return [layer for layer in layers if layer is not None]

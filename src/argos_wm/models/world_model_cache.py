@@ -8,9 +8,9 @@ class WorldModelCache:
 
     Each temporal layer stores keys and values `[B, S, H_kv, T_cached, head_dim]` (S tokens per frame, rotary
     embedding already applied). It also keeps the last frame's input latents and signal level, the base of the next
-    frame's prediction under `prediction_type="residual"`. Only the last `temporal_context_length - 1` frames are
-    kept, the most a new frame can attend to, so memory stays flat however long the rollout. `num_frames` counts
-    every frame appended so far and gives new frames their time positions.
+    frame's prediction under `prediction_type="residual"` or `"gated"`. Only the last `temporal_context_length - 1`
+    frames are kept, the most a new frame can attend to, so memory stays flat however long the rollout. `num_frames`
+    counts every frame appended so far and gives new frames their time positions.
 
     A forward call with `cache=cache, use_cache=True` appends its frames; with `use_cache=False` it only
     reads the cache (the denoising steps of one frame).
