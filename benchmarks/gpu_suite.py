@@ -278,14 +278,13 @@ def main(argv=None):
     torch.manual_seed(0)
     config_path = args.config or f"hub_configs/argos-wm-{'tiny' if args.tiny else 'base'}"
     config = ArgosWorldModelConfig.from_pretrained(config_path)
-    kernels = {config.attention_backend}
-    if config.attention_backend == "auto":
-        tokens, frames = config.tokens_per_frame, config.temporal_context_length
-        kernels = {
-            f"{auto_attention_backend(device.type, tokens, tokens, config.attention_logit_softcap)} (spatial)",
-            f"{auto_attention_backend(device.type, frames, frames, config.attention_logit_softcap)} (temporal)",
-        }
-    kernel = ", ".join(sorted(kernels))
+    kernel = config.attention_backend
+    if kernel == "auto":
+        tokens, frames, softcap = config.tokens_per_frame, config.temporal_context_length, config.attention_logit_softcap
+        kernel = (
+            f"{auto_attention_backend(device.type, tokens, tokens, softcap)} (spatial), "
+            f"{auto_attention_backend(device.type, frames, frames, softcap)} (temporal)"
+        )
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"GPU suite: {config_path} ({config.num_hidden_layers} layers x {config.hidden_size}, {config.tokens_per_frame} "
           f"tokens/frame), {device_name}, torch {torch.__version__}, "
