@@ -52,7 +52,7 @@ from transformers import HfArgumentParser
 from argos_wm.data import LeRobotSource
 from argos_wm.data.pusht import BLOCK_MOVE_PX, BLOCK_MOVE_RAD, PUSHT_ENV_ID, block_must_move, environment_state
 from argos_wm.pipelines import WorldModelPipeline
-from argos_wm.pipelines.action_state_normalizer import (
+from argos_wm.data.action_aggregation import (
     ACTION_AGGREGATIONS,
     aggregate_actions,
     aggregate_held_action,

@@ -241,7 +241,7 @@ def test_training_normalisation_is_the_pipeline_normaliser(tmp_path, normalizati
 def test_concat_actions_are_normalised_per_step_and_recorded(roots):
     """A concat source gives k*A actions with their own per-feature statistics; its normaliser records the
     aggregation, and the normaliser's aggregate / held / source_actions functions agree with the source."""
-    from argos_wm.pipelines.action_state_normalizer import (
+    from argos_wm.data.action_aggregation import (
         aggregate_actions,
         aggregate_held_action,
         held_action,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from argos_wm.pipelines.action_state_normalizer import aggregate_held_action, held_action
+from argos_wm.data.action_aggregation import aggregate_held_action, held_action
 
 PUSHT_WINDOW_SIZE = 512.0
 ARM_AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")

@@ -45,8 +45,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import ArgosDinoEncoder
+from .action_aggregation import ACTION_AGGREGATIONS
 from .latent_cache_source import CACHE_FORMAT_VERSION, INDEX_NAME, STATISTICS_NAME, open_cache_file
-from .lerobot_source import ACTION_AGGREGATIONS, LeRobotSource
+from .lerobot_source import LeRobotSource
 
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import torch
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+from .action_aggregation import ACTION_AGGREGATIONS, skipped_actions, skipped_rewards
 from .lerobot_writer import INFO_PATH, STATS_PATH
 from .video import decode_video_frames
 
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_ACTION_KEY = "action"
 DEFAULT_STATE_KEY = "observation.state"
 DEFAULT_REWARD_KEY = "next.reward"
-ACTION_AGGREGATIONS = ("sum", "last", "mean", "concat")
 _HUB_ERRORS = (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OfflineModeIsEnabled)
 
 
@@ -420,7 +420,9 @@ class LeRobotSource:
 
         actions, action_mask = None, torch.zeros(len(indices), dtype=torch.bool)
         if self.action_key is not None:
-            actions, has_previous = self._accumulate_actions(columns[self.action_key][rows], indices, previous)
+            actions, has_previous = skipped_actions(
+                columns[self.action_key][rows], indices, previous, self.action_aggregation, self.frameskip
+            )
             action_mask = torch.from_numpy(has_previous)
             actions = torch.from_numpy(actions)
         states = (
@@ -431,7 +433,7 @@ class LeRobotSource:
         extras = {key: torch.from_numpy(columns[key][rows[indices]].astype(np.float32)) for key in self.extra_keys}
         rewards, reward_mask = None, None
         if self.reward_key is not None:
-            rewards, reward_mask = self._accumulate_rewards(columns[self.reward_key][rows, 0], indices, previous)
+            rewards, reward_mask = skipped_rewards(columns[self.reward_key][rows, 0], indices, previous)
 
         frames = None
         if self.camera_keys and decode_frames:
@@ -461,61 +463,3 @@ class LeRobotSource:
             rewards=rewards,
             reward_mask=reward_mask,
         )
-
-    @staticmethod
-    def _accumulate_rewards(
-        source_rewards: np.ndarray, indices: np.ndarray, previous: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rewards received on the way to each kept frame: `source_rewards[k]` (`next.reward`, after the action of
-        source frame k) summed over the predecessor frame ... `indices[t] - 1`; float32 `[T]` and a bool mask `[T]`."""
-        starts = np.concatenate([[-1 if previous is None else previous], indices[:-1]])  # [T] predecessor frame
-        known = starts >= 0
-        cumulative = np.concatenate([[0.0], np.cumsum(source_rewards.astype(np.float64))])
-        rewards = np.where(known, cumulative[indices] - cumulative[np.maximum(starts, 0)], 0.0)
-        return torch.from_numpy(rewards.astype(np.float32)), torch.from_numpy(known)
-
-    def _accumulate_actions(
-        self, source_actions: np.ndarray, indices: np.ndarray, previous: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Actions that led to each kept frame.
-
-        `source_actions[k]` `[L, A]` is the action taken at source frame k (LeRobot's convention). The action that
-        led to kept frame `indices[t]` combines the source actions `previous_frame ... indices[t] - 1`. The first
-        frame of an episode has no predecessor: its action is zeros and its mask False.
-
-        Returns:
-            float32 actions `[T, A]` and a bool mask `[T]`.
-        """
-        starts = np.concatenate([[-1 if previous is None else previous], indices[:-1]])  # [T] predecessor frame
-        has_previous = starts >= 0
-        if self.action_aggregation == "concat":
-            return self._concatenate_actions(source_actions, starts, indices, has_previous)
-        actions = np.zeros((len(indices), source_actions.shape[1]), dtype=np.float64)
-        if has_previous.any():
-            segment_starts, segment_stops = starts[has_previous], indices[has_previous]
-            window = source_actions[segment_starts[0] : segment_stops[-1]].astype(np.float64)
-            if self.action_aggregation == "last":
-                combined = source_actions[segment_stops - 1]
-            else:
-                combined = np.add.reduceat(window, segment_starts - segment_starts[0], axis=0)
-                if self.action_aggregation == "mean":
-                    combined = combined / (segment_stops - segment_starts)[:, None]
-            actions[has_previous] = combined
-        return actions.astype(np.float32), has_previous
-
-    def _concatenate_actions(
-        self, source_actions: np.ndarray, starts: np.ndarray, indices: np.ndarray, has_previous: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`"concat"`: the k source actions `starts[t] ... indices[t] - 1` of each kept frame side by side, `[T, k·A]`;
-        the mask is False when the frame has no predecessor, its segment is not k steps long, or one of its source
-        actions is not finite (unknown)."""
-        k, size = self.frameskip, source_actions.shape[1]
-        known = has_previous & (indices - starts == k)
-        actions = np.zeros((len(indices), k * size), dtype=np.float32)
-        if known.any():
-            steps = starts[known][:, None] + np.arange(k)  # [T_known, k] source steps
-            segments = source_actions[steps].astype(np.float32)  # [T_known, k, A]
-            finite = np.isfinite(segments).all(axis=(1, 2))
-            actions[np.flatnonzero(known)[finite]] = segments[finite].reshape(-1, k * size)
-            known[np.flatnonzero(known)[~finite]] = False
-        return actions, known

@@ -15,7 +15,14 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..data.lerobot_source import ACTION_AGGREGATIONS
+from ..data.action_aggregation import (
+    ACTION_AGGREGATIONS,
+    aggregate_actions,
+    aggregate_held_action,
+    held_action,
+    model_action_dim,
+    source_actions,
+)
 
 
 NORMALIZATION_MODES = ("mean_std", "min_max")
@@ -47,69 +54,6 @@ def _statistics_to_affine(
         raise ValueError(f"{name}_dim must be at least the {len(shift)} features of {name}_statistics; got {dim}.")
     padding = dim - len(shift)
     return torch.cat([shift, torch.zeros(padding)]), torch.cat([scale, torch.ones(padding)])
-
-
-def _check_aggregation(aggregation: str, frameskip: int) -> None:
-    if aggregation not in ACTION_AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {ACTION_AGGREGATIONS}; got {aggregation!r}.")
-    if not isinstance(frameskip, (int, np.integer)) or frameskip < 1:
-        raise ValueError(f"frameskip must be an integer >= 1; got {frameskip!r}.")
-
-
-def model_action_dim(source_action_dim: int, aggregation: str, frameskip: int) -> int:
-    """Size of the model actions that `frameskip` source actions of `source_action_dim` features aggregate to: k·A
-    for `"concat"`, A otherwise."""
-    _check_aggregation(aggregation, frameskip)
-    return source_action_dim * frameskip if aggregation == "concat" else source_action_dim
-
-
-def aggregate_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Source actions `[..., H * frameskip, A]` -> model actions `[..., H, A]` (`[..., H, frameskip * A]` for
-    `"concat"`): each run of `frameskip` consecutive actions summed, averaged, reduced to its last or concatenated in
-    time order, like `LeRobotSource(action_aggregation=...)` does on resampling."""
-    _check_aggregation(aggregation, frameskip)
-    if actions.ndim < 2 or actions.shape[-2] % frameskip:
-        raise ValueError(
-            f"actions must be [..., H * frameskip, A] with frameskip={frameskip}; got shape {tuple(actions.shape)}."
-        )
-    chunks = actions.unflatten(-2, (-1, frameskip))  # [..., H * k, A] -> [..., H, k, A]
-    if aggregation == "concat":
-        return chunks.flatten(-2)  # [..., H, k, A] -> [..., H, k * A]
-    if aggregation == "last":
-        return chunks[..., -1, :]
-    return chunks.sum(-2) if aggregation == "sum" else chunks.mean(-2)
-
-
-def aggregate_held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Source actions `[..., A]`, each held for `frameskip` steps -> the model actions `[..., A]` they aggregate to
-    (`[..., frameskip * A]`, k copies, for `"concat"`); the inverse of [`held_action`]."""
-    held = actions[..., None, :].expand(*actions.shape[:-1], frameskip, actions.shape[-1])  # [..., k, A]
-    return aggregate_actions(held, aggregation, frameskip)[..., 0, :]
-
-
-def source_actions(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Model actions `[..., M]` -> the `frameskip` source actions `[..., frameskip, A]` to execute, one per source
-    step: the k actions themselves for `"concat"` (M = k·A: exact), the held action repeated otherwise (exact for
-    `"last"` / `"mean"` / `"sum"` data only when the recorded actions were held)."""
-    _check_aggregation(aggregation, frameskip)
-    if aggregation == "concat":
-        if actions.shape[-1] % frameskip:
-            raise ValueError(
-                f"concat model actions must have frameskip * A features (frameskip={frameskip}); got shape "
-                f"{tuple(actions.shape)}."
-            )
-        return actions.unflatten(-1, (frameskip, -1))  # [..., k * A] -> [..., k, A]
-    held = held_action(actions, aggregation, frameskip)
-    return held[..., None, :].expand(*held.shape[:-1], frameskip, held.shape[-1])
-
-
-def held_action(actions: torch.Tensor, aggregation: str, frameskip: int) -> torch.Tensor:
-    """Model actions `[..., A]` -> the source action `[..., A]` that, repeated `frameskip` times, aggregates to it;
-    for `"concat"` (`[..., frameskip * A]`) the mean of the k source actions (exact when they were held)."""
-    _check_aggregation(aggregation, frameskip)
-    if aggregation == "concat":
-        return source_actions(actions, aggregation, frameskip).mean(-2)
-    return actions / frameskip if aggregation == "sum" else actions
 
 
 class ActionStateNormalizer(ModelMixin, ConfigMixin):
