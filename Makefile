@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 TORCH := torch==2.13.0
 EXTRAS := .[dev,sim,space]
 
-.PHONY: install browser test test-slow test-latest lock demo benchmark clean
+.PHONY: install browser test test-slow test-latest lock demo demo-large benchmark clean
 
 $(STAMP): setup.py $(CONSTRAINTS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -55,6 +55,10 @@ lock: browser
 
 demo: $(STAMP)
 	$(PYTHON) examples/demo.py --output_dir outputs/demo
+
+# the same job at the budget of the README's budget curve: 300 episodes, 3000 world-model steps (about 35 minutes)
+demo-large: $(STAMP)
+	$(PYTHON) examples/demo.py --output_dir outputs/demo-large --episodes 300 --world_model_steps 3000
 
 benchmark: $(STAMP)
 	$(PYTHON) benchmarks/benchmark_world_model.py

@@ -50,12 +50,12 @@ logger = logging.getLogger(__name__)
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-AGENT_BC_STEPS, AGENT_RL_STEPS = 200, 200
+AGENT_BC_STEPS, AGENT_RL_STEPS = 100, 100  # BC fine-tunes the transformer (agent_pusht_bc.yaml): 1 s a step
 
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo, measured at 18.0 min on 2 CPU cores, agent included."""
+    """Sizes of the demo: about 16-21 minutes on 2 CPU cores, agent included (README: one run and its stage times)."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where everything is written."})
     episodes: int = field(default=48, metadata={"help": "PushT episodes to record."})
