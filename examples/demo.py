@@ -24,9 +24,9 @@ Stages, each the command a user would run (printed with its wall time):
 5. measure one-step and open-loop prediction against copy-last on held-out episodes
    (`benchmarks/benchmark_pusht_quality.py`, `quality/quality.json` + `quality.png`);
 6. evaluate goal-conditioned MPC on PushT (`examples/plan_pusht.py`, when present);
-7. train the Dreamer 4 agent on the frozen world model, behaviour cloning then imagination RL
-   (`examples/train_agent.py`), and score both policies in the simulator on the planning goals
-   (`examples/eval_agent_pusht.py`).
+7. train the Dreamer 4 agent on the world model, behaviour cloning (the transformer fine-tuned too) then imagination
+   RL (the world model frozen; `examples/train_agent.py`), and score both policies in the simulator on the planning
+   goals (`examples/eval_agent_pusht.py`).
 
 Writes to `output_dir`: `pipeline/` (`WorldModelPipeline.from_pretrained`), `rollout.mp4` (real | predicted frames),
 `agent/{bc,rl}/pipeline` (the agents, `pipe.act`), `report.json` (train_steps, final_loss, rollout_latent_mse per
@@ -88,7 +88,7 @@ def run_stage(name: str, command: list[str], timings: dict[str, float]) -> None:
 
 
 def train_and_score_agent(config: DemoConfig, out: Path, dataset_entry: str, timings: dict[str, float]) -> dict:
-    """Stage 7: the agent's two phases on the frozen world model, then both policies on the planning goals; returns
+    """Stage 7: the agent's two phases on the world model, then both policies on the planning goals; returns
     each policy's (and `goal_agent`'s, `random`'s and MPC's) success, block-must-move success, position error and
     seconds per action."""
     python, agent_dir = sys.executable, out / "agent"
