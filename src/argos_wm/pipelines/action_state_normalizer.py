@@ -15,6 +15,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+# `aggregate_held_action` and `model_action_dim` are not used here: they stay importable from this module, where the
+# last release defined them (their home is now `argos_wm.data.action_aggregation`).
 from ..data.action_aggregation import (
     ACTION_AGGREGATIONS,
     aggregate_actions,
