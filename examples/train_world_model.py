@@ -70,43 +70,55 @@ from argos_wm.training.world_data import build_sources, build_world_datasets, en
 logger = logging.getLogger(__name__)
 
 
-def data_action_dim(datasets: list[dict]) -> tuple[int | None, str]:
-    """The largest action size of the configured datasets (k·A for `concat` ones), and a description of each."""
+def data_feature_dims(datasets: list[dict]) -> dict[str, tuple[int | None, str]]:
+    """Per feature (`action_dim`, `state_dim`): the largest size over the configured datasets (k·A for `concat`
+    actions), and a description of each dataset's."""
     sources, _ = build_sources(datasets)
-    sizes = {name: source.action_dim for name, source in sources.items()}
-    described = ", ".join(
-        f"{name}: {size} ({source.action_aggregation}, frameskip {max(round(source.source_fps / source.fps), 1)})"
-        for (name, source), size in zip(sources.items(), sizes.values())
-        if size is not None
-    )
-    return max((size for size in sizes.values() if size is not None), default=None), described
+    dims = {}
+    for feature in ("action_dim", "state_dim"):
+        sizes = {name: getattr(source, feature) for name, source in sources.items()}
+        described = ", ".join(
+            f"{name}: {size}"
+            + (f" ({source.action_aggregation}, frameskip {max(round(source.source_fps / source.fps), 1)})"
+               if feature == "action_dim" else f" ({source.state_key})")
+            for (name, source), size in zip(sources.items(), sizes.values())
+            if size is not None
+        )  # fmt: skip
+        dims[feature] = max((size for size in sizes.values() if size is not None), default=None), described
+    return dims
 
 
-def check_action_dim(
-    model_config: ArgosWorldModelConfig, datasets: list[dict], can_set: bool
+def check_feature_dims(
+    model_config: ArgosWorldModelConfig, datasets: list[dict], can_set: set[str]
 ) -> ArgosWorldModelConfig:
     """
-    The model's `action_dim` must hold the data's actions (k·A with `action_aggregation: concat`). A new model whose
-    config has fewer takes the data's size (`can_set`: `action_dim` not given in `model_overrides`); otherwise a
-    ValueError says what the data holds and how to fix it.
+    The model's `action_dim` / `state_dim` must hold the data's actions (k·A with `action_aggregation: concat`) and
+    proprio. A new model whose config has fewer takes the data's size (the names in `can_set`: those not given in
+    `model_overrides`); otherwise a ValueError says what the data holds and how to fix it. A size of 0 (no actions /
+    no state) is kept.
     """
-    needed, described = data_action_dim(datasets)
-    if needed is None or model_config.action_dim == 0 or model_config.action_dim >= needed:
-        return model_config
-    if not can_set:
-        raise ValueError(
-            f"the model's action_dim is {model_config.action_dim} but the datasets' actions have {needed} features "
-            f"({described}); with action_aggregation: concat a model step takes frameskip x A features. Train a new "
-            f"model with model_overrides {{action_dim: {needed}}} (or leave action_dim out to take the data's), or "
-            "pick an aggregation that keeps A features."
-        )
-    logger.info("action_dim %d -> %d, the datasets' action size (%s)", model_config.action_dim, needed, described)
-    return ArgosWorldModelConfig(**{**model_config.to_dict(), "action_dim": needed})
+    updates = {}
+    for feature, (needed, described) in data_feature_dims(datasets).items():
+        have = getattr(model_config, feature)
+        if needed is None or have == 0 or have >= needed:
+            continue
+        if feature not in can_set:
+            hint = (
+                "; with action_aggregation: concat a model step takes frameskip x A features, or pick an aggregation "
+                "that keeps A features" if feature == "action_dim" else ", or choose a smaller state_key"
+            )
+            raise ValueError(
+                f"the model's {feature} is {have} but the datasets have {needed} features ({described}). Train a new "
+                f"model with model_overrides {{{feature}: {needed}}} (or leave {feature} out to take the data's){hint}."
+            )
+        logger.info("%s %d -> %d, the datasets' size (%s)", feature, have, needed, described)
+        updates[feature] = needed
+    return ArgosWorldModelConfig(**{**model_config.to_dict(), **updates}) if updates else model_config
 
 
 def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
     """A pretrained model to fine-tune (model or pipeline folder, or Hub id), or a new one from `model_config`; its
-    `action_dim` is checked against (or, for a new model, set from) the datasets' actions."""
+    `action_dim` / `state_dim` are checked against (or, for a new model, set from) the datasets' actions and proprio."""
     if config.pretrained_model_name_or_path is not None:
         path = config.pretrained_model_name_or_path
         if os.path.isdir(path):
@@ -119,7 +131,7 @@ def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
                     f"pretrained_model_name_or_path {path!r} is not a local folder and the Hub cannot be reached: {error}"
                 ) from error
         model = ArgosWorldModel.from_pretrained(path, subfolder="world_model" if is_pipeline else "")
-        check_action_dim(model.config, config.datasets, can_set=False)
+        check_feature_dims(model.config, config.datasets, can_set=set())
         return model
     if not os.path.isfile(os.path.join(config.model_config, "config.json")):
         raise FileNotFoundError(f"model_config must be a folder with a config.json, got {config.model_config!r}.")
@@ -128,7 +140,9 @@ def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
     if unknown:
         raise ValueError(f"model_overrides has unknown keys {unknown}; ArgosWorldModelConfig has {sorted(model_config.to_dict())}.")
     model_config = ArgosWorldModelConfig(**{**model_config.to_dict(), **config.model_overrides})
-    model_config = check_action_dim(model_config, config.datasets, can_set="action_dim" not in config.model_overrides)
+    model_config = check_feature_dims(
+        model_config, config.datasets, can_set={"action_dim", "state_dim"} - set(config.model_overrides)
+    )
     return ArgosWorldModel(model_config)
 
 

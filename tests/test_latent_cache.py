@@ -230,3 +230,23 @@ def test_concat_actions_through_the_cli(tmp_path):
         assert cached.action_mask.tolist() == expected.action_mask.tolist()
     with pytest.raises(ValueError, match="different sources"):  # resuming with another aggregation is refused
         main([*arguments, "--out", str(tmp_path / "cache"), "--action-aggregation", "sum"])
+
+
+def test_action_and_state_keys_through_the_cli(tmp_path):
+    """`--state-key` / `--action-key` choose the cached features (`none`: video only), as `LeRobotSource` reads them."""
+    root = write_dataset(tmp_path / "keys", lengths=(6, 5), action_dim=3, seed=3)
+    arguments = ["--dataset", str(root), "--encoder", str(TINY_ENCODER), "--batch-size", "4"]
+    main([*arguments, "--out", str(tmp_path / "swapped"), "--state-key", "action", "--action-key", "observation.state"])
+    cache = LatentCacheSource(tmp_path / "swapped")
+    assert (cache.state_key, cache.state_dim, cache.action_key, cache.action_dim) == ("action", 3, "observation.state", 2)
+    source = LeRobotSource(root, action_key="observation.state", state_key="action")
+    for i in range(len(source)):
+        expected, cached = source.read_episode(i, decode_frames=False), cache.read_episode(i, decode_frames=False)
+        torch.testing.assert_close(cached.states, expected.states)
+        torch.testing.assert_close(cached.actions, expected.actions)
+    main([*arguments, "--out", str(tmp_path / "video"), "--state-key", "none", "--action-key", "none"])
+    cache = LatentCacheSource(tmp_path / "video")
+    assert cache.state_dim is None and cache.action_dim is None
+    assert cache.read_episode(0, decode_frames=False).actions is None
+    with pytest.raises(ValueError, match="state_key"):
+        main([*arguments, "--out", str(tmp_path / "missing"), "--state-key", "observation.missing"])

@@ -247,6 +247,24 @@ def test_help_prints_the_options_and_exits(train_script, capsys, monkeypatch):
     assert raised.value.code == 0 and "--noise_tau (float, default 0.8)" in capsys.readouterr().out
 
 
+def test_a_larger_state_sets_the_new_models_state_dim(train_script, make_lerobot_dataset, tmp_path):
+    """A dataset whose proprio has 5 features (the tiny config holds 2): a new model takes state_dim 5 from the data
+    and learns it; a state_dim given in model_overrides that is too small, or a pretrained model's, is a clear error."""
+    root, _ = make_lerobot_dataset(lengths=(12, 12, 12, 12), state_dim=5)
+    datasets = f"[{{name: five, root: {root}}}]"
+    run = arguments({"root": root, "cache": None}, tmp_path / "out", "--datasets", datasets, "--max_train_steps", "2",
+                    "--checkpointing_steps", "2", "--sequence_lengths", "{4: 1.0}", "--eval_context_frames", "2",
+                    "--eval_horizon", "1", "--num_eval_episodes", "1", "--num_sample_videos", "0")  # fmt: skip
+    train_script.main(run)
+    pipeline = WorldModelPipeline.from_pretrained(tmp_path / "out" / "pipeline")
+    assert pipeline.world_model.config.state_dim == 5 and pipeline.normalizer.config.state_dim == 5
+    assert pipeline.normalizer.state_scale.shape == (5,)
+    overrides = "{hidden_size: 32, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, " \
+                "num_hidden_layers: 2, latent_bottleneck_dim: 16, signal_embedding_dim: 32, state_dim: 3}"
+    with pytest.raises(ValueError, match=r"state_dim is 3 but the datasets have 5 features \(five: 5 \(observation.state"):
+        train_script.main([*run, "--model_overrides", overrides])
+
+
 def test_concat_actions_set_the_new_models_action_dim(train_script, data, tmp_path):
     """A cache of concatenated actions (2 source steps x 2 features): a new model takes action_dim 4 from the data and
     its pipeline records the aggregation; an explicit smaller action_dim is a clear error."""
@@ -262,7 +280,7 @@ def test_concat_actions_set_the_new_models_action_dim(train_script, data, tmp_pa
     assert (pipeline.normalizer.config.action_aggregation, pipeline.normalizer.config.frameskip) == ("concat", 2)
     overrides = "{hidden_size: 32, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, " \
                 "num_hidden_layers: 2, latent_bottleneck_dim: 16, signal_embedding_dim: 32, action_dim: 2}"
-    with pytest.raises(ValueError, match=r"action_dim is 2 but the datasets' actions have 4 features \(squares: 4 \(concat"):
+    with pytest.raises(ValueError, match=r"action_dim is 2 but the datasets have 4 features \(squares: 4 \(concat"):
         train_script.main([*run, "--model_overrides", overrides])
     with pytest.raises(ValueError, match="action_aggregation is 'sum' but its latent cache .* holds 'concat'"):
         train_script.main([*run, "--datasets", datasets.replace("action_aggregation: concat", "action_aggregation: sum")])

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from ..modeling_dino_encoder import ArgosDinoEncoder
 from .action_aggregation import ACTION_AGGREGATIONS
 from .latent_cache_source import CACHE_FORMAT_VERSION, INDEX_NAME, STATISTICS_NAME, open_cache_file
-from .lerobot_source import LeRobotSource
+from .lerobot_source import DEFAULT_ACTION_KEY, DEFAULT_STATE_KEY, LeRobotSource
 
 
 logger = logging.getLogger(__name__)
@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         help="how the actions of the source steps skipped by --fps combine into one (concat: all k side by side)",
     )
     parser.add_argument("--camera", action="append", default=None, help="camera key to encode (repeatable)")
+    parser.add_argument("--action-key", default=DEFAULT_ACTION_KEY, help="action feature (none: video only)")
+    parser.add_argument("--state-key", default=DEFAULT_STATE_KEY, help="proprio feature (none: no state)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
     parser.add_argument("--shard-size-mb", type=float, default=256.0)
@@ -406,7 +408,14 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or state.device
     encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(device)
     sources = [
-        LeRobotSource(dataset, fps=args.fps, action_aggregation=args.action_aggregation) for dataset in args.dataset
+        LeRobotSource(
+            dataset,
+            fps=args.fps,
+            action_key=None if args.action_key.lower() == "none" else args.action_key,
+            state_key=None if args.state_key.lower() == "none" else args.state_key,
+            action_aggregation=args.action_aggregation,
+        )
+        for dataset in args.dataset
     ]
     had_statistics = encoder.config.num_statistics_frames > 0
     out = build_latent_cache(
