@@ -115,6 +115,11 @@ class PushTPlanningConfig:
     num_elites: int | None = field(default=None, metadata={"help": "CEM / iCEM elites (DINO-WM: 30)."})
     iterations: int | None = field(default=None, metadata={"help": "Planner iterations (DINO-WM: 30)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
+    context_signal_level: float = field(
+        default=0.9,
+        metadata={"help": "Signal level the real context is re-noised to (Dreamer 4: 0.9); 1.0 keeps it clean, as a "
+                  "model trained with teacher_forcing_probability 1.0 saw it."},
+    )  # fmt: skip
     state_weight: float | None = field(default=None, metadata={"help": "Weight of the proprio distance in the cost."})
     cost_steps: str | None = field(
         default=None, metadata={"help": "Cost on every planned frame (all) or on the last one (final, DINO-WM)."}
@@ -150,6 +155,8 @@ class PushTPlanningConfig:
         for name in ("num_goals", "num_eval_episodes", "horizon", "max_steps", "frameskip", "execute_steps", "iterations"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.context_signal_level <= 1.0:
+            raise ValueError(f"context_signal_level must be in (0, 1], got {self.context_signal_level}")
         if self.reach < 0:
             raise ValueError(f"reach must be >= 0 pixels, got {self.reach}")
         if self.action_aggregation not in (None, *ACTION_AGGREGATIONS):
@@ -369,7 +376,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
                     execute_steps=config.execute_steps, planner=planners[run],
                     initial_action_fn=None if config.initial_action == "mean" else initial_action,
                     action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
-                    num_inference_steps=config.num_inference_steps, generator=generator, show_progress=False,
+                    num_inference_steps=config.num_inference_steps, context_signal_level=config.context_signal_level,
+                    generator=generator, show_progress=False,
                     stop_fn=reached,
                 )  # fmt: skip
                 observation = result.observation

@@ -78,6 +78,13 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
     assert results["world_model"]["mean_plan_seconds"] > 0
     # replaying the recorded actions (held for 5 steps) lands near the goal; random targets do not
     assert results["replay"]["mean_position_error"] < 25.0 < results["random"]["mean_position_error"], results
+    # the context's signal level reaches the planner: a clean context predicts, and so costs, otherwise
+    clean = plan_pusht.evaluate_pusht(
+        tiny_pipeline(), dataset, num_goals=2, num_eval_episodes=1, horizon=2, num_samples=4, num_elites=2,
+        iterations=1, device="cpu", methods=["world_model"], context_signal_level=1.0,
+    )  # fmt: skip
+    assert clean["world_model"]["mean_plan_cost"] != results["world_model"]["mean_plan_cost"]
+    assert clean["settings"]["context_signal_level"] == 1.0 and results["settings"]["context_signal_level"] == 0.9
     # heading for the goal's agent position beats random targets
     assert results["goal_agent"]["mean_position_error"] < results["random"]["mean_position_error"], results
 
@@ -85,6 +92,8 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
 def test_planning_config_errors(plan_pusht):
     with pytest.raises(ValueError, match="reach must be >= 0"):
         plan_pusht.PushTPlanningConfig(reach=-1.0)
+    with pytest.raises(ValueError, match=r"context_signal_level must be in \(0, 1\], got 1.5"):
+        plan_pusht.PushTPlanningConfig(context_signal_level=1.5)
     with pytest.raises(ValueError, match="action_aggregation"):
         plan_pusht.PushTPlanningConfig(action_aggregation="median")
 
