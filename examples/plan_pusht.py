@@ -9,6 +9,10 @@ reset to the start and let each method act for the same number of steps:
   distance + state_weight x proprio (agent position) distance to the goal, as in DINO-WM; each plan searches targets
   within `reach` pixels of the agent (0: anywhere), starting from "stay where you are" (`--initial_action hold`),
   the dataset's mean action (`mean`) or the goal_agent baseline's action (`goal_agent`: the model refines it);
+- `simulator` (not run by default): the same MPC (the first of `--planners`, same cost, same search) with the
+  simulator in place of the world model (`argos_wm.planning.SimulatorPlanning`): each candidate is run in a copy of
+  gym-pusht from the real state and its frames encoded, so it is what the cost and the search reach with a perfect
+  model, and its gap to `world_model` what the model costs;
 - `random`: uniformly random targets within the same reach of the agent;
 - `goal_agent`: the agent's target is the goal's agent position (within the same reach), no model: what the
   proprio term of the cost asks for on its own, so the share of the success the latents and the dynamics add;
@@ -50,6 +54,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from argos_wm.data import LeRobotSource
+from argos_wm.data.pusht_simulator import PushTPhysicsState, PushTSimulator
 from argos_wm.data.pusht import BLOCK_MOVE_PX, BLOCK_MOVE_RAD, PUSHT_ENV_ID, block_must_move, environment_state
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.data.action_aggregation import (
@@ -59,14 +64,15 @@ from argos_wm.data.action_aggregation import (
     held_action,
     source_actions,
 )
-from argos_wm.planning import CEMPlanner, GoalCost, GradientPlanner, ICEMPlanner, MPPIPlanner, mpc
+from argos_wm.planning import CEMPlanner, GoalCost, GradientPlanner, ICEMPlanner, MPPIPlanner, SimulatorPlanning, mpc
 
 logger = logging.getLogger(__name__)
 
 POSITION_THRESHOLD = 20.0  # DINO-WM: || (agent, block) xy - goal || < 20 px
 ANGLE_THRESHOLD = np.pi / 9  # DINO-WM: block angle within 20 degrees
 PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH = 0.0, 512.0
-METHODS = ("world_model", "random", "goal_agent", "replay")
+METHODS = ("world_model", "simulator", "random", "goal_agent", "replay")
+DEFAULT_METHODS = ("world_model", "random", "goal_agent", "replay")
 PLANNERS = ("cem", "icem", "mppi", "gradient")
 INITIAL_ACTIONS = ("hold", "mean", "goal_agent")
 PRESETS = {
@@ -136,7 +142,9 @@ class PushTPlanningConfig:
                   "(the dataset's mean action, DINO-WM) or goal_agent (the goal's agent position within reach, the "
                   "goal_agent baseline's action)."},
     )  # fmt: skip
-    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": f"Any of {METHODS}."})
+    methods: list[str] = field(
+        default_factory=lambda: list(DEFAULT_METHODS), metadata={"help": f"Any of {METHODS}."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the goals, the planner and the random baseline."})
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "Torch device."})
     num_threads: int = field(
@@ -343,6 +351,17 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     runs = [f"mpc_{name}" for name in config.planners] if "world_model" in config.methods else []
     runs += [method for method in config.methods if method != "world_model"]
     planners = {f"mpc_{name}": config.planner(name) for name in config.planners}
+    models = {run: pipe for run in planners}
+    if "simulator" in runs:
+        if config.planners[0] == "gradient":
+            raise ValueError("the simulator method plans with the first of --planners, which must sample (not gradient)")
+        simulator = PushTSimulator(image_size)
+
+        def simulate(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # raw model actions [M, H, A]
+            targets = np.stack([[action_space.simulator_steps(action) for action in plan] for plan in actions])
+            return simulator.rollout(PushTPhysicsState.of(env), targets)
+
+        planners["simulator"], models["simulator"] = config.planner(config.planners[0]), SimulatorPlanning(pipe, simulate)
 
     def bounds(observation: dict) -> tuple[np.ndarray, np.ndarray]:
         return action_space.bounds(observation, config.reach)
@@ -370,9 +389,9 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
         for run in runs:
             observation = reset(goal)
             record = {}
-            if run.startswith("mpc_"):
+            if run in planners:
                 result = mpc(
-                    model_env, pipe, goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
+                    model_env, models[run], goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
                     execute_steps=config.execute_steps, planner=planners[run],
                     initial_action_fn=None if config.initial_action == "mean" else initial_action,
                     action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,

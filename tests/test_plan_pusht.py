@@ -72,7 +72,8 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
         num_samples=4, num_elites=2, iterations=1, device="cpu",
     )  # fmt: skip
     assert len(results["goals"]) == 2 and results["thresholds"] == {"position_px": 20.0, "angle_rad": np.pi / 9}
-    for method in plan_pusht.METHODS:
+    assert "simulator" not in results  # run on request only
+    for method in plan_pusht.DEFAULT_METHODS:
         summary = results[method]
         assert 0.0 <= summary["success_rate"] <= 1.0 and np.isfinite(summary["mean_cost_reached"])
     assert results["world_model"]["mean_plan_seconds"] > 0
@@ -196,3 +197,39 @@ def test_search_starts_from_the_goal_agent_action(plan_pusht, dataset):
         abs(goal["mpc_cem"]["position_error"] - goal["goal_agent"]["position_error"]) > 1.0
         for goal in from_hold["goals"]
     ), from_hold["goals"]
+
+
+def test_simulator_planning_scores_the_recorded_plan_as_reaching_the_goal(plan_pusht):
+    """`SimulatorPlanning` rolls candidates out in the simulator from the real state: started from the actions that
+    produced the goal (no contact, so the copy is exact), its plan is those actions at a cost of ~0, and moving off
+    them costs more."""
+    from argos_wm.data.pusht import make_pusht_env
+    from argos_wm.data.pusht_simulator import PushTPhysicsState, PushTSimulator
+    from argos_wm.planning import CEMPlanner, SimulatorPlanning
+
+    pipe, space = tiny_pipeline("concat"), plan_pusht.PushTActionSpace(frameskip=5, aggregation="concat")
+    env, simulator = make_pusht_env(96), PushTSimulator(96)
+    start_state = [150.0, 400.0, 350.0, 150.0, 0.5]  # the agent far from the block
+    observation, _ = env.reset(options={"reset_to_state": start_state})
+    targets = observation["agent_pos"] + np.random.default_rng(0).normal(0, 30, (3, 5, 2))
+    recorded = space.from_simulator(targets.reshape(15, 2))  # [3, 10]
+    for target in targets.reshape(15, 2):
+        goal, *_ = env.step(target)
+    env.reset(options={"reset_to_state": start_state})
+
+    def simulate(actions):
+        steps = np.stack([[space.simulator_steps(action) for action in plan] for plan in actions])
+        return simulator.rollout(PushTPhysicsState.of(env), steps)
+
+    planning = SimulatorPlanning(pipe, simulate)
+    goal_latents = planning.encode_images(goal["pixels"][None, None])[:, 0]
+    common = dict(goal_latents=goal_latents, goal_states=goal["agent_pos"][None], horizon=3, cost_steps="final")
+    plan = planning.plan(planner=CEMPlanner(num_samples=4, num_elites=2, iterations=1, init_std=0.5),
+                         init_actions=recorded[None], **common)  # fmt: skip
+    assert float(plan.cost[0]) < 1e-6
+    np.testing.assert_allclose(plan.actions[0].numpy(), recorded, atol=1e-2)
+    off = planning.plan(planner=CEMPlanner(num_samples=2, num_elites=2, iterations=1, init_std=1e-3),
+                        init_actions=recorded[None] + 60.0, **common)  # fmt: skip
+    assert float(off.cost[0]) > 1e-3
+    with pytest.raises(ValueError, match="planner must be a configured sampling planner"):
+        planning.plan(planner="cem", **common)

@@ -5,6 +5,7 @@ from .icem import ICEMPlanner
 from .mpc import MPCOutput, mpc
 from .mppi import MPPIPlanner
 from .sampling_planner import SamplingPlanner
+from .simulator_planning import SimulatorPlanning
 
 __all__ = [
     "CEMPlanner",
@@ -14,5 +15,6 @@ __all__ = [
     "MPCOutput",
     "MPPIPlanner",
     "SamplingPlanner",
+    "SimulatorPlanning",
     "mpc",
 ]
