@@ -359,7 +359,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
 
         def simulate(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # raw model actions [M, H, A]
             targets = np.stack([[action_space.simulator_steps(action) for action in plan] for plan in actions])
-            return simulator.rollout(PushTPhysicsState.of(env), targets)
+            rollout = simulator.rollout(PushTPhysicsState.of(env), targets)
+            return rollout.pixels, rollout.agent_pos
 
         planners["simulator"], models["simulator"] = config.planner(config.planners[0]), SimulatorPlanning(pipe, simulate)
 

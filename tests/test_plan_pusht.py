@@ -219,7 +219,7 @@ def test_simulator_planning_scores_the_recorded_plan_as_reaching_the_goal(plan_p
 
     def simulate(actions):
         steps = np.stack([[space.simulator_steps(action) for action in plan] for plan in actions])
-        return simulator.rollout(PushTPhysicsState.of(env), steps)
+        return simulator.rollout(PushTPhysicsState.of(env), steps)[:2]
 
     planning = SimulatorPlanning(pipe, simulate)
     goal_latents = planning.encode_images(goal["pixels"][None, None])[:, 0]
