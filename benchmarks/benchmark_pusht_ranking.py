@@ -140,8 +140,7 @@ def main(args: list[str] | None = None) -> dict:
         start = PushTPhysicsState.of(env)
         recorded_targets = goal["actions"].reshape(config.horizon, space.frameskip, 2).mean(1)  # one per model step
         candidates = draw_candidates(recorded_targets, goal_observation["agent_pos"], space, config, rng)  # [M, H, A]
-        targets = np.stack([[space.simulator_steps(action) for action in plan] for plan in candidates])
-        exact = simulator.rollout(start, targets)
+        exact = simulator.rollout(start, space.simulator_steps(candidates))
         distances, successes = [], []
         for final in exact.states[:, -1]:
             success, position_error, angle_error = plan_pusht.pusht_success(goal_state, final)
@@ -150,12 +149,13 @@ def main(args: list[str] | None = None) -> dict:
             successes.append(success)
 
         goal_latents = pipe.encode_images(goal_observation["pixels"][None, None])[:, 0]
+        observation_latents = pipe.encode_images(observation["pixels"][None, None])
         normalised = pipe.normalizer.normalize_actions(torch.as_tensor(candidates))[None]
         scored = {}
         for name, model in (("model", pipe), ("simulator", SimulatorPlanning(pipe, lambda _: exact[:2]))):
             fixed = FixedCandidates(normalised)
             model.plan(
-                observation_latents=pipe.encode_images(observation["pixels"][None, None]),
+                observation_latents=observation_latents,
                 observation_states=observation["agent_pos"][None, None].astype(np.float32),
                 observation_actions=np.full((1, 1, candidates.shape[-1]), np.nan, dtype=np.float32),
                 goal_latents=goal_latents, goal_states=goal_observation["agent_pos"][None].astype(np.float32),

@@ -251,8 +251,9 @@ class PushTActionSpace:
         return np.clip(target.numpy(), PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
 
     def simulator_steps(self, action: np.ndarray) -> np.ndarray:
-        """One model action -> the `frameskip` simulator targets `[frameskip, 2]` to execute, one per step: the held
-        target repeated, or with concat the k targets themselves (so replaying recorded actions is exact)."""
+        """Model actions `[..., A]` -> the `frameskip` simulator targets `[..., frameskip, 2]` to execute, one per
+        step: the held target repeated, or with concat the k targets themselves (so replaying recorded actions is
+        exact)."""
         action = torch.as_tensor(np.asarray(action, dtype=np.float32))
         targets = source_actions(action, self.aggregation, self.frameskip).numpy()
         return np.clip(targets, PUSHT_ACTION_LOW, PUSHT_ACTION_HIGH)
@@ -358,8 +359,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
         simulator = PushTSimulator(image_size)
 
         def simulate(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # raw model actions [M, H, A]
-            targets = np.stack([[action_space.simulator_steps(action) for action in plan] for plan in actions])
-            rollout = simulator.rollout(PushTPhysicsState.of(env), targets)
+            rollout = simulator.rollout(PushTPhysicsState.of(env), action_space.simulator_steps(actions))
             return rollout.pixels, rollout.agent_pos
 
         planners["simulator"], models["simulator"] = config.planner(config.planners[0]), SimulatorPlanning(pipe, simulate)

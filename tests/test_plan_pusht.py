@@ -139,6 +139,10 @@ def test_concat_action_space_maps_both_ways(plan_pusht):
     np.testing.assert_allclose(space.to_simulator(model_actions[0]), recorded[:5].mean(0), rtol=1e-6)
     held = plan_pusht.PushTActionSpace(frameskip=5, aggregation="sum")  # sum: one target held for the 5 steps
     np.testing.assert_allclose(held.simulator_steps([500.0, 2400.0]), np.tile([100.0, 480.0], (5, 1)))
+    # candidates [M, H, A] map at once to their targets [M, H, 5, 2]
+    np.testing.assert_array_equal(space.simulator_steps(model_actions[None]), recorded.reshape(1, 2, 5, 2))
+    plans = np.array([[[500.0, 2400.0], [0.0, 5000.0]]] * 3)  # [3, 2, 2]; 5000 / 5 is clipped to the workspace
+    np.testing.assert_allclose(held.simulator_steps(plans)[:, 1], np.tile([0.0, 512.0], (3, 5, 1)))
 
 
 def test_replay_is_exact_with_concat_actions(plan_pusht, dataset):
@@ -218,8 +222,7 @@ def test_simulator_planning_scores_the_recorded_plan_as_reaching_the_goal(plan_p
     env.reset(options={"reset_to_state": start_state})
 
     def simulate(actions):
-        steps = np.stack([[space.simulator_steps(action) for action in plan] for plan in actions])
-        return simulator.rollout(PushTPhysicsState.of(env), steps)[:2]
+        return simulator.rollout(PushTPhysicsState.of(env), space.simulator_steps(actions))[:2]
 
     planning = SimulatorPlanning(pipe, simulate)
     goal_latents = planning.encode_images(goal["pixels"][None, None])[:, 0]

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .pusht import PUSHT_ENV_ID, environment_state
+
 BODY_FIELDS = ("angle", "position", "velocity", "angular_velocity")  # angle first: pymunk turns a body about its centre of gravity
 
 
@@ -63,8 +65,6 @@ class PushTSimulator:
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
         import gymnasium as gym
 
-        from .pusht import PUSHT_ENV_ID
-
         # `state` observations: stepping does not render; `render` switches to pixels for the frames it returns
         self.env = gym.make(PUSHT_ENV_ID, obs_type="state", observation_width=image_size, observation_height=image_size)
         self.env.reset(seed=0)
@@ -87,8 +87,6 @@ class PushTSimulator:
         Returns:
             [`PushTRollout`] of the state after each model step.
         """
-        from .pusht import environment_state
-
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim != 4 or targets.shape[-1] != 2:
             raise ValueError(f"targets must be [M, H, k, 2] simulator targets; got shape {tuple(targets.shape)}.")
