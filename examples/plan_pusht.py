@@ -121,6 +121,9 @@ class PushTPlanningConfig:
     num_elites: int | None = field(default=None, metadata={"help": "CEM / iCEM elites (DINO-WM: 30)."})
     iterations: int | None = field(default=None, metadata={"help": "Planner iterations (DINO-WM: 30)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
+    num_context_frames: int = field(
+        default=1, metadata={"help": "Past observations (and the actions between them) the model sees when it plans."}
+    )
     context_signal_level: float = field(
         default=0.9,
         metadata={"help": "Signal level the real context is re-noised to (Dreamer 4: 0.9); 1.0 keeps it clean, as a "
@@ -160,7 +163,8 @@ class PushTPlanningConfig:
         self.max_steps = self.horizon if self.max_steps is None else self.max_steps
         if not 0 <= self.first_goal < self.num_goals:
             raise ValueError(f"first_goal must be in [0, num_goals={self.num_goals}), got {self.first_goal}")
-        for name in ("num_goals", "num_eval_episodes", "horizon", "max_steps", "frameskip", "execute_steps", "iterations"):
+        for name in ("num_goals", "num_eval_episodes", "horizon", "max_steps", "frameskip", "execute_steps", "iterations",
+                     "num_context_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.context_signal_level <= 1.0:
@@ -393,7 +397,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
             if run in planners:
                 result = mpc(
                     model_env, models[run], goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
-                    execute_steps=config.execute_steps, planner=planners[run],
+                    execute_steps=config.execute_steps, num_context_frames=config.num_context_frames,
+                    planner=planners[run],
                     initial_action_fn=None if config.initial_action == "mean" else initial_action,
                     action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
                     num_inference_steps=config.num_inference_steps, context_signal_level=config.context_signal_level,

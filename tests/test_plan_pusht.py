@@ -90,7 +90,21 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
     assert results["goal_agent"]["mean_position_error"] < results["random"]["mean_position_error"], results
 
 
+def test_more_context_frames_reach_the_planner(plan_pusht, dataset):
+    """`num_context_frames=2`: the second plan of a goal sees the frame before too, so it predicts, and costs,
+    otherwise than with one frame."""
+    settings = dict(num_goals=2, num_eval_episodes=1, horizon=2, num_samples=4, num_elites=2, iterations=1,
+                    device="cpu", methods=["world_model"])  # fmt: skip
+    one = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, **settings)
+    two = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, num_context_frames=2, **settings)
+    assert one["world_model"]["mean_plans"] == two["world_model"]["mean_plans"] == 2.0
+    assert two["world_model"]["mean_plan_cost"] != one["world_model"]["mean_plan_cost"]
+    assert (one["settings"]["num_context_frames"], two["settings"]["num_context_frames"]) == (1, 2)
+
+
 def test_planning_config_errors(plan_pusht):
+    with pytest.raises(ValueError, match="num_context_frames must be >= 1, got 0"):
+        plan_pusht.PushTPlanningConfig(num_context_frames=0)
     with pytest.raises(ValueError, match="reach must be >= 0"):
         plan_pusht.PushTPlanningConfig(reach=-1.0)
     with pytest.raises(ValueError, match=r"context_signal_level must be in \(0, 1\], got 1.5"):
