@@ -224,8 +224,9 @@ def test_plan_scores_candidates_with_common_noise(pipe, common_noise):
         generator=seeded(),
     )  # fmt: skip
     costs = probe.costs
-    identical = torch.allclose(costs, costs[:1, :, :1].expand_as(costs), rtol=0, atol=1e-6)
-    # the same actions get the same cost exactly when every candidate of every call shares the noise
+    # the same actions get the same cost when every candidate of every call shares the noise; batched matmuls of
+    # different sizes may round differently in the last bits, so "the same" is up to float32 rounding
+    identical = torch.allclose(costs, costs[:1, :, :1].expand_as(costs), rtol=1e-5, atol=1e-6)
     assert identical == common_noise, costs
     assert not torch.allclose(costs[0, 0], costs[0, 1])  # the two plans of the batch have their own noise/goals
 
