@@ -56,7 +56,7 @@ class RankingBenchmarkConfig:
     num_candidates: int = field(default=32, metadata={"help": "Candidates per goal, replay and goal_agent included."})
     horizon: int = field(default=5, metadata={"help": "Model steps per candidate (the goal is this far ahead)."})
     perturbation: float = field(default=25.0, metadata={"help": "Std (px) of the candidates' target perturbation."})
-    state_weight: float = field(default=10.0, metadata={"help": "Proprio weight of the planning cost."})
+    state_weight: float = field(default=1.0, metadata={"help": "Proprio weight of the planning cost (the CPU preset's)."})
     cost_steps: str = field(default="all", metadata={"help": "Cost on every frame (all) or the last (final)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
     context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the real context."})

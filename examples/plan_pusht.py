@@ -30,8 +30,9 @@ Success is DINO-WM's PushT test (`env/pusht/pusht_wrapper.py::eval_state`): the 
 within pi/9 (20 degrees). Two presets set the planner's sizes and cost (any flag given overrides its preset):
 
 - `cpu` (default): CEM 32 samples x 4 elites x 5 iterations, horizon 5, replan after every model step, cost on every
-  planned frame with state_weight 10, targets within 150 px, search std 0.5, starting from "hold" (64 x 8 planned
-  as well on the demo's 50 goals, 0.52 both, in twice the time: the search is not what limits the tiny model);
+  planned frame with state_weight 1 (DINO-WM's alpha: with the simulator as a perfect model, weight 1 succeeds on 0.78
+  of the demo's goals, weight 10 on 0.68; README), targets within 150 px, search std 0.5, starting from "hold" (64 x 8
+  planned as well on the demo's 50 goals, 0.52 both, in twice the time: the search is not what limits the tiny model);
 - `dino_wm`: DINO-WM's PushT protocol (gaoyuezhou/dino_wm conf/plan_pusht.yaml, conf/planner/cem.yaml,
   conf/plan.yaml): CEM 300 samples, 30 elites (`topk`), 30 iterations (`opt_steps`), horizon 5 (`goal_H`), the
   5 planned actions all executed before replanning (`n_taken_actions`), cost on the final predicted frame
@@ -76,7 +77,7 @@ DEFAULT_METHODS = ("world_model", "random", "goal_agent", "replay")
 PLANNERS = ("cem", "icem", "mppi", "gradient")
 INITIAL_ACTIONS = ("hold", "mean", "goal_agent")
 PRESETS = {
-    "cpu": dict(horizon=5, execute_steps=1, num_samples=32, num_elites=4, iterations=5, state_weight=10.0,
+    "cpu": dict(horizon=5, execute_steps=1, num_samples=32, num_elites=4, iterations=5, state_weight=1.0,
                 cost_steps="all", reach=150.0, init_std=0.5, initial_action="hold"),
     "dino_wm": dict(horizon=5, execute_steps=5, num_samples=300, num_elites=30, iterations=30, state_weight=1.0,
                     cost_steps="final", reach=0.0, init_std=1.0, initial_action="mean"),
