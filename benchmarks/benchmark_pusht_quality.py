@@ -272,6 +272,14 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
     return result
 
 
+def _spread_labels(ys: dict[str, float], gap: float = 13.0) -> dict[str, float]:
+    """Label heights at the lines' ends, pushed apart (top to bottom) so that no two are closer than `gap` pixels."""
+    spread, previous = {}, float("-inf")
+    for name, y in sorted(ys.items(), key=lambda item: item[1]):
+        spread[name] = previous = max(y, previous + gap)
+    return spread
+
+
 def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
     """A line plot of open-loop latent MSE vs horizon, one line per K and copy-last, drawn with PIL."""
     image = Image.new("RGB", size, "white")
@@ -294,13 +302,14 @@ def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
     for h in range(horizon):
         x = left + (right - left) * h / max(horizon - 1, 1)
         draw.text((x - 8, bottom + 8), f"t+{h + 1}", fill="black")
+    label_ys = _spread_labels({name: bottom - (bottom - top) * values[-1] / high for name, values in lines.items()})
     for (name, values), colour in zip(lines.items(), colours[: len(lines) - 1] + colours[-1:]):
         points = [
             (left + (right - left) * h / max(horizon - 1, 1), bottom - (bottom - top) * value / high)
             for h, value in enumerate(values)
         ]
         draw.line(points, fill=colour, width=3)
-        draw.text((right + 10, points[-1][1] - 6), name, fill=colour)
+        draw.text((right + 10, label_ys[name] - 6), name, fill=colour)
     draw.text((left, 8), "open-loop latent MSE on held-out PushT episodes (lower is better)", fill="black")
     image.save(path)
     return path

@@ -92,6 +92,15 @@ def test_scores_split_by_region_and_motion(quality):
     assert sum(regions[name]["token_share"] for name in quality.REGIONS) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("ys", [[100.0, 101.0, 150.0, 151.5, 152.0], [5.0, 5.0, 5.0], [300.0, 20.0, 299.0, 40.0]])
+def test_plot_labels_keep_their_order_and_do_not_overlap(quality, ys):
+    spread = quality._spread_labels({f"line {i}": y for i, y in enumerate(ys)}, gap=13.0)
+    placed = [spread[f"line {i}"] for i in sorted(range(len(ys)), key=lambda i: ys[i])]
+    assert all(b - a >= 13.0 - 1e-9 for a, b in zip(placed, placed[1:]))  # top to bottom, at least a gap apart
+    assert all(spread[f"line {i}"] >= y for i, y in enumerate(ys))  # labels only move down, never above their line
+    assert min(placed) == min(ys)  # the topmost label stays at its line
+
+
 def test_checkpoint_ema_weights_replace_the_pipeline_weights(quality, tmp_path):
     from diffusers.training_utils import EMAModel
 
