@@ -302,13 +302,16 @@ def plot(results: dict, path: Path, size: tuple[int, int] = (640, 420)) -> Path:
     for h in range(horizon):
         x = left + (right - left) * h / max(horizon - 1, 1)
         draw.text((x - 8, bottom + 8), f"t+{h + 1}", fill="black")
-    label_ys = _spread_labels({name: bottom - (bottom - top) * values[-1] / high for name, values in lines.items()})
-    for (name, values), colour in zip(lines.items(), colours[: len(lines) - 1] + colours[-1:]):
-        points = [
+    points = {
+        name: [
             (left + (right - left) * h / max(horizon - 1, 1), bottom - (bottom - top) * value / high)
             for h, value in enumerate(values)
         ]
-        draw.line(points, fill=colour, width=3)
+        for name, values in lines.items()
+    }
+    label_ys = _spread_labels({name: line[-1][1] for name, line in points.items()})
+    for (name, line), colour in zip(points.items(), colours[: len(lines) - 1] + colours[-1:]):
+        draw.line(line, fill=colour, width=3)
         draw.text((right + 10, label_ys[name] - 6), name, fill=colour)
     draw.text((left, 8), "open-loop latent MSE on held-out PushT episodes (lower is better)", fill="black")
     image.save(path)

@@ -56,7 +56,9 @@ class RankingBenchmarkConfig:
     num_candidates: int = field(default=32, metadata={"help": "Candidates per goal, replay and goal_agent included."})
     horizon: int = field(default=5, metadata={"help": "Model steps per candidate (the goal is this far ahead)."})
     perturbation: float = field(default=25.0, metadata={"help": "Std (px) of the candidates' target perturbation."})
-    state_weight: float = field(default=1.0, metadata={"help": "Proprio weight of the planning cost (the CPU preset's)."})
+    state_weight: float | None = field(
+        default=None, metadata={"help": "Proprio weight of the planning cost (default: plan_pusht.py's CPU preset's)."}
+    )
     cost_steps: str = field(default="all", metadata={"help": "Cost on every frame (all) or the last (final)."})
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
     context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the real context."})
@@ -119,8 +121,9 @@ def main(args: list[str] | None = None) -> dict:
     space = plan_pusht.PushTActionSpace.from_pipeline(pipe)
     planning_config = plan_pusht.PushTPlanningConfig(
         dataset=config.dataset, num_goals=config.num_goals, num_eval_episodes=config.num_eval_episodes,
-        horizon=config.horizon, frameskip=space.frameskip, seed=config.seed,
+        horizon=config.horizon, frameskip=space.frameskip, seed=config.seed, state_weight=config.state_weight,
     )  # fmt: skip
+    config.state_weight = planning_config.state_weight  # the preset's when not given, recorded in the settings
     source = LeRobotSource(config.dataset, extra_keys=["observation.environment_state"])
     image_size = source.features[source.camera_keys[0]]["shape"][0]
     rng = np.random.default_rng(config.seed)
