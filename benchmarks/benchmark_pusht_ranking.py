@@ -4,12 +4,12 @@
 
 MPC picks the candidate action sequence whose *predicted* outcome is closest to the goal. This benchmark scores the
 candidates of one planning step three ways, on the goals of `examples/plan_pusht.py` (same draw, same action space,
-same cost settings as its CPU preset): the planning cost of the world model's predicted rollout, the same cost of
-the exact rollout (`PushTSimulator`: the frames the simulator renders, encoded with the pipeline's encoder) and the
-true distance of the final simulator state to the goal state (DINO-WM's success test: agent and block position in
-px, block angle). The candidates are the near-optimal ones a converging search chooses among: the recorded targets
-(replay, each model step's mean target held), `goal_agent`'s target, and both perturbed by `perturbation` px per step.
-Per goal, it reports Spearman's rank correlation of
+the horizon and cost of its preset, `--preset cpu` by default): the planning cost of the world model's predicted
+rollout, the same cost of the exact rollout (`PushTSimulator`: the frames the simulator renders, encoded with the
+pipeline's encoder) and the true distance of the final simulator state to the goal state (DINO-WM's success test:
+agent and block position in px, block angle). The candidates are the near-optimal ones a converging search chooses
+among: the recorded targets (replay, each model step's mean target held), `goal_agent`'s target, and both perturbed
+by `perturbation` px per step. Per goal, it reports Spearman's rank correlation of
 
 - model cost vs simulator cost: how well the model stands in for the world, under this cost;
 - simulator cost vs true distance: how well the cost itself, with a perfect model, points at the goal;
@@ -54,12 +54,19 @@ class RankingBenchmarkConfig:
     num_goals: int = field(default=50, metadata={"help": "Goals (plan_pusht.py's draw with the same seed)."})
     num_eval_episodes: int = field(default=4, metadata={"help": "Held-out episodes (the dataset's last ones)."})
     num_candidates: int = field(default=32, metadata={"help": "Candidates per goal, replay and goal_agent included."})
-    horizon: int = field(default=5, metadata={"help": "Model steps per candidate (the goal is this far ahead)."})
+    preset: str = field(
+        default="cpu", metadata={"help": "plan_pusht.py's preset whose horizon and cost the candidates are scored by."}
+    )
+    horizon: int | None = field(
+        default=None, metadata={"help": "Model steps per candidate, the goal this far ahead (default: the preset's)."}
+    )
     perturbation: float = field(default=25.0, metadata={"help": "Std (px) of the candidates' target perturbation."})
     state_weight: float | None = field(
-        default=None, metadata={"help": "Proprio weight of the planning cost (default: plan_pusht.py's CPU preset's)."}
+        default=None, metadata={"help": "Proprio weight of the planning cost (default: the preset's)."}
     )
-    cost_steps: str = field(default="all", metadata={"help": "Cost on every frame (all) or the last (final)."})
+    cost_steps: str | None = field(
+        default=None, metadata={"help": "Cost on every frame (all) or the last (final) (default: the preset's)."}
+    )
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
     context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the real context."})
     seed: int = field(default=0, metadata={"help": "Seed of the goals and the candidates."})
@@ -121,9 +128,11 @@ def main(args: list[str] | None = None) -> dict:
     space = plan_pusht.PushTActionSpace.from_pipeline(pipe)
     planning_config = plan_pusht.PushTPlanningConfig(
         dataset=config.dataset, num_goals=config.num_goals, num_eval_episodes=config.num_eval_episodes,
-        horizon=config.horizon, frameskip=space.frameskip, seed=config.seed, state_weight=config.state_weight,
+        preset=config.preset, horizon=config.horizon, frameskip=space.frameskip, seed=config.seed,
+        state_weight=config.state_weight, cost_steps=config.cost_steps,
     )  # fmt: skip
-    config.state_weight = planning_config.state_weight  # the preset's when not given, recorded in the settings
+    for name in ("horizon", "state_weight", "cost_steps"):  # the preset's where not given, recorded in the settings
+        setattr(config, name, getattr(planning_config, name))
     source = LeRobotSource(config.dataset, extra_keys=["observation.environment_state"])
     image_size = source.features[source.camera_keys[0]]["shape"][0]
     rng = np.random.default_rng(config.seed)

@@ -58,8 +58,11 @@ def test_ranking_on_recorded_pusht(ranking, tmp_path):
         "--num_eval_episodes", "1", "--num_candidates", "6", "--horizon", "2", "--output_dir", str(tmp_path / "out"),
     ])  # fmt: skip
     assert json.loads((tmp_path / "out" / "ranking.json").read_text())["summary"] == results["summary"]
-    # the cost's proprio weight is the planning preset's, recorded as used
-    assert results["settings"]["state_weight"] == ranking.load_plan_pusht().PRESETS["cpu"]["state_weight"]
+    # the cost is the planning preset's, recorded as used; the horizon given overrides the preset's
+    preset = ranking.load_plan_pusht().PRESETS["cpu"]
+    assert results["settings"]["state_weight"] == preset["state_weight"]
+    assert results["settings"]["cost_steps"] == preset["cost_steps"]
+    assert results["settings"]["horizon"] == 2
     assert len(results["goals"]) == 3
     for row in results["goals"]:
         for key in ("model_vs_simulator", "simulator_vs_true", "model_vs_true"):
