@@ -231,18 +231,32 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
     return {"block": block, "agent": agent, "background": ~block & ~agent}
 
 
-def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkConfig) -> dict:
-    """Latent MSE and probe pose errors per horizon step, model vs copy-last, split by block motion."""
-    generator = torch.Generator().manual_seed(config.seed)
-    predicted = pipe.rollout(
+def predict(pipe, batch, actions: torch.Tensor, steps: int, config: QualityBenchmarkConfig) -> torch.Tensor:
+    """Latents `[W, H, N, C]` the pipeline predicts from each window's real context under `actions` `[W, H, A]`."""
+    generator = torch.Generator().manual_seed(config.seed)  # the same noise for every call: only the inputs differ
+    return pipe.rollout(
         context_latents=batch["context_latents"], context_states=batch["context_states"],
-        context_actions=batch["context_actions"], actions=batch["actions"], num_inference_steps=steps,
+        context_actions=batch["context_actions"], actions=actions, num_inference_steps=steps,
         context_signal_level=config.context_signal_level, generator=generator,
     ).latents.float()  # fmt: skip
+
+
+def score(
+    pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkConfig, action_effect: bool = False
+) -> dict:
+    """Latent MSE and probe pose errors per horizon step, model vs copy-last, split by block motion. With
+    `action_effect`, each region also gets `action_effect`: how far the prediction moves (MSE) when every window's
+    actions are swapped for those of the window half the batch away, the same noise kept. A model whose latents use
+    the actions moves them by about as much as the frames differ; near 0, only the proprio listens to the actions."""
+    predicted = predict(pipe, batch, batch["actions"], steps, config)
     real, last = batch["future"][:, 1:], batch["future"][:, :1]
     model_token = (predicted - real).pow(2).mean(dim=3).numpy()  # [W, H, N]
     copy_token = (last - real).pow(2).mean(dim=3).numpy()
     mean_token = real.pow(2).mean(dim=3).numpy()  # predicting the dataset's per-position mean (0 once normalised)
+    token_errors = {"model": model_token, "copy_last": copy_token, "mean": mean_token}
+    if action_effect:
+        swapped = predict(pipe, batch, batch["actions"].roll(len(predicted) // 2, dims=0), steps, config)
+        token_errors["action_effect"] = (swapped - predicted).pow(2).mean(dim=3).numpy()
     model_mse, copy_mse = model_token.mean(2), copy_token.mean(2)  # [W, H]
     blocks = batch["blocks"]  # [W, H + 1, 3]
     moving = block_moves(blocks)  # [W, H]: the transition into frame t + h
@@ -257,13 +271,11 @@ def score(pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkCo
         result["regions"][region] = {"token_share": float(tokens.mean())}
         for part, mask in (("moving", moving), ("still", ~moving)):
             selected = tokens & mask[..., None]  # [W, H, N]
-            result["regions"][region][part] = {
-                name: split(values, selected)
-                for name, values in (("model", model_token), ("copy_last", copy_token), ("mean", mean_token))
-            }
+            result["regions"][region][part] = {name: split(values, selected) for name, values in token_errors.items()}
     for name, values in (("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
                          ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
-                         ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle)):  # fmt: skip
+                         ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle),
+                         *((("action_effect", token_errors["action_effect"].mean(2)),) if action_effect else ())):  # fmt: skip
         result[name] = {
             "all": [float(x) for x in values.mean(0)],
             "moving": split(values, moving),
@@ -347,7 +359,7 @@ def main(args: list[str] | None = None) -> dict:
     with torch.no_grad():
         for name, (variant, steps) in variants.items():
             results["by_steps"][name] = {
-                "one_step": score(variant, one_step, probe, steps, config),
+                "one_step": score(variant, one_step, probe, steps, config, action_effect=True),
                 "open_loop": score(variant, open_loop, probe, steps, config),
             }
     output_dir = Path(config.output_dir)
@@ -387,6 +399,18 @@ def print_tables(results: dict) -> None:
             cells.append(
                 " \\| ".join(f"{p['model'][0]:.2f} / {p['copy_last'][0]:.2f} / {p['mean'][0]:.2f}" for p in parts)
             )
+        print(f"| {steps} | " + " | ".join(cells) + " |")
+    print("\none-step action effect by region (how far the prediction moves when the actions are swapped; the model's "
+          "error beside it), block moving | still:")  # fmt: skip
+    print("| K | " + " | ".join(REGIONS) + " |")
+    print("|---|" + "---|" * len(REGIONS))
+    for steps, result in results["by_steps"].items():
+        regions = result["one_step"]["regions"]
+        cells = [
+            " \\| ".join(f"{regions[region][part]['action_effect'][0]:.3f} / {regions[region][part]['model'][0]:.2f}"
+                         for part in ("moving", "still"))
+            for region in REGIONS
+        ]  # fmt: skip
         print(f"| {steps} | " + " | ".join(cells) + " |")
 
 

@@ -92,6 +92,30 @@ def test_scores_split_by_region_and_motion(quality):
     assert sum(regions[name]["token_share"] for name in quality.REGIONS) == pytest.approx(1.0)
 
 
+class ActionShift:
+    """A pipeline whose prediction is the real next frame shifted by each window's first action value."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def rollout(self, actions, **_):
+        return SimpleNamespace(latents=self.future + actions[:, :, :1, None])
+
+
+def test_action_effect_is_how_far_swapped_actions_move_the_prediction(quality):
+    batch = synthetic_batch()
+    batch["actions"] = torch.arange(6.0).view(6, 1, 1)  # swapped with the window 3 away: every value moves by 3
+    config = quality.QualityBenchmarkConfig()
+    listening = quality.score(ActionShift(batch["future"][:, 1:]), batch, ZeroProbe(), 1, config, action_effect=True)
+    deaf = quality.score(StandIn(batch["future"][:, 1:]), batch, ZeroProbe(), 1, config, action_effect=True)
+    assert listening["action_effect"]["all"] == [9.0] and deaf["action_effect"]["all"] == [0.0]
+    for region in quality.REGIONS:
+        for part in ("moving", "still"):
+            assert listening["regions"][region][part]["action_effect"] == [9.0]
+            assert deaf["regions"][region][part]["action_effect"] == [0.0]
+    assert "action_effect" not in quality.score(StandIn(batch["future"][:, 1:]), batch, ZeroProbe(), 1, config)
+
+
 @pytest.mark.parametrize("ys", [[100.0, 101.0, 150.0, 151.5, 152.0], [5.0, 5.0, 5.0], [300.0, 20.0, 299.0, 40.0]])
 def test_plot_labels_keep_their_order_and_do_not_overlap(quality, ys):
     spread = quality._spread_labels({f"line {i}": y for i, y in enumerate(ys)}, gap=13.0)
