@@ -179,6 +179,9 @@ def main(args: list[str] | None = None) -> dict:
         "rollout_latent_mse": training["rollout_metrics"].get("autoregressive/latent_mse"),
         "rollout_latent_cosine": training["rollout_metrics"].get("autoregressive/latent_cosine"),
         "teacher_forced_latent_mse": training["rollout_metrics"].get("teacher_forced/latent_mse"),
+        # how far the predictions move under other clips' actions, beside how far the frames move in a step
+        "teacher_forced_action_effect": training["rollout_metrics"].get("teacher_forced/action_effect"),
+        "copy_last_latent_mse": training["rollout_metrics"].get("teacher_forced/copy_last_mse"),
         "throughput": training["throughput"],
     }
     quality_dir = out / "quality"

@@ -91,9 +91,43 @@ def test_evaluate_rollouts_reports_every_metric_per_future_frame(model, clip):
     evaluation = evaluate_rollouts(model, scheduler, [(clip["latents"], batch)], CONTEXT, num_inference_steps=2)
     names = {f"{mode}/{metric}" for mode in ("teacher_forced", "autoregressive")
              for metric in ("latent_mse", "latent_cosine", "state_mse")}  # fmt: skip
+    names |= {"teacher_forced/copy_last_mse", "teacher_forced/action_effect"}
     assert set(evaluation.metrics) == names
     assert all(len(values) == FRAMES - CONTEXT for values in evaluation.metrics.values())
     predicted, _ = rollout(model, clip)
     expected = (predicted - clip["latents"][:, CONTEXT:]).pow(2).mean(dim=(0, 2, 3))
     torch.testing.assert_close(torch.tensor(evaluation.metrics["autoregressive/latent_mse"]), expected)
     assert evaluation.predicted_latents.shape == predicted.shape
+    change = (clip["latents"][:, CONTEXT:] - clip["latents"][:, CONTEXT - 1 : -1]).pow(2).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(torch.tensor(evaluation.metrics["teacher_forced/copy_last_mse"]), change)
+    # the action effect: the teacher-forced rollout again, each clip's future actions the other clip's
+    swapped_actions = torch.cat([clip["actions"][:, :CONTEXT], clip["actions"][:, CONTEXT:].flip(0)], dim=1)
+    forced, _ = rollout(model, clip, teacher_forcing=True)
+    swapped, _ = rollout(model, clip, teacher_forcing=True, actions=swapped_actions)
+    effect = (swapped - forced).pow(2).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(torch.tensor(evaluation.metrics["teacher_forced/action_effect"]), effect)
+    assert effect.min() > 0
+
+
+def test_action_effect_is_zero_for_a_model_that_ignores_its_actions(clip):
+    torch.manual_seed(0)
+    deaf = randomize_outputs(ArgosWorldModel(ArgosWorldModelConfig(**TINY)))
+    with torch.no_grad():
+        deaf.embeddings.action_proj.weight.zero_()
+        deaf.embeddings.action_proj.bias.zero_()
+    batch = WorldBatch(latents=clip["latents"], actions=clip["actions"], states=clip["states"])
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16)
+    metrics = evaluate_rollouts(deaf, scheduler, [(clip["latents"], batch)], CONTEXT, num_inference_steps=2).metrics
+    assert metrics["teacher_forced/action_effect"] == [0.0] * (FRAMES - CONTEXT)
+    assert min(metrics["teacher_forced/copy_last_mse"]) > 0
+
+
+def test_metrics_skipped_by_a_batch_average_over_the_batches_that_have_them(model, clip):
+    """A batch of one clip has no other clip's actions to swap in: the action effect is the other batch's alone."""
+    pair = WorldBatch(latents=clip["latents"], actions=clip["actions"], states=clip["states"])
+    single = WorldBatch(latents=clip["latents"][:1], actions=clip["actions"][:1], states=clip["states"][:1])
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16)
+    both = evaluate_rollouts(model, scheduler, [(clip["latents"], pair), (clip["latents"][:1], single)], CONTEXT, 2)
+    alone = evaluate_rollouts(model, scheduler, [(clip["latents"], pair)], CONTEXT, 2)
+    key = "teacher_forced/action_effect"
+    torch.testing.assert_close(torch.tensor(both.metrics[key]), torch.tensor(alone.metrics[key]))

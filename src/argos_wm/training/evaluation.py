@@ -29,7 +29,11 @@ class RolloutEvaluation:
     """
     Attributes:
         metrics: name -> one value per future frame, e.g. `"autoregressive/latent_mse"` `[H]`; names are
-            `{teacher_forced, autoregressive}/{latent_mse, latent_cosine, state_mse}`.
+            `{teacher_forced, autoregressive}/{latent_mse, latent_cosine, state_mse}`, `teacher_forced/copy_last_mse`
+            (the real frames' change per step: the error of predicting no change) and, for batches of more than one
+            clip with actions, `teacher_forced/action_effect`: how far the teacher-forced predictions move when each
+            clip's future actions are swapped for another clip's (same context, same noise). Near 0 against
+            `copy_last_mse`, the predicted latents ignore the actions.
         real_latents: `[B, T, N, C]` latents of the first evaluated batch (context and future).
         predicted_latents: `[B, H, N, C]` autoregressive predictions of its future frames.
     """
@@ -157,40 +161,59 @@ def evaluate_rollouts(
         A [`RolloutEvaluation`].
     """
     sums: dict[str, torch.Tensor] = {}
-    count = 0
+    counts: dict[str, int] = {}
     evaluation = RolloutEvaluation()
     for latents, batch in batches:
         future = latents[:, context_frames:]
-        for mode in ("teacher_forced", "autoregressive"):
-            generator = torch.Generator().manual_seed(seed)
-            predicted, predicted_states = rollout_latents(
+
+        def rollout(teacher_forcing: bool, actions: torch.Tensor | None, action_mask: torch.Tensor | None):
+            return rollout_latents(
                 model,
                 scheduler,
                 latents,
                 context_frames,
-                actions=batch.actions,
-                action_mask=batch.action_mask,
+                actions=actions,
+                action_mask=action_mask,
                 states=batch.states,
                 state_mask=batch.state_mask,
                 num_inference_steps=num_inference_steps,
                 context_signal_level=context_signal_level,
-                teacher_forcing=mode == "teacher_forced",
-                generator=generator,
+                teacher_forcing=teacher_forcing,
+                generator=torch.Generator().manual_seed(seed),
             )
+
+        for mode in ("teacher_forced", "autoregressive"):
+            predicted, predicted_states = rollout(mode == "teacher_forced", batch.actions, batch.action_mask)
             values = {
                 "latent_mse": (predicted.float() - future.float()).pow(2).mean(dim=(2, 3)),  # [B, H]
                 "latent_cosine": F.cosine_similarity(predicted.float(), future.float(), dim=-1).mean(dim=2),
             }
+            if mode == "teacher_forced":
+                previous = latents[:, context_frames - 1 : -1].float()
+                values["copy_last_mse"] = (previous - future.float()).pow(2).mean(dim=(2, 3))
+                if batch.actions is not None and model.config.action_dim > 0 and latents.shape[0] > 1:
+                    swapped = rollout(True, *_swap_future(batch.actions, batch.action_mask, context_frames))[0]
+                    values["action_effect"] = (swapped.float() - predicted.float()).pow(2).mean(dim=(2, 3))
             if predicted_states is not None and bool(batch.state_mask.all()):
                 values["state_mse"] = (predicted_states.float() - batch.states[:, context_frames:].float()).pow(2).mean(2)
             for name, value in values.items():
                 key = f"{mode}/{name}"
                 sums[key] = sums.get(key, 0) + value.sum(dim=0).cpu()
+                counts[key] = counts.get(key, 0) + value.shape[0]  # some metrics skip some batches
             if mode == "autoregressive" and evaluation.predicted_latents is None:
                 evaluation.real_latents, evaluation.predicted_latents = latents.cpu(), predicted.cpu()
-        count += latents.shape[0]
-    evaluation.metrics = {key: (total / count).tolist() for key, total in sums.items()}
+    evaluation.metrics = {key: (total / counts[key]).tolist() for key, total in sums.items()}
     return evaluation
+
+
+def _swap_future(
+    actions: torch.Tensor, action_mask: torch.Tensor | None, context_frames: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Actions `[B, T, A]` (and mask `[B, T]`) whose future part, from `context_frames` on, is the next clip's."""
+    swapped = torch.cat([actions[:, :context_frames], actions[:, context_frames:].roll(1, dims=0)], dim=1)
+    if action_mask is None:
+        return swapped, None
+    return swapped, torch.cat([action_mask[:, :context_frames], action_mask[:, context_frames:].roll(1, dims=0)], dim=1)
 
 
 def latents_to_pca_images(latents: torch.Tensor, reference: torch.Tensor, scale: int = 8) -> np.ndarray:
