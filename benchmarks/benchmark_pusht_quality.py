@@ -234,8 +234,10 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
 def predict(pipe, batch, actions: torch.Tensor, steps: int, config: QualityBenchmarkConfig) -> torch.Tensor:
     """Latents `[W, H, N, C]` the pipeline predicts from each window's real context under `actions` `[W, H, A]`."""
     generator = torch.Generator().manual_seed(config.seed)  # the same noise for every call: only the inputs differ
+    model = getattr(pipe, "world_model", None)
+    takes_states = model is None or model.config.state_dim > 0  # a model without a proprio token gets none
     return pipe.rollout(
-        context_latents=batch["context_latents"], context_states=batch["context_states"],
+        context_latents=batch["context_latents"], context_states=batch["context_states"] if takes_states else None,
         context_actions=batch["context_actions"], actions=actions, num_inference_steps=steps,
         context_signal_level=config.context_signal_level, generator=generator,
     ).latents.float()  # fmt: skip

@@ -116,6 +116,21 @@ def test_action_effect_is_how_far_swapped_actions_move_the_prediction(quality):
     assert "action_effect" not in quality.score(StandIn(batch["future"][:, 1:]), batch, ZeroProbe(), 1, config)
 
 
+def test_a_model_without_a_proprio_token_is_not_given_states(quality):
+    batch = synthetic_batch()
+    seen = {}
+
+    class NoStates(StandIn):
+        world_model = SimpleNamespace(config=SimpleNamespace(state_dim=0))
+
+        def rollout(self, context_states=None, **_):
+            seen["context_states"] = context_states
+            return super().rollout()
+
+    quality.score(NoStates(batch["future"][:, 1:]), batch, ZeroProbe(), 1, quality.QualityBenchmarkConfig())
+    assert seen["context_states"] is None
+
+
 @pytest.mark.parametrize("ys", [[100.0, 101.0, 150.0, 151.5, 152.0], [5.0, 5.0, 5.0], [300.0, 20.0, 299.0, 40.0]])
 def test_plot_labels_keep_their_order_and_do_not_overlap(quality, ys):
     spread = quality._spread_labels({f"line {i}": y for i, y in enumerate(ys)}, gap=13.0)
