@@ -234,8 +234,7 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
 def predict(pipe, batch, actions: torch.Tensor, steps: int, config: QualityBenchmarkConfig) -> torch.Tensor:
     """Latents `[W, H, N, C]` the pipeline predicts from each window's real context under `actions` `[W, H, A]`."""
     generator = torch.Generator().manual_seed(config.seed)  # the same noise for every call: only the inputs differ
-    model = getattr(pipe, "world_model", None)
-    takes_states = model is None or model.config.state_dim > 0  # a model without a proprio token gets none
+    takes_states = pipe.world_model.config.state_dim > 0  # a model without a proprio token gets none
     return pipe.rollout(
         context_latents=batch["context_latents"], context_states=batch["context_states"] if takes_states else None,
         context_actions=batch["context_actions"], actions=actions, num_inference_steps=steps,
@@ -274,10 +273,12 @@ def score(
         for part, mask in (("moving", moving), ("still", ~moving)):
             selected = tokens & mask[..., None]  # [W, H, N]
             result["regions"][region][part] = {name: split(values, selected) for name, values in token_errors.items()}
-    for name, values in (("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
-                         ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
-                         ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle),
-                         *((("action_effect", token_errors["action_effect"].mean(2)),) if action_effect else ())):  # fmt: skip
+    series = [("latent_mse", model_mse), ("copy_last_latent_mse", copy_mse),
+              ("block_position_px", model_position), ("copy_last_block_position_px", copy_position),
+              ("block_angle_deg", model_angle), ("copy_last_block_angle_deg", copy_angle)]  # fmt: skip
+    if action_effect:
+        series.append(("action_effect", token_errors["action_effect"].mean(2)))
+    for name, values in series:
         result[name] = {
             "all": [float(x) for x in values.mean(0)],
             "moving": split(values, moving),

@@ -60,6 +60,8 @@ def synthetic_batch(windows=6, tokens=16, channels=4, seed=0):
 class StandIn:
     """A pipeline whose rollout returns fixed predictions `[W, H, N, C]`."""
 
+    world_model = SimpleNamespace(config=SimpleNamespace(state_dim=2))
+
     def __init__(self, predictions):
         self.predictions = predictions
 
@@ -92,14 +94,11 @@ def test_scores_split_by_region_and_motion(quality):
     assert sum(regions[name]["token_share"] for name in quality.REGIONS) == pytest.approx(1.0)
 
 
-class ActionShift:
+class ActionShift(StandIn):
     """A pipeline whose prediction is the real next frame shifted by each window's first action value."""
 
-    def __init__(self, future):
-        self.future = future
-
     def rollout(self, actions, **_):
-        return SimpleNamespace(latents=self.future + actions[:, :, :1, None])
+        return SimpleNamespace(latents=self.predictions + actions[:, :, :1, None])
 
 
 def test_action_effect_is_how_far_swapped_actions_move_the_prediction(quality):

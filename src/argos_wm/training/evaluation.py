@@ -192,7 +192,8 @@ def evaluate_rollouts(
                 previous = latents[:, context_frames - 1 : -1].float()
                 values["copy_last_mse"] = (previous - future.float()).pow(2).mean(dim=(2, 3))
                 if batch.actions is not None and model.config.action_dim > 0 and latents.shape[0] > 1:
-                    swapped = rollout(True, *_swap_future(batch.actions, batch.action_mask, context_frames))[0]
+                    swapped_actions = _swap_future(batch.actions, context_frames)
+                    swapped = rollout(True, swapped_actions, _swap_future(batch.action_mask, context_frames))[0]
                     values["action_effect"] = (swapped.float() - predicted.float()).pow(2).mean(dim=(2, 3))
             if predicted_states is not None and bool(batch.state_mask.all()):
                 values["state_mse"] = (predicted_states.float() - batch.states[:, context_frames:].float()).pow(2).mean(2)
@@ -206,14 +207,11 @@ def evaluate_rollouts(
     return evaluation
 
 
-def _swap_future(
-    actions: torch.Tensor, action_mask: torch.Tensor | None, context_frames: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Actions `[B, T, A]` (and mask `[B, T]`) whose future part, from `context_frames` on, is the next clip's."""
-    swapped = torch.cat([actions[:, :context_frames], actions[:, context_frames:].roll(1, dims=0)], dim=1)
-    if action_mask is None:
-        return swapped, None
-    return swapped, torch.cat([action_mask[:, :context_frames], action_mask[:, context_frames:].roll(1, dims=0)], dim=1)
+def _swap_future(tensor: torch.Tensor | None, context_frames: int) -> torch.Tensor | None:
+    """`[B, T, ...]` (actions, their mask) whose part from `context_frames` on is the next clip's; None stays None."""
+    if tensor is None:
+        return None
+    return torch.cat([tensor[:, :context_frames], tensor[:, context_frames:].roll(1, dims=0)], dim=1)
 
 
 def latents_to_pca_images(latents: torch.Tensor, reference: torch.Tensor, scale: int = 8) -> np.ndarray:
