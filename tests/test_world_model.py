@@ -75,6 +75,7 @@ def slice_frames(inputs: dict, start: int, stop: int) -> dict:
         {"prediction_type": "residual"},
         {"prediction_type": "gated"},
         {"attention_logit_softcap": None},
+        {"latent_position_embedding": True},
     ],
 )
 def test_output_shapes(overrides):
@@ -96,12 +97,18 @@ def test_output_layers_start_at_zero():
     assert torch.count_nonzero(model.state_out.weight) == 0
     assert model.embeddings.register_tokens.std() > 0
     assert model.embeddings.no_action_embedding.std() > 0
+    assert model.embeddings.latent_positions is None
+    positions = ArgosWorldModel(ArgosWorldModelConfig(**TINY, latent_position_embedding=True)).embeddings.latent_positions
+    assert positions.shape == (TINY["latent_tokens"], TINY["hidden_size"]) and positions.std() > 0.2
 
 
-@pytest.mark.parametrize("prediction_type", ["sample", "residual", "gated"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"prediction_type": "sample"}, {"prediction_type": "residual"}, {"prediction_type": "gated"}, {"latent_position_embedding": True}],
+)
 @pytest.mark.parametrize("perturbed", ["latents", "signal_levels", "actions", "states", "step_sizes"])
-def test_block_causality(perturbed, prediction_type):
-    model = make_model(prediction_type=prediction_type)
+def test_block_causality(perturbed, overrides):
+    model = make_model(**overrides)
     inputs = make_inputs(model, frames=6)
     reference = model(**inputs)
     t = 3
@@ -322,7 +329,9 @@ def test_untrained_residual_model_copies_a_clean_previous_frame():
 
 
 def test_save_load_and_auto_model_round_trip(tmp_path):
-    model = make_model(head_type="dh", head_hidden_size=32, head_num_layers=1, head_num_attention_heads=2)
+    model = make_model(
+        head_type="dh", head_hidden_size=32, head_num_layers=1, head_num_attention_heads=2, latent_position_embedding=True
+    )
     inputs = make_inputs(model)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()

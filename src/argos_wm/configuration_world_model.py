@@ -24,6 +24,9 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         latent_bottleneck_dim (`int`, *optional*, defaults to 64): rank of the low-rank input projection C -> r -> width;
             `None` projects C -> width directly.
         num_register_tokens (`int`, defaults to 4): learned register tokens per frame.
+        latent_position_embedding (`bool`, defaults to `False`): add a learned embedding of each latent token's
+            position to its input. Spatial RoPE only tells a token where others lie relative to it; an absolute
+            position lets a token compare where it is with where an action puts an object.
         action_dim (`int`, defaults to 8): action size A; 0 means the model takes no actions (only the "no action" token).
         state_dim (`int`, defaults to 8): proprioception size S; 0 means no state token and no state head.
         max_shortcut_steps (`int`, defaults to 64): K_max, a power of two; step sizes d lie in {1, 1/2, ..., 1/K_max}.
@@ -83,6 +86,7 @@ class ArgosWorldModelConfig(PreTrainedConfig):
     intermediate_size: int = 4096
     latent_bottleneck_dim: int | None = 64
     num_register_tokens: int = 4
+    latent_position_embedding: bool = False
     action_dim: int = 8
     state_dim: int = 8
     max_shortcut_steps: int = 64

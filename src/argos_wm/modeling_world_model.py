@@ -64,6 +64,10 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
             init.normal_(module.register_tokens, std=std)
             if module.no_state_embedding is not None:
                 init.normal_(module.no_state_embedding, std=std)
+            if module.latent_positions is not None:
+                # large enough that the first RMSNorm tells positions apart: at std 0.02 a toy world whose action
+                # says where an object goes was learned several times more slowly
+                init.normal_(module.latent_positions, std=0.5)
         elif isinstance(module, ArgosAgentTokens):
             init.normal_(module.embedding, std=std)
             if module.goal_conditioned:

@@ -11,7 +11,8 @@ from ..configuration_world_model import ArgosWorldModelConfig
 
 
 class ArgosWorldModelEmbeddings(nn.Module):
-    """Builds the token block of every frame: `[signal+step | action | state | registers | latents]`."""
+    """Builds the token block of every frame: `[signal+step | action | state | registers | latents]`; the latent tokens
+    carry a learned embedding of their position when `config.latent_position_embedding`."""
 
     def __init__(self, config: ArgosWorldModelConfig):
         super().__init__()
@@ -32,6 +33,9 @@ class ArgosWorldModelEmbeddings(nn.Module):
                 nn.Linear(config.latent_channels, config.latent_bottleneck_dim, bias=False),
                 nn.Linear(config.latent_bottleneck_dim, width),
             )
+        self.latent_positions = None  # [N, width]
+        if config.latent_position_embedding:
+            self.latent_positions = nn.Parameter(torch.zeros(config.latent_tokens, width))
 
     def forward(
         self,
@@ -62,7 +66,10 @@ class ArgosWorldModelEmbeddings(nn.Module):
             tokens.append(state[:, :, None])
 
         tokens.append(self.register_tokens.expand(batch, frames, -1, -1))
-        tokens.append(self.latent_proj(latents.to(dtype)))
+        latent_tokens = self.latent_proj(latents.to(dtype))  # [B, T, N, width]
+        if self.latent_positions is not None:
+            latent_tokens = latent_tokens + self.latent_positions
+        tokens.append(latent_tokens)
         return torch.cat(tokens, dim=2)
 
 

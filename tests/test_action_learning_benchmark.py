@@ -1,0 +1,78 @@
+"""benchmarks/benchmark_action_learning.py: the toy worlds, the scores and the reference that learns them."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    path = ROOT / "benchmarks" / "benchmark_action_learning.py"
+    spec = importlib.util.spec_from_file_location("benchmark_action_learning", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("benchmark_action_learning", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("world", ["absolute", "relative"])
+def test_grid_worlds_put_the_object_where_the_actions_say(benchmark, world):
+    pattern = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    latents, actions = benchmark.grid_world(world, 64, 5, 4, pattern, torch.Generator().manual_seed(1))
+    assert latents.shape == (64, 5, 16, 3) and actions.shape == (64, 5, 2)
+    is_object = (latents == pattern[0]).all(-1)  # [B, T, N]
+    assert (is_object.sum(-1) == 1).all() and ((latents == pattern[1]).all(-1) | is_object).all()
+    cells = torch.stack([is_object.float().argmax(-1) // 4, is_object.float().argmax(-1) % 4], dim=-1)  # [B, T, 2]
+    if world == "absolute":
+        torch.testing.assert_close(actions, cells.float() / 3 * 2 - 1)
+    else:
+        torch.testing.assert_close(cells[:, 1:], (cells[:, :-1] + actions[:, 1:].long()).clamp(0, 3))
+        assert set(actions.unique().tolist()) == {-1.0, 0.0, 1.0}
+    with pytest.raises(ValueError, match="world must be"):
+        benchmark.grid_world("sideways", 2, 2, 4, pattern, torch.Generator())
+    with pytest.raises(ValueError, match="world must be one of"):
+        benchmark.ToyWorld("sideways", benchmark.ActionLearningConfig())
+
+
+def test_pusht_agent_world_draws_the_agent_at_the_action(benchmark):
+    """The frames differ only where the agent is: two clips with the same actions have the same latents, and the
+    held-out clips come from frames training never draws."""
+    config = benchmark.ActionLearningConfig(num_frames=40, frames=3)
+    world = benchmark.ToyWorld("pusht_agent", config)
+    assert world.tokens_and_channels == (64, 64) and world.split == 32
+    assert world.positions.abs().max() <= 1.0
+    torch.testing.assert_close(world.latents.mean(0), torch.zeros(64, 64), atol=1e-3, rtol=0)  # normalised over them
+    latents, actions = world.clips(8, torch.Generator().manual_seed(0))
+    again, again_actions = world.clips(8, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(latents, again)
+    torch.testing.assert_close(actions, again_actions)
+    index = (world.positions[None] == actions.flatten(0, 1)[:, None]).all(-1).float().argmax(-1)  # [B*T]
+    assert (index < world.split).all()
+    torch.testing.assert_close(world.latents[index], latents.flatten(0, 1))
+    _, held_out_actions = world.clips(8, torch.Generator().manual_seed(0), held_out=True)
+    held_out_index = (world.positions[None] == held_out_actions.flatten(0, 1)[:, None]).all(-1).float().argmax(-1)
+    assert (held_out_index >= world.split).all()
+
+
+def test_fourier_features(benchmark):
+    actions = torch.tensor([[0.5, -0.25]])
+    features = benchmark.fourier_features(actions, octaves=2)  # [1, 2 * 5]: value, sin at 2 octaves, cos at 2
+    expected = [0.5, -0.25]
+    expected += [math.sin(math.pi * 0.5), math.sin(math.pi * 1.0), math.sin(-math.pi * 0.25), math.sin(-math.pi * 0.5)]
+    expected += [math.cos(math.pi * 0.5), math.cos(math.pi * 1.0), math.cos(-math.pi * 0.25), math.cos(-math.pi * 0.5)]
+    torch.testing.assert_close(features, torch.tensor([expected]), atol=1e-6, rtol=0)
+
+
+def test_the_mlp_reference_learns_the_absolute_world_and_scores_an_ignored_action_as_zero(benchmark, single_thread):
+    config = benchmark.ActionLearningConfig(steps=300, channels=8)
+    world = benchmark.ToyWorld("absolute", config)
+    scores = benchmark.train_and_score_mlp(world, config, hidden_size=128)
+    assert scores["error_vs_copy_last"] < 0.3 and scores["action_effect_vs_copy_last"] > 0.5
+    zeros = benchmark.score(world, lambda latents, actions: torch.zeros_like(latents[:, -1]), seed=0)
+    assert zeros["action_effect_vs_copy_last"] == 0.0 and zeros["error_vs_copy_last"] > 0.3
