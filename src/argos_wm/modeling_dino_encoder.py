@@ -53,6 +53,12 @@ def resize_images(images: torch.Tensor, size: int, center_crop: bool = True, mod
     return images[..., top : top + size, left : left + size].clamp(0.0, 1.0)
 
 
+def normalize_latents(latents: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Raw latents `[..., N, C]` -> latents normalised with per-position statistics `mean`, `std` `[N, C]`: the one
+    normalisation of the encoder and of the latent cache's reader."""
+    return (latents - mean.to(latents.dtype)) / std.to(latents.dtype)
+
+
 @dataclass
 class ArgosDinoEncoderOutput(ModelOutput):
     r"""
@@ -145,7 +151,7 @@ class ArgosDinoEncoder(ArgosDinoEncoderPreTrainedModel):
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw latents [..., N, C] -> latents normalised with the per-position statistics."""
-        return (latents - self.latent_mean.to(latents.dtype)) / self.latent_std.to(latents.dtype)
+        return normalize_latents(latents, self.latent_mean, self.latent_std)
 
     def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [..., N, C] -> raw latents (inverse of `normalize`)."""

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..modeling_dino_encoder import normalize_latents
+
 
 CACHE_FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -203,7 +205,7 @@ class LatentCacheSource:
         keys = set(handle.keys())
         latents = handle.get_slice(f"latents/{camera}")[rows].float() if decode_frames else None  # [T, N, C]
         if latents is not None and self.latent_mean is not None:
-            latents = (latents - self.latent_mean) / self.latent_std
+            latents = normalize_latents(latents, self.latent_mean, self.latent_std)
         return LatentEpisode(
             latents=latents,
             actions=handle.get_slice("actions")[rows] if "actions" in keys else None,
