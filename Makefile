@@ -3,6 +3,7 @@
 # lock of tested versions), so a new upstream release cannot break a fresh install.
 #   make test-latest   the suite against today's newest releases (no lock), in .venv-latest
 #   make lock          refresh constraints.txt: newest releases in a fresh .venv-lock, the suite must pass, then freeze
+#   (both keep torch at torch==2.13.0: an eager upgrade would otherwise pull a newer torch with its CUDA packages)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.argos-installed
@@ -39,7 +40,7 @@ test-latest: browser
 	rm -rf .venv-latest && python3 -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
 	.venv-latest/bin/python -m pip install --quiet $(TORCH)
-	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)" "$(TORCH)"
 	.venv-latest/bin/python -m pip list --format=freeze | grep -iE "^(transformers|diffusers|accelerate|datasets|huggingface.hub|gradio)=" || true
 	.venv-latest/bin/python -m pytest -q tests
 
@@ -47,7 +48,7 @@ lock: browser
 	rm -rf .venv-lock && python3 -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet $(TORCH)
-	.venv-lock/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	.venv-lock/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e "$(EXTRAS)" "$(TORCH)"
 	.venv-lock/bin/python -m pytest -q tests
 	( echo "# The lock of tested versions: written by \`make lock\` after the suite passed with them. Do not edit by hand."; \
 	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | sed -e 's/+cpu$$//' | grep -v "^setuptools==\|^wheel==" ) > $(CONSTRAINTS)
