@@ -125,13 +125,12 @@ class ToyWorld:
 
     def __init__(self, world: str, config: "ActionLearningConfig"):
         self.world, self.config = world, config
-        generator = torch.Generator().manual_seed(config.seed)
         if world == "pusht_agent":
             encoder = ArgosDinoEncoder.from_name_or_path(config.encoder)
             self.latents, self.positions = pusht_agent_frames(encoder, config.num_frames, config.seed)
             self.split = int(0.8 * len(self.latents))
         elif world in ("absolute", "relative"):
-            self.pattern = torch.randn(2, config.channels, generator=generator)
+            self.pattern = torch.randn(2, config.channels, generator=torch.Generator().manual_seed(config.seed))
         else:
             raise ValueError(f"world must be one of {WORLDS}, got {world!r}.")
 
@@ -153,6 +152,20 @@ def fourier_features(actions: torch.Tensor, octaves: int = 6) -> torch.Tensor:
     """`[..., A]` -> `[..., A * (1 + 2 * octaves)]`: the values and their sin / cos at `octaves` octaves."""
     scaled = actions[..., None] * math.pi * 2.0 ** torch.arange(octaves)  # [..., A, octaves]
     return torch.cat([actions, scaled.sin().flatten(-2), scaled.cos().flatten(-2)], dim=-1)
+
+
+def fit(parameters, batch_loss, config: "ActionLearningConfig") -> float:
+    """`config.steps` AdamW steps on `batch_loss(generator)`, the batches and noise drawn from one seeded generator;
+    returns the seconds taken."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    start = time.perf_counter()
+    for _ in range(config.steps):
+        loss = batch_loss(generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
 
 
 def score(world: ToyWorld, predict, seed: int) -> dict:
@@ -183,16 +196,12 @@ def train_and_score(world: ToyWorld, model_overrides: dict, scheduler_settings: 
     model = ArgosWorldModel(model_config)
     scheduler = ShortcutForcingScheduler(max_shortcut_steps=model_config.max_shortcut_steps, **scheduler_settings)
     loss_fn = ShortcutForcingLoss(scheduler)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    start = time.perf_counter()
-    for _ in range(config.steps):
+
+    def batch_loss(generator):
         latents, actions = world.clips(config.batch_size, generator)
-        loss = loss_fn(model, latents=latents, actions=actions, generator=generator).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - start
+        return loss_fn(model, latents=latents, actions=actions, generator=generator).loss
+
+    seconds = fit(model.parameters(), batch_loss, config)
     model.eval()
 
     def predict(inputs, actions):
@@ -221,16 +230,12 @@ def train_and_score_mlp(world: ToyWorld, config: "ActionLearningConfig", hidden_
             inputs = torch.cat([inputs, latents[:, -2].flatten(1)], dim=1)
         return mlp(inputs).view(-1, tokens, channels)
 
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(mlp.parameters(), lr=config.learning_rate)
-    start = time.perf_counter()
-    for _ in range(config.steps):
+    def batch_loss(generator):
         latents, actions = world.clips(config.batch_size * config.frames, generator)
-        loss = (predict(latents, actions) - latents[:, -1]).square().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return {**score(world, predict, config.seed), "train_seconds": time.perf_counter() - start}
+        return (predict(latents, actions) - latents[:, -1]).square().mean()
+
+    seconds = fit(mlp.parameters(), batch_loss, config)
+    return {**score(world, predict, config.seed), "train_seconds": seconds}
 
 
 def main(args: list[str] | None = None) -> dict:

@@ -4,7 +4,11 @@ The suite runs offline: the Hub, Gradio's analytics and version check, and telem
 library reads its settings, so no test can wait on a network that does not answer.
 """
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,6 +42,21 @@ TINY_WORLD_MODEL = dict(  # an ArgosWorldModelConfig small enough for any test
     temporal_context_length=16,
     signal_embedding_dim=16,
 )
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Imports `benchmarks/{name}.py` as when it runs as a script: its folder on `sys.path` (benchmarks import their
+    siblings) and the module registered under its name (so a sibling importing it gets this one)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:

@@ -1,24 +1,16 @@
 """benchmarks/benchmark_action_learning.py: the toy worlds, the scores and the reference that learns them."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    path = ROOT / "benchmarks" / "benchmark_action_learning.py"
-    spec = importlib.util.spec_from_file_location("benchmark_action_learning", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("benchmark_action_learning", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmark_action_learning")
 
 
 @pytest.mark.parametrize("world", ["absolute", "relative"])

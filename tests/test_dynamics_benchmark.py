@@ -1,9 +1,6 @@
 """benchmarks/benchmark_pusht_dynamics.py: state-space baselines of PushT's dynamics, on a small recorded dataset."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,18 +8,12 @@ import pytest
 import torch
 
 from argos_wm.data.pusht import main as record_pusht
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def dynamics():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark imports its sibling benchmark_pusht_quality
-    path = ROOT / "benchmarks" / "benchmark_pusht_dynamics.py"
-    spec = importlib.util.spec_from_file_location("benchmark_pusht_dynamics", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmark_pusht_dynamics")
 
 
 class StandInSource:

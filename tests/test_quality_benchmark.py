@@ -1,8 +1,6 @@
 """benchmarks/benchmark_pusht_quality.py: the token regions and the per-region scores, with stand-in models."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def quality():
-    path = ROOT / "benchmarks" / "benchmark_pusht_quality.py"
-    spec = importlib.util.spec_from_file_location("benchmark_pusht_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("benchmark_pusht_quality", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmark_pusht_quality")
 
 
 def test_token_regions_follow_the_block_and_the_agent(quality):
@@ -166,12 +161,7 @@ def test_checkpoint_ema_weights_replace_the_pipeline_weights(quality, tmp_path):
 
 @pytest.fixture(scope="module")
 def sensitivity():
-    path = ROOT / "benchmarks" / "benchmark_pusht_pose_sensitivity.py"
-    sys.path.insert(0, str(path.parent))  # it imports benchmark_pusht_quality, as when run as a script
-    spec = importlib.util.spec_from_file_location("benchmark_pusht_pose_sensitivity", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmark_pusht_pose_sensitivity")
 
 
 def test_perturb_moves_one_part_by_its_size(sensitivity):

@@ -1,26 +1,19 @@
 """benchmarks/benchmark_pusht_ranking.py: candidate costs of a world model against the simulator's, on recorded PushT."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from argos_wm.data.pusht import main as record_pusht
+from conftest import load_benchmark
 from test_plan_pusht import tiny_pipeline
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def ranking():
-    path = ROOT / "benchmarks" / "benchmark_pusht_ranking.py"
-    spec = importlib.util.spec_from_file_location("benchmark_pusht_ranking", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmark_pusht_ranking")
 
 
 def test_spearman_and_fixed_candidates(ranking):
