@@ -135,9 +135,10 @@ def test_past_frames_influence_future():
     assert (model(**changed).sample[:, -1] - reference.sample[:, -1]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("overrides", [{}, {"latent_position_embedding": True}])
 @pytest.mark.parametrize("split", [1, 3, 5])
-def test_prefix_with_cache_equals_full_sequence(split):
-    model = make_model()
+def test_prefix_with_cache_equals_full_sequence(split, overrides):
+    model = make_model(**overrides)
     inputs = make_inputs(model, frames=6)
     full = model(**inputs)
     prefix = model(**slice_frames(inputs, 0, split), use_cache=True)
