@@ -25,7 +25,6 @@ Prints a table and writes `action_learning.json` to `output_dir`.
 """
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import nn
 from transformers import HfArgumentParser
 
 from argos_wm import ArgosDinoEncoder, ArgosWorldModel, ArgosWorldModelConfig
+from argos_wm.models.action_modulation import ACTION_FOURIER_OCTAVES, fourier_features
 from argos_wm.schedulers import ShortcutForcingScheduler
 from argos_wm.training import ShortcutForcingLoss
 
@@ -56,6 +56,14 @@ RECIPES = [
      {"prediction_type": "gated", "latent_position_embedding": True, "num_hidden_layers": 6,
       "temporal_attention_interval": 3},
      {"teacher_forcing_probability": 0.5, "loss_weight_floor": 1.0}),
+    ("every sequence teacher-forced, action modulation (adaLN)", {"prediction_type": "gated", "action_modulation": True},
+     {"teacher_forcing_probability": 1.0}),
+    ("... + latent position embedding",
+     {"prediction_type": "gated", "action_modulation": True, "latent_position_embedding": True},
+     {"teacher_forcing_probability": 1.0}),
+    ("the demo's recipe + action modulation + latent position embedding",
+     {"prediction_type": "gated", "action_modulation": True, "latent_position_embedding": True},
+     {"teacher_forcing_probability": 0.5}),
 ]  # fmt: skip
 MLP_ROW = "reference: an MLP from what decides the next frame (the action's Fourier features; + the last frame in relative)"
 
@@ -65,6 +73,10 @@ class ActionLearningConfig:
     """What to train and score."""
 
     worlds: list[str] = field(default_factory=lambda: list(WORLDS), metadata={"help": f"Some of {WORLDS}."})
+    recipes: list[int] = field(
+        default_factory=lambda: list(range(len(RECIPES))), metadata={"help": "Rows of RECIPES to train, by position."}
+    )
+    reference: bool = field(default=True, metadata={"help": "Also train the MLP reference row."})
     steps: int = field(default=1000, metadata={"help": "Training steps per recipe."})
     batch_size: int = field(default=16, metadata={"help": "Clips per step."})
     frames: int = field(default=4, metadata={"help": "Frames per clip."})
@@ -73,6 +85,9 @@ class ActionLearningConfig:
     num_frames: int = field(default=4000, metadata={"help": "PushT frames rendered for `pusht_agent`."})
     encoder: str = field(
         default=str(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny"), metadata={"help": "Encoder of `pusht_agent`."}
+    )
+    latent_bound: float | None = field(
+        default=None, metadata={"help": "The encoder's soft bound of the normalised latents of `pusht_agent`."}
     )
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     model_config: str = field(
@@ -126,7 +141,7 @@ class ToyWorld:
     def __init__(self, world: str, config: "ActionLearningConfig"):
         self.world, self.config = world, config
         if world == "pusht_agent":
-            encoder = ArgosDinoEncoder.from_name_or_path(config.encoder)
+            encoder = ArgosDinoEncoder.from_name_or_path(config.encoder, latent_bound=config.latent_bound)
             self.latents, self.positions = pusht_agent_frames(encoder, config.num_frames, config.seed)
             self.split = int(0.8 * len(self.latents))
         elif world in ("absolute", "relative"):
@@ -146,12 +161,6 @@ class ToyWorld:
         low, high = (self.split, len(self.latents)) if held_out else (0, self.split)
         index = torch.randint(low, high, (batch, self.config.frames), generator=generator)
         return self.latents[index], self.positions[index]
-
-
-def fourier_features(actions: torch.Tensor, octaves: int = 6) -> torch.Tensor:
-    """`[..., A]` -> `[..., A * (1 + 2 * octaves)]`: the values and their sin / cos at `octaves` octaves."""
-    scaled = actions[..., None] * math.pi * 2.0 ** torch.arange(octaves)  # [..., A, octaves]
-    return torch.cat([actions, scaled.sin().flatten(-2), scaled.cos().flatten(-2)], dim=-1)
 
 
 def fit(parameters, batch_loss, config: "ActionLearningConfig") -> float:
@@ -220,7 +229,7 @@ def train_and_score_mlp(world: ToyWorld, config: "ActionLearningConfig", hidden_
     tokens, channels = world.tokens_and_channels
     reads_last_frame = world.world == "relative"
     mlp = nn.Sequential(
-        nn.Linear(2 * 13 + reads_last_frame * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
+        nn.Linear(2 * (1 + 2 * ACTION_FOURIER_OCTAVES) + reads_last_frame * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
         nn.Linear(hidden_size, tokens * channels),
     )  # fmt: skip
 
@@ -243,12 +252,14 @@ def main(args: list[str] | None = None) -> dict:
     unknown = sorted(set(config.worlds) - set(WORLDS))
     if unknown:
         raise ValueError(f"--worlds must be some of {WORLDS}, got {unknown}.")
+    if not all(0 <= index < len(RECIPES) for index in config.recipes):
+        raise ValueError(f"--recipes must be positions in RECIPES (0 to {len(RECIPES) - 1}), got {config.recipes}.")
     worlds = {name: ToyWorld(name, config) for name in config.worlds}
     header = " | ".join(f"{name}: error / effect" for name in worlds)
     print(f"one-step x-prediction after clean context, held out, in units of copy-last's error ({config.steps} steps)")
     print(f"| recipe | {header} | train s |\n|---|{'---|' * len(worlds)}---|")
     results = []
-    rows = [(name, overrides, settings) for name, overrides, settings in RECIPES] + [(MLP_ROW, None, None)]
+    rows = [RECIPES[index] for index in config.recipes] + ([(MLP_ROW, None, None)] if config.reference else [])
     for name, overrides, settings in rows:
         row = {"recipe": name, "model_overrides": overrides, "scheduler": settings}
         for world_name, world in worlds.items():

@@ -224,7 +224,7 @@ def main() -> None:
             f"{[decoder.config.latent_tokens, decoder.config.latent_channels]}."
         )
     if decoder.config.latents_normalized:
-        decoder.set_latent_statistics(encoder.latent_mean.cpu(), encoder.latent_std.cpu())
+        decoder.set_latent_statistics(encoder.latent_mean.cpu(), encoder.latent_std.cpu(), encoder.config.latent_bound)
     if config.gradient_checkpointing:
         decoder.activation_checkpointing_enable()
     decoder.train()

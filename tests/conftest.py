@@ -63,7 +63,7 @@ def randomize_outputs(model: ArgosWorldModel) -> ArgosWorldModel:
     """Randomises the zero-initialised output layers so that every input visibly moves the predictions."""
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if any(part in name for part in ("latent_out", "state_out", "head.proj_out", "copy_gate")):
+            if any(part in name for part in ("latent_out", "state_out", "head.proj_out", "copy_gate", "modulation")):
                 param.normal_(std=0.3)
     return model.eval()
 

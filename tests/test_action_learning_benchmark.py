@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from argos_wm.models.action_modulation import fourier_features
 from conftest import load_benchmark
 
 
@@ -52,9 +53,9 @@ def test_pusht_agent_world_draws_the_agent_at_the_action(benchmark):
     assert (held_out_index >= world.split).all()
 
 
-def test_fourier_features(benchmark):
+def test_fourier_features():
     actions = torch.tensor([[0.5, -0.25]])
-    features = benchmark.fourier_features(actions, octaves=2)  # [1, 2 * 5]: value, sin at 2 octaves, cos at 2
+    features = fourier_features(actions, octaves=2)  # [1, 2 * 5]: value, sin at 2 octaves, cos at 2
     expected = [0.5, -0.25]
     expected += [math.sin(math.pi * 0.5), math.sin(math.pi * 1.0), math.sin(-math.pi * 0.25), math.sin(-math.pi * 0.5)]
     expected += [math.cos(math.pi * 0.5), math.cos(math.pi * 1.0), math.cos(-math.pi * 0.25), math.cos(-math.pi * 0.5)]

@@ -18,6 +18,7 @@ VARIANTS = {
     "no-softcap-window-4": {"attention_logit_softcap": None, "temporal_context_length": 4},
     "dh-head-goal": {"head_type": "dh", "head_hidden_size": 16, "head_num_layers": 1, "head_num_attention_heads": 2,
                      "goal_conditioned": True},
+    "action-modulation": {"action_modulation": True},
 }
 
 

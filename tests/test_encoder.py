@@ -119,6 +119,23 @@ def test_statistics_normalize_round_trip_and_save_load(encoder, tmp_path):
     assert torch.equal(ArgosDinoEncoder.from_name_or_path(tmp_path).latent_std, encoder.latent_std)
 
 
+def test_latent_bound_is_a_soft_invertible_bound_saved_with_the_encoder(tmp_path):
+    bounded = ArgosDinoEncoder.from_name_or_path(TINY_CONFIG, latent_bound=3.0)
+    bounded.set_latent_statistics(torch.zeros(64, 64), torch.full((64, 64), 0.4), 10)  # latents read as up to ~9 std
+    raw = bounded.encode(random_images(batch=2), normalize=False)
+    normalized = bounded.normalize(raw)
+    assert normalized.abs().max() < 3.0 and (raw / 0.4).abs().max() > 6.0
+    torch.testing.assert_close(normalized, 3.0 * torch.tanh(raw / 0.4 / 3.0))
+    torch.testing.assert_close(bounded.denormalize(normalized), raw, atol=1e-4, rtol=1e-3)
+    assert torch.isfinite(bounded.denormalize(torch.full((1, 64, 64), 5.0))).all()  # predictions past the bound
+    bounded.save_pretrained(tmp_path)
+    loaded = ArgosDinoEncoder.from_pretrained(tmp_path)
+    assert loaded.config.latent_bound == 3.0
+    torch.testing.assert_close(loaded.normalize(raw), normalized)
+    with pytest.raises(ValueError, match="latent_bound"):
+        ArgosDinoEncoderConfig(latent_bound=0.0)
+
+
 def test_compute_statistics_respects_max_frames(encoder):
     frames = (random_images(batch=4, seed=s).numpy() for s in range(10))
     assert encoder.compute_latent_statistics(frames, max_frames=6, show_progress=False) == 6

@@ -42,6 +42,7 @@ VARIANTS = {
     "velocity": {"prediction_type": "velocity", "latent_bottleneck_dim": None},
     "residual": {"prediction_type": "residual"},
     "gated": {"prediction_type": "gated"},
+    "action-modulation": {"prediction_type": "gated", "action_modulation": True},
 }
 
 

@@ -112,6 +112,18 @@ def test_uses_the_encoder_statistics_and_bf16(dataset, encoder, tmp_path):
     torch.testing.assert_close(cached.latents, stats_encoder.encode(episode.frames), atol=5e-2, rtol=2e-2)
 
 
+def test_the_reader_bounds_latents_as_the_encoder_that_built_the_cache(dataset, tmp_path):
+    source = LeRobotSource(dataset, camera_keys=["cam.a"])
+    bounded = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER, latent_bound=2.0)
+    bounded.set_latent_statistics(torch.zeros(64, 64), torch.full((64, 64), 0.5), 10)
+    out = build_latent_cache(source, bounded, tmp_path / "cache", show_progress=False)
+    reader = LatentCacheSource(out)
+    assert reader.latent_bound == 2.0
+    cached = reader.read_episode(1).latents
+    assert cached.abs().max() <= 2.0
+    torch.testing.assert_close(cached, bounded.encode(source.read_episode(1).frames), atol=5e-2, rtol=2e-2)
+
+
 def test_resume_does_not_redo_finished_shards(dataset, encoder, tmp_path):
     interrupted = InterruptingSource(dataset, camera_keys=["cam.a"], fail_after=3)
     with pytest.raises(KeyboardInterrupt):
@@ -156,12 +168,15 @@ def test_several_sources_and_cli(dataset, tmp_path):
             "5",
             "--batch-size",
             "4",
+            "--latent-bound",
+            "3",
         ]
     )
     cache = LatentCacheSource(tmp_path / "cache")
     assert len(cache) == 2 and cache.fps == 5.0 and cache.episode_length(0) == 4 and cache.action_dim == 3
     saved = ArgosDinoEncoder.from_name_or_path(tmp_path / "cache" / "encoder")
     assert saved.config.num_statistics_frames == 8
+    assert cache.latent_bound == saved.config.latent_bound == 3.0  # the reader and the saved encoder agree
 
     sources = [LeRobotSource(dataset, camera_keys=["cam.a"]), LeRobotSource(second)]
     out = build_latent_cache(sources, saved, tmp_path / "multi", show_progress=False)

@@ -111,6 +111,20 @@ def test_save_load_and_auto_model_round_trip(tmp_path):
         assert torch.equal(loaded.eval()(latents).sample, expected)
 
 
+def test_normalized_decoder_undoes_the_encoders_bound():
+    mean, std = torch.randn(64, 64), torch.rand(64, 64) + 0.5
+    plain = tiny_decoder(latents_normalized=True)
+    plain.set_latent_statistics(mean, std)
+    bounded = tiny_decoder(latents_normalized=True)
+    bounded.load_state_dict(plain.state_dict())
+    bounded.set_latent_statistics(mean, std, bound=3.0)
+    assert bounded.config.latent_bound == 3.0
+    normalized = torch.randn(2, 64, 64)
+    with torch.no_grad():
+        expected = plain(normalized).sample
+        torch.testing.assert_close(bounded(3.0 * torch.tanh(normalized / 3.0)).sample, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_hub_configs():
     tiny = AutoConfig.from_pretrained(ROOT / "hub_configs" / "argos-rae-decoder-tiny")
     assert isinstance(tiny, ArgosRAEDecoderConfig)

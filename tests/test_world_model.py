@@ -41,7 +41,7 @@ def make_model(**overrides) -> ArgosWorldModel:
     model = ArgosWorldModel(ArgosWorldModelConfig(**{**TINY, **overrides})).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if any(part in name for part in ("latent_out", "state_out", "proj_out", "copy_gate")):
+            if any(part in name for part in ("latent_out", "state_out", "proj_out", "copy_gate", "modulation")):
                 param.normal_(std=0.2)
     return model
 
@@ -76,6 +76,7 @@ def slice_frames(inputs: dict, start: int, stop: int) -> dict:
         {"prediction_type": "gated"},
         {"attention_logit_softcap": None},
         {"latent_position_embedding": True},
+        {"action_modulation": True, "num_agent_tokens": 2},
     ],
 )
 def test_output_shapes(overrides):
@@ -102,9 +103,30 @@ def test_output_layers_start_at_zero():
     assert positions.shape == (TINY["latent_tokens"], TINY["hidden_size"]) and positions.std() > 0.2
 
 
+def test_untrained_action_modulation_is_the_plain_model():
+    """Modulation starts at zero: with the same other weights, a modulated model predicts what the plain one does,
+    and only the action condition and the modulation projections are new."""
+    plain = make_model()
+    torch.manual_seed(0)
+    modulated = ArgosWorldModel(ArgosWorldModelConfig(**TINY, action_modulation=True)).eval()
+    assert all(torch.count_nonzero(layer.modulation.proj.weight) == 0 for layer in modulated.layers)
+    missing, unexpected = modulated.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(".modulation." in name or "action_condition" in name for name in missing)
+    inputs = make_inputs(plain)
+    torch.testing.assert_close(modulated(**inputs).sample, plain(**inputs).sample, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="action_modulation needs actions"):
+        ArgosWorldModelConfig(**{**TINY, "action_dim": 0}, action_modulation=True)
+
+
 @pytest.mark.parametrize(
     "overrides",
-    [{"prediction_type": "sample"}, {"prediction_type": "residual"}, {"prediction_type": "gated"}, {"latent_position_embedding": True}],
+    [
+        {"prediction_type": "sample"},
+        {"prediction_type": "residual"},
+        {"prediction_type": "gated"},
+        {"latent_position_embedding": True},
+        {"action_modulation": True, "prediction_type": "gated"},
+    ],
 )
 @pytest.mark.parametrize("perturbed", ["latents", "signal_levels", "actions", "states", "step_sizes"])
 def test_block_causality(perturbed, overrides):
@@ -135,7 +157,7 @@ def test_past_frames_influence_future():
     assert (model(**changed).sample[:, -1] - reference.sample[:, -1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("overrides", [{}, {"latent_position_embedding": True}])
+@pytest.mark.parametrize("overrides", [{}, {"latent_position_embedding": True}, {"action_modulation": True}])
 @pytest.mark.parametrize("split", [1, 3, 5])
 def test_prefix_with_cache_equals_full_sequence(split, overrides):
     model = make_model(**overrides)
@@ -228,8 +250,9 @@ def test_independent_frames_attend_only_to_themselves():
     assert (output.sample[:, 4] - reference.sample[:, 4]).abs().max() > 1e-3
 
 
-def test_masked_actions_and_states_carry_no_information():
-    model = make_model()
+@pytest.mark.parametrize("overrides", [{}, {"action_modulation": True}])
+def test_masked_actions_and_states_carry_no_information(overrides):
+    model = make_model(**overrides)
     inputs = make_inputs(model)
     action_mask = torch.ones(2, 6, dtype=torch.bool)
     action_mask[0] = False
@@ -331,7 +354,12 @@ def test_untrained_residual_model_copies_a_clean_previous_frame():
 
 def test_save_load_and_auto_model_round_trip(tmp_path):
     model = make_model(
-        head_type="dh", head_hidden_size=32, head_num_layers=1, head_num_attention_heads=2, latent_position_embedding=True
+        head_type="dh",
+        head_hidden_size=32,
+        head_num_layers=1,
+        head_num_attention_heads=2,
+        latent_position_embedding=True,
+        action_modulation=True,
     )
     inputs = make_inputs(model)
     model.save_pretrained(tmp_path)
@@ -435,8 +463,9 @@ def test_bad_inputs_raise_value_error_naming_the_argument(name, make_bad, match)
         model(**make_bad(inputs))
 
 
-def test_nan_actions_are_fine_where_masked():
-    model = make_model()
+@pytest.mark.parametrize("overrides", [{}, {"action_modulation": True}])
+def test_nan_actions_are_fine_where_masked(overrides):
+    model = make_model(**overrides)
     inputs = make_inputs(model)
     inputs["actions"][:, 0] = float("nan")
     mask = torch.ones(2, 6, dtype=torch.bool)

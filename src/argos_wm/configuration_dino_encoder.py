@@ -37,6 +37,10 @@ class ArgosDinoEncoderConfig(PreTrainedConfig):
             Per-channel std dividing images in [0, 1].
         latent_statistics_eps (`float`, *optional*, defaults to 1e-6):
             Added to the latent variance before the square root when the statistics are computed.
+        latent_bound (`float`, *optional*):
+            Softly bound the normalised latents as `latent_bound * tanh(z / latent_bound)` (invertible). Per-position
+            statistics give a patch that is nearly always background a tiny std, so an object entering it reads as
+            tens of stds and dominates a world model's loss; a bound of ~3 keeps it at a few. `None` leaves them as is.
         num_statistics_frames (`int`, *optional*, defaults to 0):
             Number of frames the stored latent statistics were computed over; 0 means they are still the identity
             (mean 0, std 1). Updated by [`ArgosDinoEncoder.compute_latent_statistics`].
@@ -61,6 +65,7 @@ class ArgosDinoEncoderConfig(PreTrainedConfig):
     image_mean: list[float] | tuple[float, ...] = IMAGENET_MEAN
     image_std: list[float] | tuple[float, ...] = IMAGENET_STD
     latent_statistics_eps: float = 1e-6
+    latent_bound: float | None = None
     num_statistics_frames: int = 0
     init_seed: int = 0
 
@@ -81,6 +86,8 @@ class ArgosDinoEncoderConfig(PreTrainedConfig):
             raise ValueError(
                 f"`image_size` must be a multiple of the ViT patch size {self.patch_size}, got {self.image_size}."
             )
+        if self.latent_bound is not None and not self.latent_bound > 0:
+            raise ValueError(f"`latent_bound` must be positive or None, got {self.latent_bound}.")
 
     @property
     def patch_size(self) -> int:

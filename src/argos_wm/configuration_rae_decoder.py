@@ -50,6 +50,9 @@ class ArgosRAEDecoderConfig(PreTrainedConfig):
             Whether the decoder's inputs are normalised latents. If so, they are de-normalised with the
             `latent_mean` / `latent_std` buffers (`[N, C]`, saved with the weights) as
             `latents * latent_std + latent_mean` before decoding, so the network always sees raw DINO latents.
+        latent_bound (`float`, *optional*):
+            The soft bound of the encoder's normalisation (`ArgosDinoEncoderConfig.latent_bound`), undone first when
+            `latents_normalized`.
         image_mean (`list[float]`, *optional*, defaults to the ImageNet mean):
             Per-channel mean of the pixel normalisation the network predicts in.
         image_std (`list[float]`, *optional*, defaults to the ImageNet standard deviation):
@@ -85,6 +88,7 @@ class ArgosRAEDecoderConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     latents_normalized: bool = False
+    latent_bound: float | None = None
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
 

@@ -27,6 +27,10 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         latent_position_embedding (`bool`, defaults to `False`): add a learned embedding of each latent token's
             position to its input. Spatial RoPE only tells a token where others lie relative to it; an absolute
             position lets a token compare where it is with where an action puts an object.
+        action_modulation (`bool`, defaults to `False`): also condition every layer on its frame's action (adaLN, as
+            DiT conditions on the diffusion time): an MLP of the action's Fourier features gives each frame a vector,
+            from which each layer's zero-initialised projection scales and shifts the normalised inputs of its
+            attention and MLP. The action then reaches every token directly instead of through the action token.
         action_dim (`int`, defaults to 8): action size A; 0 means the model takes no actions (only the "no action" token).
         state_dim (`int`, defaults to 8): proprioception size S; 0 means no state token and no state head.
         max_shortcut_steps (`int`, defaults to 64): K_max, a power of two; step sizes d lie in {1, 1/2, ..., 1/K_max}.
@@ -87,6 +91,7 @@ class ArgosWorldModelConfig(PreTrainedConfig):
     latent_bottleneck_dim: int | None = 64
     num_register_tokens: int = 4
     latent_position_embedding: bool = False
+    action_modulation: bool = False
     action_dim: int = 8
     state_dim: int = 8
     max_shortcut_steps: int = 64
@@ -138,6 +143,8 @@ class ArgosWorldModelConfig(PreTrainedConfig):
             raise ValueError(f"temporal_context_length must be >= 1; got {self.temporal_context_length}.")
         if self.action_dim < 0 or self.state_dim < 0:
             raise ValueError(f"action_dim and state_dim must be >= 0; got {self.action_dim} and {self.state_dim}.")
+        if self.action_modulation and self.action_dim == 0:
+            raise ValueError("action_modulation needs actions to modulate by (config.action_dim > 0); got action_dim=0.")
         if self.prediction_type not in ("sample", "velocity", "residual", "gated"):
             raise ValueError(
                 f"prediction_type must be 'sample', 'velocity', 'residual' or 'gated'; got {self.prediction_type!r}."

@@ -13,6 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_dino_encoder import ArgosDinoEncoderConfig
+from .latent_normalization import denormalize_latents, normalize_latents
 
 
 logger = logging.get_logger(__name__)
@@ -51,12 +52,6 @@ def resize_images(images: torch.Tensor, size: int, center_crop: bool = True, mod
         images = F.interpolate(images, size=target, mode=mode, antialias=True, align_corners=False)
     top, left = (target[0] - size) // 2, (target[1] - size) // 2
     return images[..., top : top + size, left : left + size].clamp(0.0, 1.0)
-
-
-def normalize_latents(latents: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Raw latents `[..., N, C]` -> latents normalised with per-position statistics `mean`, `std` `[N, C]`: the one
-    normalisation of the encoder and of the latent cache's reader."""
-    return (latents - mean.to(latents.dtype)) / std.to(latents.dtype)
 
 
 @dataclass
@@ -118,7 +113,8 @@ class ArgosDinoEncoder(ArgosDinoEncoderPreTrainedModel):
         Loads an encoder from any of: a saved `ArgosDinoEncoder` (folder or Hub id with weights), a folder holding
         only an `ArgosDinoEncoderConfig` `config.json` (random-init ViT from `init_seed`, e.g.
         `hub_configs/argos-dino-encoder-tiny`), or a DINOv2-with-registers / DINOv3 checkpoint
-        (`facebook/dinov2-with-registers-base`).
+        (`facebook/dinov2-with-registers-base`). `kwargs` go to `from_pretrained`; for a config-only folder they
+        override config fields (e.g. `latent_bound=3.0`).
         """
         path = os.fspath(name_or_path)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
@@ -128,6 +124,7 @@ class ArgosDinoEncoder(ArgosDinoEncoderPreTrainedModel):
             has_weights = not os.path.isdir(path) or any(name.endswith(".safetensors") for name in os.listdir(path))
             if has_weights:
                 return cls.from_pretrained(path, **kwargs)
+            config = ArgosDinoEncoderConfig.from_pretrained(path, **kwargs)  # kwargs override config fields
             logger.warning(
                 f"{path} holds a config only: building a RANDOMLY INITIALISED {config.dino_config.model_type} encoder "
                 f"(seed {config.init_seed}, frozen). Its features are not pretrained DINO features."
@@ -151,11 +148,11 @@ class ArgosDinoEncoder(ArgosDinoEncoderPreTrainedModel):
 
     def normalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Raw latents [..., N, C] -> latents normalised with the per-position statistics."""
-        return normalize_latents(latents, self.latent_mean, self.latent_std)
+        return normalize_latents(latents, self.latent_mean, self.latent_std, self.config.latent_bound)
 
     def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [..., N, C] -> raw latents (inverse of `normalize`)."""
-        return latents * self.latent_std.to(latents.dtype) + self.latent_mean.to(latents.dtype)
+        return denormalize_latents(latents, self.latent_mean, self.latent_std, self.config.latent_bound)
 
     def forward(
         self, pixel_values: torch.Tensor, normalize: bool = True, return_dict: bool | None = None

@@ -20,6 +20,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_rae_decoder import ArgosRAEDecoderConfig
+from .latent_normalization import denormalize_latents
 
 
 @dataclass
@@ -179,7 +180,7 @@ class ArgosRAEDecoder(ArgosRAEDecoderPreTrainedModel):
     ```python
     >>> decoder = ArgosRAEDecoder(AutoConfig.from_pretrained("hub_configs/argos-rae-decoder-tiny"))  # untrained
     >>> decoder = ArgosRAEDecoder.from_pretrained("outputs/rae-decoder-tiny/decoder")  # trained or converted
-    >>> decoder.set_latent_statistics(encoder.latent_mean, encoder.latent_std)  # match the ArgosDinoEncoder
+    >>> decoder.set_latent_statistics(encoder.latent_mean, encoder.latent_std, encoder.config.latent_bound)
     >>> images = decoder.decode(latents)  # [B, 64, 64] -> [B, 3, 96, 96]; a rollout's [B, T, N, C] works too
     ```
     """
@@ -200,9 +201,9 @@ class ArgosRAEDecoder(ArgosRAEDecoderPreTrainedModel):
         self.post_init()
 
     @torch.no_grad()
-    def set_latent_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the per-position statistics `[N, C]` (e.g. an `ArgosDinoEncoder`'s `latent_mean` / `latent_std`)
-        used to de-normalise the inputs."""
+    def set_latent_statistics(self, mean: torch.Tensor, std: torch.Tensor, bound: float | None = None) -> None:
+        """Store the per-position statistics `[N, C]` and the soft bound (e.g. an `ArgosDinoEncoder`'s `latent_mean`,
+        `latent_std` and `config.latent_bound`) used to de-normalise the inputs."""
         if not self.config.latents_normalized:
             raise ValueError("set_latent_statistics needs a decoder with config.latents_normalized=True, got False.")
         expected = (self.config.latent_tokens, self.config.latent_channels)
@@ -213,6 +214,7 @@ class ArgosRAEDecoder(ArgosRAEDecoderPreTrainedModel):
             raise ValueError("mean must be finite and std strictly positive.")
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
+        self.config.latent_bound = bound
 
     def _check_latents(self, latents: torch.Tensor, grid_size: tuple[int, int] | None) -> tuple[int, int]:
         """Validate `latents` `[B, N, C]` and return the latent grid `(h, w)` with `h * w = N`."""
@@ -274,7 +276,7 @@ class ArgosRAEDecoder(ArgosRAEDecoderPreTrainedModel):
         grid_height, grid_width = self._check_latents(latents, grid_size)
         if self.config.latents_normalized:
             mean, std = self._latent_statistics(grid_height, grid_width)
-            latents = latents * std.to(latents.dtype) + mean.to(latents.dtype)
+            latents = denormalize_latents(latents, mean, std, self.config.latent_bound)
 
         hidden_states = self.latent_proj(latents)  # [B, N, C] -> [B, N, D]
         position_embedding = sincos_position_embedding(

@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_world_model import ArgosWorldModelConfig
 from .models.agent_heads import ArgosAgentHeads, ArgosAgentOutput
+from .models.action_modulation import ArgosActionCondition
 from .models.agent_tokens import AgentStream, ArgosAgentTokens
 from .models.frame_embeddings import ArgosWorldModelEmbeddings
 from .models.rotary_embedding import RotaryEmbedding
@@ -68,6 +69,8 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
                 # large enough that the first RMSNorm tells positions apart: at std 0.02 a toy world whose action
                 # says where an object goes was learned several times more slowly
                 init.normal_(module.latent_positions, std=0.5)
+        elif isinstance(module, ArgosActionCondition):
+            init.normal_(module.no_action, std=std)
         elif isinstance(module, ArgosAgentTokens):
             init.normal_(module.embedding, std=std)
             if module.goal_conditioned:
@@ -78,8 +81,10 @@ class ArgosWorldModelPreTrainedModel(PreTrainedModel):
 
     def _zero_initialized_layers(self) -> list[nn.Module]:
         """Output projections start at zero, so an untrained model predicts the mean latent (the previous frame under
-        `prediction_type="residual"`; under `"gated"` the copy gate starts half open, at half the previous frame)."""
+        `prediction_type="residual"`; under `"gated"` the copy gate starts half open, at half the previous frame). Action
+        modulation starts at zero too, so an untrained modulated layer is the plain one."""
         layers = [self.latent_out, self.state_out, self.head.proj_out if self.head is not None else None, self.copy_gate]
+        layers += [layer.modulation.proj for layer in self.layers if layer.modulation is not None]
         layers += self.agent_heads.output_layers() if self.agent_heads is not None else []
         return [layer for layer in layers if layer is not None]
 
@@ -101,9 +106,11 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                 num_heads=config.num_attention_heads,
                 num_key_value_heads=config.num_key_value_heads,
                 intermediate_size=config.intermediate_size,
+                modulated=config.action_modulation,
             )
             for idx in range(config.num_hidden_layers)
         )
+        self.action_condition = ArgosActionCondition(config) if config.action_modulation else None
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.head = ArgosWorldModelDHHead(config) if config.head_type == "dh" else None
         self.latent_out = nn.Linear(config.hidden_size, config.latent_channels) if self.head is None else None
@@ -182,6 +189,9 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         )  # [B, T, S, width]
         tokens = hidden_states.shape[2]
         device = hidden_states.device
+        condition = None  # [B, T, width]
+        if self.action_condition is not None:
+            condition = self.action_condition(batch, frames, actions, action_mask)
 
         spatial_rotary = self.spatial_rotary(torch.arange(tokens, device=device))
         query_positions = torch.arange(past_frames, past_frames + frames, device=device)
@@ -193,7 +203,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             agent = AgentStream(
                 self.agent_tokens.embed(batch, frames, goal_latents, goal_states),
                 self.spatial_rotary(torch.arange(tokens + self.config.num_agent_tokens, device=device)),
-                temporal_rotary, temporal_mask, cache, use_cache,
+                temporal_rotary, temporal_mask, cache, use_cache, condition,
             )
         elif goal_latents is not None or goal_states is not None:
             raise ValueError("goal_latents / goal_states were given but the model has no agent (num_agent_tokens == 0).")
@@ -210,9 +220,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                     attention_mask=temporal_mask,
                     cache=cache,
                     use_cache=use_cache,
+                    condition=condition,
                 )
             else:
-                hidden_states = layer(hidden_states, spatial_rotary)
+                hidden_states = layer(hidden_states, spatial_rotary, condition=condition)
         if use_cache:
             cache.num_frames += frames
             cache.append_last_frame(latents[:, -1], signal_levels[:, -1])

@@ -298,7 +298,7 @@ def _finish_cache(index: dict, output_dir: Path, encoder: ArgosDinoEncoder, show
     save_file(
         {k: v.float().contiguous() for k, v in statistics.items()},
         output_dir / STATISTICS_NAME,
-        metadata={"num_frames": str(num_frames)},
+        metadata={"num_frames": str(num_frames), "latent_bound": str(encoder.config.latent_bound)},
     )
     index["complete"] = True
     _write_json(output_dir / INDEX_NAME, index)
@@ -389,6 +389,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--camera", action="append", default=None, help="camera key to encode (repeatable)")
     parser.add_argument("--action-key", default=DEFAULT_ACTION_KEY, help="action feature (none: video only)")
     parser.add_argument("--state-key", default=DEFAULT_STATE_KEY, help="proprio feature (none: no state)")
+    parser.add_argument(
+        "--latent-bound",
+        type=float,
+        default=None,
+        help="softly bound the normalised latents to +-this many stds (default: the encoder's config.latent_bound)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
     parser.add_argument("--shard-size-mb", type=float, default=256.0)
@@ -407,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     device = args.device or state.device
     encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(device)
+    if args.latent_bound is not None:
+        encoder.config.latent_bound = args.latent_bound
     sources = [
         LeRobotSource(
             dataset,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..modeling_dino_encoder import normalize_latents
+from ..latent_normalization import normalize_latents
 
 
 CACHE_FORMAT_VERSION = 1
@@ -116,11 +116,13 @@ class LatentCacheSource:
         self.episodes = sorted(
             (entry for entry in self.index["episodes"] if entry["source"] == source_id), key=lambda e: e["position"]
         )
-        self.latent_mean = self.latent_std = None
+        self.latent_mean = self.latent_std = self.latent_bound = None
         if normalize:
             with open_cache_file(self.cache_dir / STATISTICS_NAME) as handle:
                 statistics = {key: handle.get_tensor(key) for key in handle.keys()}
+                bound = (handle.metadata() or {}).get("latent_bound", "None")
             self.latent_mean, self.latent_std = statistics["latent_mean"], statistics["latent_std"]
+            self.latent_bound = None if bound == "None" else float(bound)
         for shard in sorted({entry["shard"] for entry in self.episodes}):  # a truncated shard fails here, not mid-run
             with open_cache_file(self.cache_dir / self.index["shards"][shard]["file"]):
                 pass
@@ -205,7 +207,7 @@ class LatentCacheSource:
         keys = set(handle.keys())
         latents = handle.get_slice(f"latents/{camera}")[rows].float() if decode_frames else None  # [T, N, C]
         if latents is not None and self.latent_mean is not None:
-            latents = normalize_latents(latents, self.latent_mean, self.latent_std)
+            latents = normalize_latents(latents, self.latent_mean, self.latent_std, self.latent_bound)
         return LatentEpisode(
             latents=latents,
             actions=handle.get_slice("actions")[rows] if "actions" in keys else None,

@@ -31,6 +31,7 @@ class AgentStream:
         temporal_mask: `[B or 1, T, T_cached + T]` bool, the frame tokens' temporal mask.
         cache: the world model's cache (agent keys/values live under the keys `("agent", layer_idx)`), or None.
         use_cache: append this call's agent keys/values to `cache`.
+        condition: `[B, T, width]` the frames' action condition, when the layers are modulated by it.
     """
 
     states: torch.Tensor
@@ -39,6 +40,7 @@ class AgentStream:
     temporal_mask: torch.Tensor
     cache: WorldModelCache | None
     use_cache: bool
+    condition: torch.Tensor | None = None
 
 
 class ArgosAgentTokens(nn.Module):
@@ -85,20 +87,24 @@ class ArgosAgentTokens(nn.Module):
 
     def advance(self, layer: nn.Module, hidden_states: torch.Tensor, stream: AgentStream) -> None:
         """Moves `stream.states` through `layer`, reading the frame tokens' input to that layer `hidden_states`
-        `[B, T, S, width]` (which it leaves untouched)."""
+        `[B, T, S, width]` (which it leaves untouched). Agent tokens are modulated as their frame's tokens are."""
+        modulation = layer.modulations(stream.condition)
         if layer.is_temporal:
-            states = stream.states + self._temporal_attention(layer, stream)
+            states = stream.states + self._temporal_attention(layer, stream, modulation)
         else:
-            states = stream.states + self._spatial_attention(layer, hidden_states, stream)
-        stream.states = states + layer.mlp(layer.mlp_norm(states))
+            states = stream.states + self._spatial_attention(layer, hidden_states, stream, modulation)
+        stream.states = states + layer.mlp(layer.mlp_input(states, modulation))
 
-    def _spatial_attention(self, layer: nn.Module, hidden_states: torch.Tensor, stream: AgentStream) -> torch.Tensor:
+    def _spatial_attention(
+        self, layer: nn.Module, hidden_states: torch.Tensor, stream: AgentStream, modulation: tuple | None
+    ) -> torch.Tensor:
         """Agent tokens attend to the frame's tokens and agent tokens: `[B, T, G, width]`."""
         attention = layer.attention
         batch, frames, tokens, _ = hidden_states.shape
         agents = self.num_agent_tokens
         # [B, T, S + G, width] -> [B*T, S + G, width]
-        sequences = rearrange(layer.attention_norm(torch.cat([hidden_states, stream.states], dim=2)), "b t s d -> (b t) s d")
+        frame_and_agents = torch.cat([hidden_states, stream.states], dim=2)
+        sequences = rearrange(layer.attention_input(frame_and_agents, modulation), "b t s d -> (b t) s d")
         length = sequences.shape[1]
         query = attention.q_proj(sequences[:, tokens:]).view(-1, agents, attention.num_heads, attention.head_dim)
         key = attention.k_proj(sequences).view(-1, length, attention.num_key_value_heads, attention.head_dim)
@@ -110,11 +116,11 @@ class ArgosAgentTokens(nn.Module):
         output = output.transpose(1, 2).reshape(batch * frames, agents, -1)  # [B*T, G, heads * head_dim]
         return rearrange(attention.o_proj(output), "(b t) g d -> b t g d", b=batch)
 
-    def _temporal_attention(self, layer: nn.Module, stream: AgentStream) -> torch.Tensor:
+    def _temporal_attention(self, layer: nn.Module, stream: AgentStream, modulation: tuple | None) -> torch.Tensor:
         """Each agent token attends causally to itself in earlier frames (cached ones included): `[B, T, G, width]`."""
         batch = stream.states.shape[0]
         cache_key = ("agent", layer.layer_idx)
-        sequences = rearrange(layer.attention_norm(stream.states), "b t g d -> (b g) t d")
+        sequences = rearrange(layer.attention_input(stream.states, modulation), "b t g d -> (b g) t d")
         past = stream.cache.get(cache_key) if stream.cache is not None else None
         mask = stream.temporal_mask
         if past is None and mask.shape[-1] != mask.shape[-2]:

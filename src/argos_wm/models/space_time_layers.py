@@ -8,6 +8,7 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..configuration_world_model import ArgosWorldModelConfig
+from .action_modulation import AdaptiveNormModulation, modulate
 from .attention_kernels import dot_product_attention
 from .rotary_embedding import RotaryEmbedding, apply_rotary_embedding
 from .swiglu import SwiGLUMLP
@@ -69,7 +70,8 @@ class ArgosWorldModelAttention(nn.Module):
 
 
 class ArgosWorldModelLayer(GradientCheckpointingLayer):
-    """Pre-RMSNorm block (attention + SwiGLU) on `[B, T, S, width]`, attending within frames or over time."""
+    """Pre-RMSNorm block (attention + SwiGLU) on `[B, T, S, width]`, attending within frames or over time; with
+    `modulated`, each frame's normalised inputs are scaled and shifted by its action (adaLN)."""
 
     def __init__(
         self,
@@ -80,6 +82,7 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         num_heads: int,
         num_key_value_heads: int,
         intermediate_size: int,
+        modulated: bool = False,
     ):
         super().__init__()
         self.layer_idx = layer_idx
@@ -88,6 +91,21 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         self.attention = ArgosWorldModelAttention(config, hidden_size, num_heads, num_key_value_heads)
         self.mlp_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
         self.mlp = SwiGLUMLP(hidden_size, intermediate_size)
+        self.modulation = AdaptiveNormModulation(hidden_size) if modulated else None
+
+    def modulations(self, condition: torch.Tensor | None) -> tuple[torch.Tensor, ...] | None:
+        """This layer's shifts and scales `[B, T, 1, width]` from the frame condition `[B, T, width]`, or None."""
+        return self.modulation(condition) if self.modulation is not None and condition is not None else None
+
+    def attention_input(self, hidden_states: torch.Tensor, modulation: tuple | None) -> torch.Tensor:
+        """The attention's input: `hidden_states` `[B, T, *, width]` normalised (and modulated)."""
+        normed = self.attention_norm(hidden_states)
+        return normed if modulation is None else modulate(normed, modulation[0], modulation[1])
+
+    def mlp_input(self, hidden_states: torch.Tensor, modulation: tuple | None) -> torch.Tensor:
+        """The MLP's input: `hidden_states` `[B, T, *, width]` normalised (and modulated)."""
+        normed = self.mlp_norm(hidden_states)
+        return normed if modulation is None else modulate(normed, modulation[2], modulation[3])
 
     def forward(
         self,
@@ -96,10 +114,13 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         cache: WorldModelCache | None = None,
         use_cache: bool = False,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache."""
+        """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache;
+        `condition` `[B, T, width]` is the frames' action condition of a modulated layer."""
         batch, frames, tokens, _ = hidden_states.shape
-        normed = self.attention_norm(hidden_states)
+        modulation = self.modulations(condition)
+        normed = self.attention_input(hidden_states, modulation)
         if self.is_temporal:
             sequences = rearrange(normed, "b t s d -> (b s) t d")
             past = cache.get(self.layer_idx) if cache is not None else None
@@ -118,7 +139,7 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
             attended, _ = self.attention(sequences, rotary)
             attended = rearrange(attended, "(b t) s d -> b t s d", b=batch)
         hidden_states = hidden_states + attended
-        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        return hidden_states + self.mlp(self.mlp_input(hidden_states, modulation))
 
 
 class ArgosWorldModelDHHead(nn.Module):
