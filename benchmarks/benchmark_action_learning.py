@@ -2,6 +2,7 @@
 
     python benchmarks/benchmark_action_learning.py                       # every row of RECIPES, every world
     python benchmarks/benchmark_action_learning.py --worlds relative --steps 1500
+    python benchmarks/benchmark_action_learning.py --worlds pusht_agent --recipes 1 5 6 --latent_bound 3
 
 A world model that ignores its actions predicts the average next frame and still lowers its loss, so a falling loss
 proves nothing. Here one object sits on a `grid` x `grid` token grid (the "object" latent vector in its cell, the
@@ -12,7 +13,8 @@ proves nothing. Here one object sits on a `grid` x `grid` token grid (the "objec
 - `pusht_agent`: PushT's agent drawn where the action says (the block fixed), rendered by the simulator at 96 px and
   encoded by the embedded encoder (`hub_configs/argos-dino-encoder-tiny`, latents normalised per position over the
   frames), the first 80 % of `num_frames` positions for training, the rest held out: the demo's latents, with the
-  dynamics taken away, so what remains is drawing the agent at the action's position.
+  dynamics taken away, so what remains is drawing the agent at the action's position. `--latent_bound` softly bounds
+  those latents as the encoder's `latent_bound` does.
 Each recipe (model overrides of a tiny config and scheduler settings) is trained from scratch with the library's
 `ShortcutForcingLoss`. On held-out clips it reports the one-step prediction from pure noise after clean context
 (`x`-prediction at `d_min`) against copy-last, and the action effect: how far that prediction moves when each clip's

@@ -69,3 +69,13 @@ def test_the_mlp_reference_learns_the_absolute_world_and_scores_an_ignored_actio
     assert scores["error_vs_copy_last"] < 0.3 and scores["action_effect_vs_copy_last"] > 0.5
     zeros = benchmark.score(world, lambda latents, actions: torch.zeros_like(latents[:, -1]), seed=0)
     assert zeros["action_effect_vs_copy_last"] == 0.0 and zeros["error_vs_copy_last"] > 0.3
+
+
+def test_main_trains_the_chosen_rows_and_checks_them(benchmark, tmp_path, single_thread):
+    arguments = ["--worlds", "absolute", "--steps", "2", "--channels", "4", "--output_dir", str(tmp_path)]
+    report = benchmark.main([*arguments, "--recipes", "5", "--reference", "false"])
+    assert [row["recipe"] for row in report["results"]] == [benchmark.RECIPES[5][0]]
+    assert report["results"][0]["model_overrides"]["action_modulation"] is True
+    assert (tmp_path / "action_learning.json").is_file()
+    with pytest.raises(ValueError, match="--recipes must be positions"):
+        benchmark.main([*arguments, "--recipes", str(len(benchmark.RECIPES))])
