@@ -64,7 +64,13 @@ from argos_wm.training.export import export_pipeline, push_pipeline_to_hub
 from argos_wm.training.losses import DiffusionForcingLoss, ShortcutForcingLoss
 from argos_wm.training.optimization import create_optimizer
 from argos_wm.training.training_config import WorldModelTrainingConfig
-from argos_wm.training.world_data import build_sources, build_world_datasets, encode_frames, held_out_batches
+from argos_wm.training.world_data import (
+    align_encoder_with_caches,
+    build_sources,
+    build_world_datasets,
+    encode_frames,
+    held_out_batches,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -288,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         if train_dataset.video_key == "frames" and encoder.config.num_statistics_frames == 0:
             logger.warning("The encoder has no latent statistics: training on un-normalised latents.")
+        align_encoder_with_caches(encoder, train_dataset)
     decoder = ArgosRAEDecoder.from_pretrained(config.decoder).to(accelerator.device).eval() if config.decoder else None
     eval_batches = []
     if eval_dataset is not None:

@@ -133,6 +133,33 @@ def test_training_reduces_the_loss_and_writes_everything(uninterrupted_run, data
     assert "squares" in card and "autoregressive/latent_mse" in card and "library_name: argos_wm" in card
 
 
+def test_the_pipeline_encoder_normalises_frames_as_training_read_the_cache(uninterrupted_run, data):
+    """Trained on a cache with an encoder that had no statistics: the exported encoder carries the cache's, so the
+    pipeline normalises a frame's latents as training read them."""
+    output_dir, _ = uninterrupted_run
+    pipe = WorldModelPipeline.from_pretrained(output_dir / "pipeline")
+    cache = LatentCacheSource(data["cache"])
+    assert pipe.encoder.config.num_statistics_frames > 0
+    torch.testing.assert_close(pipe.encoder.latent_mean, cache.latent_mean)
+    torch.testing.assert_close(pipe.encoder.latent_std, cache.latent_std)
+    raw = LatentCacheSource(data["cache"], normalize=False).read_episode(0, camera="observation.image").latents
+    torch.testing.assert_close(pipe.encoder.normalize(raw), cache.read_episode(0, camera="observation.image").latents)
+
+
+def test_an_encoder_that_normalises_otherwise_than_the_cache_fails_at_start(train_script, data, tmp_path):
+    other = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)
+    other.set_latent_statistics(torch.zeros(64, 64), torch.full((64, 64), 2.0), 10)
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="normalises latents otherwise than the latent cache of dataset 'squares'"):
+        train_script.main(arguments(data, tmp_path / "out", "--encoder", str(tmp_path / "other")))
+    bounded = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER, latent_bound=3.0)
+    cache = LatentCacheSource(data["cache"])
+    bounded.set_latent_statistics(cache.latent_mean, cache.latent_std, 10)
+    bounded.save_pretrained(tmp_path / "bounded")
+    with pytest.raises(ValueError, match="latent_bound 3.0 against the cache's None"):
+        train_script.main(arguments(data, tmp_path / "out", "--encoder", str(tmp_path / "bounded")))
+
+
 def test_resume_reaches_the_same_loss(train_script, uninterrupted_run, data, tmp_path):
     output_dir, summary = uninterrupted_run
     resumed = train_script.main(

@@ -117,12 +117,15 @@ class LatentCacheSource:
             (entry for entry in self.index["episodes"] if entry["source"] == source_id), key=lambda e: e["position"]
         )
         self.latent_mean = self.latent_std = self.latent_bound = None
+        self.latent_statistics_frames = 0
         if normalize:
             with open_cache_file(self.cache_dir / STATISTICS_NAME) as handle:
                 statistics = {key: handle.get_tensor(key) for key in handle.keys()}
-                bound = (handle.metadata() or {}).get("latent_bound", "None")
+                metadata = handle.metadata() or {}
             self.latent_mean, self.latent_std = statistics["latent_mean"], statistics["latent_std"]
+            bound = metadata.get("latent_bound", "None")
             self.latent_bound = None if bound == "None" else float(bound)
+            self.latent_statistics_frames = int(metadata.get("num_frames", 0))
         for shard in sorted({entry["shard"] for entry in self.episodes}):  # a truncated shard fails here, not mid-run
             with open_cache_file(self.cache_dir / self.index["shards"][shard]["file"]):
                 pass

@@ -196,6 +196,39 @@ def held_out_batches(dataset: WorldDataset, clip_length: int, batch_size: int) -
     ]
 
 
+def align_encoder_with_caches(encoder, dataset: WorldDataset) -> None:
+    """Makes `encoder` (the pipeline's, which normalises frames at inference) normalise latents as the latent caches of
+    `dataset` did in training: an encoder without statistics takes the caches'; one whose statistics or
+    `latent_bound` differ from a cache's raises, as do caches that differ from each other."""
+    caches = {
+        name: source
+        for name, source in dataset.sources.items()
+        if isinstance(source, LatentCacheSource) and source.latent_mean is not None
+    }
+    if not caches:
+        return
+    if encoder.config.num_statistics_frames == 0:
+        first = next(iter(caches.values()))
+        encoder.set_latent_statistics(
+            first.latent_mean.to(encoder.latent_mean.device), first.latent_std.to(encoder.latent_std.device),
+            max(first.latent_statistics_frames, 1),
+        )  # fmt: skip
+        encoder.config.latent_bound = first.latent_bound
+        logger.info("The encoder had no latent statistics: it takes those of the latent cache %s.", first.cache_dir)
+    for name, source in caches.items():
+        same_statistics = all(
+            torch.allclose(ours.float().cpu(), theirs.float(), rtol=1e-4, atol=1e-6)
+            for ours, theirs in ((encoder.latent_mean, source.latent_mean), (encoder.latent_std, source.latent_std))
+        )
+        if not same_statistics or encoder.config.latent_bound != source.latent_bound:
+            raise ValueError(
+                f"the encoder normalises latents otherwise than the latent cache of dataset {name!r} "
+                f"({source.cache_dir}): other per-position statistics, or latent_bound {encoder.config.latent_bound} "
+                f"against the cache's {source.latent_bound}. The trained pipeline would then read frames differently "
+                f"from its training data; pass the cache's own encoder, `--encoder {source.cache_dir / 'encoder'}`."
+            )
+
+
 def encode_frames(batch: WorldBatch, encoder, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised latents `[B, T, N, C]` of a batch: its cached latents, or its frames `[B, T, 3, H, W]` encoded."""
     if batch.latents is not None:
@@ -205,4 +238,4 @@ def encode_frames(batch: WorldBatch, encoder, dtype: torch.dtype = torch.float32
     return encoder.encode(batch.frames).to(dtype).clone()  # a normal tensor, not an inference-mode one
 
 
-__all__ = ["episode_subset", "build_sources", "build_world_datasets", "encode_frames", "held_out_batches"]
+__all__ = ["align_encoder_with_caches", "episode_subset", "build_sources", "build_world_datasets", "encode_frames", "held_out_batches"]
