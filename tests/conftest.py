@@ -44,7 +44,17 @@ TINY_WORLD_MODEL = dict(  # an ArgosWorldModelConfig small enough for any test
 )
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPOSITORY = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPOSITORY / "benchmarks"
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """Imports a script of the repository (`examples/demo.py`, `scripts/...`) as a module named after its file."""
+    path = REPOSITORY / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_benchmark(name: str) -> ModuleType:

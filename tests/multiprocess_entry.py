@@ -9,7 +9,6 @@ number of frames]` per clip. One launch does both: on two cores, starting the pr
 either job.
 """
 
-import importlib.util
 import json
 import shlex
 import sys
@@ -18,18 +17,14 @@ from pathlib import Path
 from accelerate import PartialState
 
 from argos_wm.data import latent_cache
-
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_world_model.py"
+from conftest import load_script
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--latent_cache_argv"]:
         latent_cache.main(shlex.split(argv[1]))
         argv = argv[2:]
-    spec = importlib.util.spec_from_file_location("train_world_model", SCRIPT)
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_script("examples/train_world_model.py")
 
     clips, collate = [], train.collate_world_clips
 

@@ -4,23 +4,20 @@ The stages themselves (recording, training, planning, the agent) are tested in t
 replaced by a stand-in that writes what the real command writes, so the wiring between them is checked in
 milliseconds."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
+
 PLANNING_METHODS = ("world_model", "random", "goal_agent", "replay")
 
 
 @pytest.fixture()
 def demo():
-    spec = importlib.util.spec_from_file_location("demo", ROOT / "examples" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/demo.py")
 
 
 def summary(success: float, moving: float, **extra) -> dict:

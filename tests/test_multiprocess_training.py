@@ -40,7 +40,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_world_model import TINY_ENCODER, arguments, data, load_script  # noqa: F401 (data is a fixture)
+from conftest import load_script
+from test_train_world_model import TINY_ENCODER, arguments, data  # noqa: F401 (data is a fixture)
 
 from argos_wm.data.latent_cache_source import INDEX_NAME, STATISTICS_NAME, LatentCacheSource
 from argos_wm.data.token_budget_sampler import TokenBudgetBatchSampler
@@ -102,7 +103,7 @@ def sampler_batches(data) -> list[list[list]]:
 
 @pytest.fixture(scope="module")
 def train_script():
-    return load_script()
+    return load_script("examples/train_world_model.py")
 
 
 @pytest.fixture(scope="module")

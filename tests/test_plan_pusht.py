@@ -1,6 +1,5 @@
 """examples/plan_pusht.py on a few generated PushT episodes: the action interface and the evaluation protocol."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,14 @@ from argos_wm.data.pusht import main as record_pusht
 from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
-from conftest import randomize_outputs
+from conftest import load_script, randomize_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def plan_pusht():
-    spec = importlib.util.spec_from_file_location("plan_pusht", ROOT / "examples" / "plan_pusht.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/plan_pusht.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Tests of the RAE decoder, its conversion from RAE checkpoints and its training helpers."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from argos_wm.training.decoder_losses import RAEDecoderLoss
 from argos_wm.training.image_metrics import psnr, ssim
 from argos_wm.training.latent_noise import LatentNoiseAugmentation
 from argos_wm.training.lpips import LPIPS
+from conftest import load_script
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +44,7 @@ def tiny_decoder(**overrides) -> ArgosRAEDecoder:
 
 
 def load_conversion_script():
-    spec = importlib.util.spec_from_file_location("convert_rae_decoder", ROOT / "scripts" / "convert_rae_decoder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/convert_rae_decoder.py")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """examples/train_agent.py (phases bc and rl) end to end on a tiny generated dataset, and examples/eval_agent_pusht.py
 on two PushT goals: losses fall, the frozen parts stay frozen, resume is exact, the exported pipelines act."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +13,19 @@ from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
 from argos_wm.training.world_data import build_world_datasets
-from conftest import randomize_outputs
+from conftest import load_script, randomize_outputs
 from test_train_world_model import TINY_ENCODER, TINY_MODEL, data  # noqa: F401 (data is a fixture)
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64, num_hidden_layers=2,
              latent_bottleneck_dim=16, signal_embedding_dim=32)  # fmt: skip
 AGENT = "{num_agent_tokens: 1, agent_horizon: 2, goal_conditioned: true, two_hot_bins: 33, policy_action_scale: 3.0}"
 
 
 def load_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"examples/{name}.py")
 
 
 @pytest.fixture(scope="module")

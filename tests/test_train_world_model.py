@@ -1,6 +1,5 @@
 """examples/train_world_model.py end to end on a tiny generated dataset: learning, exact resume, export, bad configs."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from argos_wm.training.config_loading import load_config
 from argos_wm.training.losses import DiffusionForcingLoss
 from argos_wm.training.training_config import WorldModelTrainingConfig
 from argos_wm.training.world_data import build_sources
+from conftest import load_script
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +33,9 @@ TINY_ENCODER = ROOT / "hub_configs" / "argos-dino-encoder-tiny"
 TINY_MODEL = ROOT / "hub_configs" / "argos-wm-tiny"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_world_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def train_script():
-    return load_script()
+    return load_script("examples/train_world_model.py")
 
 
 @pytest.fixture(scope="module")
@@ -265,9 +258,7 @@ def test_help_prints_the_options_and_exits(train_script, capsys, monkeypatch):
     result = subprocess.run([sys.executable, str(SCRIPT), "-h"], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0 and "--learning_rate" in result.stdout, result.stderr[-2000:]
 
-    spec = importlib.util.spec_from_file_location("train_rae_decoder", ROOT / "examples" / "train_rae_decoder.py")
-    decoder_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(decoder_script)
+    decoder_script = load_script("examples/train_rae_decoder.py")
     monkeypatch.setattr(sys, "argv", ["train_rae_decoder.py", "--help"])
     with pytest.raises(SystemExit) as raised:
         decoder_script.parse_config()

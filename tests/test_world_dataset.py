@@ -212,13 +212,10 @@ def write_constant_channel_dataset(root):
 def test_training_normalisation_is_the_pipeline_normaliser(tmp_path, normalization, fps):
     """The clips a model trains on and the pipeline it is exported in normalise raw actions/states identically:
     every mode, a constant channel, channels padded to the model's size, resampled (aggregated) actions."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_world_model", TINY_ENCODER.parents[1] / "examples" / "train_world_model.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, ShortcutForcingScheduler
-    from conftest import TINY_WORLD_MODEL
+    from conftest import TINY_WORLD_MODEL, load_script
+
+    script = load_script("examples/train_world_model.py")
 
     root = write_constant_channel_dataset(tmp_path / "constant")
     source = LeRobotSource(root, fps=fps)
