@@ -14,7 +14,10 @@ proves nothing. Here one object sits on a `grid` x `grid` token grid (the "objec
   encoded by the embedded encoder (`hub_configs/argos-dino-encoder-tiny`, latents normalised per position over the
   frames), the first 80 % of `num_frames` positions for training, the rest held out: the demo's latents, with the
   dynamics taken away, so what remains is drawing the agent at the action's position. `--latent_bound` softly bounds
-  those latents as the encoder's `latent_bound` does.
+  those latents as the encoder's `latent_bound` does;
+- `pusht_agent_walk`: the same, but each clip is a random walk of the agent (steps of up to `walk_step_px` of the
+  512 px world along each axis, a fraction of a 64 px token), as PushT's agent moves from where it was: the action
+  still says where the agent is drawn, but copy-last is now close, and the change to predict is small.
 Each recipe (model overrides of a tiny config and scheduler settings) is trained from scratch with the library's
 `ShortcutForcingLoss`. On held-out clips it reports the one-step prediction from pure noise after clean context
 (`x`-prediction at `d_min`) against copy-last, and the action effect: how far that prediction moves when each clip's
@@ -43,7 +46,7 @@ from argos_wm.training import ShortcutForcingLoss
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-WORLDS = ("absolute", "relative", "pusht_agent")
+WORLDS = ("absolute", "relative", "pusht_agent", "pusht_agent_walk")
 # (name, model overrides, scheduler settings): the embedded default's recipe and what each change does to it
 RECIPES = [
     ("the demo's recipe (gated; 4 layers S T S T; half the sequences teacher-forced; ramp weight)",
@@ -84,7 +87,10 @@ class ActionLearningConfig:
     frames: int = field(default=4, metadata={"help": "Frames per clip."})
     grid: int = field(default=4, metadata={"help": "Side of the token grid."})
     channels: int = field(default=16, metadata={"help": "Latent channels."})
-    num_frames: int = field(default=4000, metadata={"help": "PushT frames rendered for `pusht_agent`."})
+    num_frames: int = field(default=4000, metadata={"help": "PushT frames rendered for the `pusht_agent` worlds."})
+    walk_step_px: float = field(
+        default=48.0, metadata={"help": "`pusht_agent_walk`: the largest step along each axis, in world px (of 512)."}
+    )
     encoder: str = field(
         default=str(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny"), metadata={"help": "Encoder of `pusht_agent`."}
     )
@@ -121,16 +127,29 @@ def grid_world(world: str, batch: int, frames: int, grid: int, pattern: torch.Te
     return torch.where(occupied, pattern[0], pattern[1]), actions
 
 
-def pusht_agent_frames(encoder: ArgosDinoEncoder, num_frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """PushT frames with the agent at random places away from a fixed block: latents `[M, N, C]` normalised per
+def agent_positions(num_frames: int, rng: np.random.Generator, walk_frames: int | None, walk_step_px: float):
+    """`[M, 2]` agent positions in the 512 px world, never touching the block at (256, 400): independent ones, or
+    `M / walk_frames` random walks of `walk_frames` positions each, one after another."""
+    if walk_frames is None:
+        positions = rng.uniform(60.0, 452.0, size=(3 * num_frames, 2))
+        return positions[np.linalg.norm(positions - np.array([256.0, 400.0]), axis=1) > 110.0][:num_frames]
+    low, high = np.array([60.0, 60.0]), np.array([452.0, 280.0])  # y <= 280: 120 px above the block's centre
+    starts = rng.uniform(low, high, size=(num_frames // walk_frames, 1, 2))
+    steps = rng.uniform(-walk_step_px, walk_step_px, size=(len(starts), walk_frames - 1, 2))
+    walks = np.concatenate([starts, steps], axis=1).cumsum(axis=1)
+    return np.clip(walks, low, high).reshape(-1, 2)
+
+
+def pusht_agent_frames(
+    encoder: ArgosDinoEncoder, num_frames: int, seed: int, walk_frames: int | None = None, walk_step_px: float = 48.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PushT frames with the agent away from a fixed block (see `agent_positions`): latents `[M, N, C]` normalised per
     position over the frames, and the agent positions `[M, 2]` scaled from [0, 512] px to [-1, 1]."""
     from argos_wm.data.pusht import make_pusht_env
 
     env = make_pusht_env(96)
-    rng = np.random.default_rng(seed)
     block = np.array([256.0, 400.0])
-    positions = rng.uniform(60.0, 452.0, size=(3 * num_frames, 2))
-    positions = positions[np.linalg.norm(positions - block, axis=1) > 110.0][:num_frames]  # never touching the block
+    positions = agent_positions(num_frames, np.random.default_rng(seed), walk_frames, walk_step_px)
     frames = [env.reset(options={"reset_to_state": [*p, *block, 0.5]})[0]["pixels"] for p in positions]
     encoder.compute_latent_statistics([np.stack(frames)], show_progress=False)
     latents = encoder.encode(np.stack(frames), batch_size=128)
@@ -142,9 +161,15 @@ class ToyWorld:
 
     def __init__(self, world: str, config: "ActionLearningConfig"):
         self.world, self.config = world, config
-        if world == "pusht_agent":
+        if world in ("pusht_agent", "pusht_agent_walk"):
             encoder = ArgosDinoEncoder.from_name_or_path(config.encoder, latent_bound=config.latent_bound)
-            self.latents, self.positions = pusht_agent_frames(encoder, config.num_frames, config.seed)
+            walk_frames = config.frames if world == "pusht_agent_walk" else None
+            self.latents, self.positions = pusht_agent_frames(
+                encoder, config.num_frames, config.seed, walk_frames, config.walk_step_px
+            )
+            if walk_frames is not None:  # [M, ...] -> [walks, frames, ...]: a clip is one walk
+                self.latents = self.latents.unflatten(0, (-1, walk_frames))
+                self.positions = self.positions.unflatten(0, (-1, walk_frames))
             self.split = int(0.8 * len(self.latents))
         elif world in ("absolute", "relative"):
             self.pattern = torch.randn(2, config.channels, generator=torch.Generator().manual_seed(config.seed))
@@ -153,14 +178,17 @@ class ToyWorld:
 
     @property
     def tokens_and_channels(self) -> tuple[int, int]:
-        if self.world == "pusht_agent":
-            return tuple(self.latents.shape[1:])
+        if self.world.startswith("pusht_agent"):
+            return tuple(self.latents.shape[-2:])
         return self.config.grid**2, self.config.channels
 
     def clips(self, batch: int, generator: torch.Generator, held_out: bool = False):
-        if self.world != "pusht_agent":
+        if not self.world.startswith("pusht_agent"):
             return grid_world(self.world, batch, self.config.frames, self.config.grid, self.pattern, generator)
         low, high = (self.split, len(self.latents)) if held_out else (0, self.split)
+        if self.world == "pusht_agent_walk":
+            index = torch.randint(low, high, (batch,), generator=generator)
+            return self.latents[index], self.positions[index]
         index = torch.randint(low, high, (batch, self.config.frames), generator=generator)
         return self.latents[index], self.positions[index]
 

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +80,18 @@ def test_main_trains_the_chosen_rows_and_checks_them(benchmark, tmp_path, single
     assert (tmp_path / "action_learning.json").is_file()
     with pytest.raises(ValueError, match="--recipes must be positions"):
         benchmark.main([*arguments, "--recipes", str(len(benchmark.RECIPES))])
+
+
+def test_pusht_agent_walk_clips_are_walks_of_small_steps(benchmark):
+    positions = benchmark.agent_positions(40, np.random.default_rng(0), walk_frames=4, walk_step_px=48.0)
+    walks = positions.reshape(10, 4, 2)
+    assert (np.abs(np.diff(walks, axis=1)) <= 48.0 + 1e-9).all() and (np.abs(np.diff(walks, axis=1)) > 0).any()
+    assert (positions[:, 1] <= 280.0).all()  # 120 px above the block's centre: the agent never touches it
+    config = benchmark.ActionLearningConfig(num_frames=40, frames=4)
+    world = benchmark.ToyWorld("pusht_agent_walk", config)
+    assert world.latents.shape == (10, 4, 64, 64) and world.split == 8 and world.tokens_and_channels == (64, 64)
+    latents, actions = world.clips(5, torch.Generator().manual_seed(0), held_out=True)
+    assert latents.shape == (5, 4, 64, 64) and actions.shape == (5, 4, 2)
+    walk = (world.positions[None] == actions[:, None]).all(-1).all(-1).float().argmax(-1)  # [B]: which walk
+    assert (walk >= world.split).all()
+    torch.testing.assert_close(world.latents[walk], latents)
