@@ -69,6 +69,9 @@ RECIPES = [
     ("the demo's recipe + action modulation + latent position embedding",
      {"prediction_type": "gated", "action_modulation": True, "latent_position_embedding": True},
      {"teacher_forcing_probability": 0.5}),
+    ("every sequence teacher-forced, action modulation, latent position embedding, no copy gate (sample)",
+     {"prediction_type": "sample", "action_modulation": True, "latent_position_embedding": True},
+     {"teacher_forcing_probability": 1.0}),
 ]  # fmt: skip
 MLP_ROW = "reference: an MLP from what decides the next frame (the action's Fourier features; + the last frame in relative)"
 
