@@ -385,11 +385,14 @@ def test_hub_configs_load():
     assert 350e6 < params < 450e6
 
 
-def test_gradient_checkpointing_gives_same_gradients():
-    model = make_model().train()
+@pytest.mark.parametrize("overrides", [{}, {"action_modulation": True, "num_agent_tokens": 2}])
+def test_gradient_checkpointing_gives_same_gradients(overrides):
+    model = make_model(**overrides).train()
     inputs = make_inputs(model)
     model(**inputs).sample.square().mean().backward()
     expected = {name: param.grad.clone() for name, param in model.named_parameters() if param.grad is not None}
+    if model.action_condition is not None:  # the modulation reaches the action condition's MLP
+        assert expected["action_condition.mlp.0.weight"].abs().max() > 0
     model.zero_grad()
     model.activation_checkpointing_enable()
     model(**inputs).sample.square().mean().backward()

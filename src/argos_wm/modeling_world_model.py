@@ -203,7 +203,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             agent = AgentStream(
                 self.agent_tokens.embed(batch, frames, goal_latents, goal_states),
                 self.spatial_rotary(torch.arange(tokens + self.config.num_agent_tokens, device=device)),
-                temporal_rotary, temporal_mask, cache, use_cache, condition,
+                temporal_rotary, temporal_mask, cache, use_cache,
             )
         elif goal_latents is not None or goal_states is not None:
             raise ValueError("goal_latents / goal_states were given but the model has no agent (num_agent_tokens == 0).")
@@ -211,8 +211,9 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             temporal_mask = temporal_mask.repeat_interleave(tokens, dim=0)  # [B, Tq, Tk] -> [B*S, Tq, Tk]
 
         for layer in self.layers:
+            modulation = layer.modulations(condition)  # once per layer, for the frame tokens and the agent tokens
             if agent is not None:
-                self.agent_tokens.advance(layer, hidden_states, agent)
+                self.agent_tokens.advance(layer, hidden_states, agent, modulation)
             if layer.is_temporal:
                 hidden_states = layer(
                     hidden_states,
@@ -220,10 +221,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
                     attention_mask=temporal_mask,
                     cache=cache,
                     use_cache=use_cache,
-                    condition=condition,
+                    modulation=modulation,
                 )
             else:
-                hidden_states = layer(hidden_states, spatial_rotary, condition=condition)
+                hidden_states = layer(hidden_states, spatial_rotary, modulation=modulation)
         if use_cache:
             cache.num_frames += frames
             cache.append_last_frame(latents[:, -1], signal_levels[:, -1])

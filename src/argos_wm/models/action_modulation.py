@@ -39,8 +39,9 @@ class ArgosActionCondition(nn.Module):
         """`actions` `[B, T, A]` (unknown entries may be NaN), `action_mask` `[B, T]` -> `[B, T, width]`, after SiLU."""
         condition = self.no_action.expand(batch, frames, -1)
         if actions is not None:
-            known = torch.ones(batch, frames, 1, dtype=torch.bool, device=actions.device)
-            if action_mask is not None:
+            if action_mask is None:
+                known = torch.ones(batch, frames, 1, dtype=torch.bool, device=actions.device)
+            else:
                 known = action_mask.to(torch.bool)[..., None]
             features = fourier_features(actions.to(self.no_action.dtype).masked_fill(~known, 0.0))
             condition = torch.where(known, self.mlp(features), condition)

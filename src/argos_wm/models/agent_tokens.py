@@ -31,7 +31,6 @@ class AgentStream:
         temporal_mask: `[B or 1, T, T_cached + T]` bool, the frame tokens' temporal mask.
         cache: the world model's cache (agent keys/values live under the keys `("agent", layer_idx)`), or None.
         use_cache: append this call's agent keys/values to `cache`.
-        condition: `[B, T, width]` the frames' action condition, when the layers are modulated by it.
     """
 
     states: torch.Tensor
@@ -40,7 +39,6 @@ class AgentStream:
     temporal_mask: torch.Tensor
     cache: WorldModelCache | None
     use_cache: bool
-    condition: torch.Tensor | None = None
 
 
 class ArgosAgentTokens(nn.Module):
@@ -85,10 +83,12 @@ class ArgosAgentTokens(nn.Module):
             goal = goal + self.goal_state_proj(goal_states.to(dtype))
         return tokens + goal[:, None, None]
 
-    def advance(self, layer: nn.Module, hidden_states: torch.Tensor, stream: AgentStream) -> None:
+    def advance(
+        self, layer: nn.Module, hidden_states: torch.Tensor, stream: AgentStream, modulation: tuple | None = None
+    ) -> None:
         """Moves `stream.states` through `layer`, reading the frame tokens' input to that layer `hidden_states`
-        `[B, T, S, width]` (which it leaves untouched). Agent tokens are modulated as their frame's tokens are."""
-        modulation = layer.modulations(stream.condition)
+        `[B, T, S, width]` (which it leaves untouched). Agent tokens are modulated as their frame's tokens are, by the
+        layer's `modulation` of this call's frames."""
         if layer.is_temporal:
             states = stream.states + self._temporal_attention(layer, stream, modulation)
         else:

@@ -114,12 +114,11 @@ class ArgosWorldModelLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         cache: WorldModelCache | None = None,
         use_cache: bool = False,
-        condition: torch.Tensor | None = None,
+        modulation: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """`hidden_states` `[B, T, S, width]` -> `[B, T, S, width]`. Only temporal layers use the mask and the cache;
-        `condition` `[B, T, width]` is the frames' action condition of a modulated layer."""
+        `modulation` is `self.modulations(condition)` of a modulated layer."""
         batch, frames, tokens, _ = hidden_states.shape
-        modulation = self.modulations(condition)
         normed = self.attention_input(hidden_states, modulation)
         if self.is_temporal:
             sequences = rearrange(normed, "b t s d -> (b s) t d")
