@@ -177,6 +177,8 @@ def test_several_sources_and_cli(dataset, tmp_path):
     saved = ArgosDinoEncoder.from_name_or_path(tmp_path / "cache" / "encoder")
     assert saved.config.num_statistics_frames == 8
     assert cache.latent_bound == saved.config.latent_bound == 3.0  # the reader and the saved encoder agree
+    with pytest.raises(ValueError, match="--latent-bound must be positive .* got 0.0"):
+        main(["--dataset", str(second), "--encoder", str(TINY_ENCODER), "--out", str(tmp_path / "zero"), "--latent-bound", "0"])
 
     sources = [LeRobotSource(dataset, camera_keys=["cam.a"]), LeRobotSource(second)]
     out = build_latent_cache(sources, saved, tmp_path / "multi", show_progress=False)

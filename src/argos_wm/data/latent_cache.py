@@ -414,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or state.device
     encoder = ArgosDinoEncoder.from_name_or_path(args.encoder).to(device)
     if args.latent_bound is not None:
+        if not args.latent_bound > 0:
+            raise ValueError(f"--latent-bound must be positive (a number of stds), got {args.latent_bound}.")
         encoder.config.latent_bound = args.latent_bound
     sources = [
         LeRobotSource(
