@@ -17,14 +17,22 @@ proves nothing. Here one object sits on a `grid` x `grid` token grid (the "objec
   those latents as the encoder's `latent_bound` does;
 - `pusht_agent_walk`: the same, but each clip is a random walk of the agent (steps of up to `walk_step_px` of the
   512 px world along each axis, a fraction of a 64 px token), as PushT's agent moves from where it was: the action
-  still says where the agent is drawn, but copy-last is now close, and the change to predict is small.
+  still says where the agent is drawn, but copy-last is now close, and the change to predict is small;
+- `pusht_agent_lag`: PushT's own dynamics: the action is a target the agent's PD controller pulls it toward for 5
+  simulator steps (one model step at the demo's 2 fps), the targets a random walk of steps up to `walk_step_px`; the
+  agent lags behind its target, so where it lands depends on where it was and how fast it went (the context frames)
+  as well as on the action; `pusht_agent_lag_block`: the same with the block at a random place and angle in each
+  clip, never touched (below the agent's reach), which the model must copy from the context;
+- `pusht_demo`: no toy: every `frames`-frame window (all actions known) of a PushT latent cache (`--latent_cache`,
+  e.g. the demo's), its last 4 episodes held out as the quality benchmark holds them out, the model actions
+  standardised over the training windows; what the demo's data gives this benchmark's training loop.
 Each recipe (model overrides of a tiny config and scheduler settings) is trained from scratch with the library's
 `ShortcutForcingLoss`. On held-out clips it reports the one-step prediction from pure noise after clean context
 (`x`-prediction at `d_min`) against copy-last, and the action effect: how far that prediction moves when each clip's
 actions are swapped for another clip's, in units of copy-last's error. A recipe that learned the world scores ~0 with
 an effect near 1; one that ignores the action predicts the average frame: an error of ~0.5-0.8 and an effect of ~0.
 The reference row is no world model: an MLP from what decides the next frame (the action and its sin / cos at 6
-octaves; and the last frame in `relative`) to the next frame's latents, trained as long, which says how hard the map
+octaves; and the last frame in `relative`, the last two in `pusht_agent_lag` and `pusht_demo`) to the next frame's latents, trained as long, which says how hard the map
 itself is.
 Prints a table and writes `action_learning.json` to `output_dir`.
 """
@@ -46,7 +54,7 @@ from argos_wm.training import ShortcutForcingLoss
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-WORLDS = ("absolute", "relative", "pusht_agent", "pusht_agent_walk")
+WORLDS = ("absolute", "relative", "pusht_agent", "pusht_agent_walk", "pusht_agent_lag", "pusht_agent_lag_block", "pusht_demo")
 # (name, model overrides, scheduler settings): the embedded default's recipe and what each change does to it
 RECIPES = [
     ("the demo's recipe (gated; 4 layers S T S T; half the sequences teacher-forced; ramp weight)",
@@ -73,14 +81,16 @@ RECIPES = [
      {"prediction_type": "sample", "action_modulation": True, "latent_position_embedding": True},
      {"teacher_forcing_probability": 1.0}),
 ]  # fmt: skip
-MLP_ROW = "reference: an MLP from what decides the next frame (the action's Fourier features; + the last frame in relative)"
+MLP_ROW = "reference: an MLP from what decides the next frame (the action's Fourier features; + the last frame(s))"
 
 
 @dataclass
 class ActionLearningConfig:
     """What to train and score."""
 
-    worlds: list[str] = field(default_factory=lambda: list(WORLDS), metadata={"help": f"Some of {WORLDS}."})
+    worlds: list[str] = field(
+        default_factory=lambda: list(WORLDS[:-1]), metadata={"help": f"Some of {WORLDS} (`pusht_demo` needs a cache)."}
+    )
     recipes: list[int] = field(
         default_factory=lambda: list(range(len(RECIPES))), metadata={"help": "Rows of RECIPES to train, by position."}
     )
@@ -92,13 +102,17 @@ class ActionLearningConfig:
     channels: int = field(default=16, metadata={"help": "Latent channels."})
     num_frames: int = field(default=4000, metadata={"help": "PushT frames rendered for the `pusht_agent` worlds."})
     walk_step_px: float = field(
-        default=48.0, metadata={"help": "`pusht_agent_walk`: the largest step along each axis, in world px (of 512)."}
+        default=48.0,
+        metadata={"help": "`pusht_agent_walk` / `_lag`: the largest step along each axis, in world px (of 512)."},
     )
     encoder: str = field(
         default=str(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny"), metadata={"help": "Encoder of `pusht_agent`."}
     )
     latent_bound: float | None = field(
         default=None, metadata={"help": "The encoder's soft bound of the normalised latents of `pusht_agent`."}
+    )
+    latent_cache: str = field(
+        default="outputs/demo/pusht_latents", metadata={"help": "`pusht_demo`: the PushT latent cache to read."}
     )
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     model_config: str = field(
@@ -159,21 +173,93 @@ def pusht_agent_frames(
     return latents, torch.from_numpy(positions).float() / 256.0 - 1.0
 
 
+def pusht_agent_lag_frames(
+    encoder: ArgosDinoEncoder,
+    num_frames: int,
+    seed: int,
+    walk_frames: int,
+    walk_step_px: float,
+    random_block: bool = False,
+    frameskip: int = 5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`num_frames / walk_frames` clips of PushT's simulated agent chasing a random walk of targets (each held for
+    `frameskip` simulator steps) above the block: the block fixed, or with `random_block` at a random place and angle
+    per clip (a clip in which the agent touched it is drawn again). Returns latents `[M, N, C]` normalised per position
+    over the frames, and the targets `[M, 2]` in [-1, 1] that led to each frame (a clip's first: where the agent starts)."""
+    from argos_wm.data.pusht import make_pusht_env
+
+    env = make_pusht_env(96)
+    rng = np.random.default_rng(seed)
+    low, high = np.array([60.0, 60.0]), np.array([452.0, 240.0 if random_block else 280.0])
+    frames, targets = [], []
+    while len(frames) < num_frames - walk_frames + 1:
+        target = rng.uniform(low, high)
+        block = [256.0, 400.0, 0.5]
+        if random_block:
+            block = [rng.uniform(160.0, 352.0), rng.uniform(330.0, 400.0), rng.uniform(0.0, 2 * np.pi)]
+        observation, _ = env.reset(options={"reset_to_state": [*target, *block]})
+        start = np.array([*env.unwrapped.block.position, env.unwrapped.block.angle])
+        clip_frames, clip_targets = [observation["pixels"]], [target]
+        for _ in range(walk_frames - 1):
+            target = np.clip(target + rng.uniform(-walk_step_px, walk_step_px, size=2), low, high)
+            for _ in range(frameskip):
+                observation, *_ = env.step(target)
+            clip_frames.append(observation["pixels"])
+            clip_targets.append(target)
+        end = np.array([*env.unwrapped.block.position, env.unwrapped.block.angle])
+        if not random_block or np.abs(end - start).max() < 0.1:
+            frames += clip_frames
+            targets += clip_targets
+    encoder.compute_latent_statistics([np.stack(frames)], show_progress=False)
+    latents = encoder.encode(np.stack(frames), batch_size=128)
+    return latents, torch.from_numpy(np.stack(targets)).float() / 256.0 - 1.0
+
+
+def pusht_demo_windows(latent_cache: str, frames: int, held_out_episodes: int = 4):
+    """Every `frames`-frame window of the cache's episodes whose actions are all known: latents `[W, T, N, C]`, model
+    actions `[W, T, A]` standardised over the training windows, and how many of the windows (the first) are training
+    ones: the last `held_out_episodes` episodes are held out."""
+    from argos_wm.data.latent_cache_source import LatentCacheSource
+
+    if not (Path(latent_cache) / "index.json").is_file():
+        raise FileNotFoundError(f"`--latent_cache` {latent_cache} is no latent cache; `make demo` builds the demo's.")
+    source = LatentCacheSource(latent_cache)
+    latents, actions, split = [], [], 0
+    for i in range(len(source)):
+        episode = source.read_episode(i)
+        for start in range(len(episode) - frames + 1):
+            if episode.action_mask[start : start + frames].all():
+                latents.append(episode.latents[start : start + frames])
+                actions.append(episode.actions[start : start + frames])
+        if i == len(source) - held_out_episodes - 1:
+            split = len(latents)
+    latents, actions = torch.stack(latents), torch.stack(actions).float()
+    training = actions[:split].flatten(0, 1)
+    return latents, (actions - training.mean(0)) / training.std(0), split
+
+
 class ToyWorld:
     """Draws training or held-out clips `(latents [B, T, N, C], actions [B, T, 2])` of one world."""
 
     def __init__(self, world: str, config: "ActionLearningConfig"):
         self.world, self.config = world, config
-        if world in ("pusht_agent", "pusht_agent_walk"):
+        if world.startswith("pusht_agent"):
             encoder = ArgosDinoEncoder.from_name_or_path(config.encoder, latent_bound=config.latent_bound)
-            walk_frames = config.frames if world == "pusht_agent_walk" else None
-            self.latents, self.positions = pusht_agent_frames(
-                encoder, config.num_frames, config.seed, walk_frames, config.walk_step_px
-            )
+            walk_frames = None if world == "pusht_agent" else config.frames
+            if world.startswith("pusht_agent_lag"):
+                self.latents, self.positions = pusht_agent_lag_frames(
+                    encoder, config.num_frames, config.seed, walk_frames, config.walk_step_px, world.endswith("block")
+                )
+            else:
+                self.latents, self.positions = pusht_agent_frames(
+                    encoder, config.num_frames, config.seed, walk_frames, config.walk_step_px
+                )
             if walk_frames is not None:  # [M, ...] -> [walks, frames, ...]: a clip is one walk
                 self.latents = self.latents.unflatten(0, (-1, walk_frames))
                 self.positions = self.positions.unflatten(0, (-1, walk_frames))
             self.split = int(0.8 * len(self.latents))
+        elif world == "pusht_demo":
+            self.latents, self.positions, self.split = pusht_demo_windows(config.latent_cache, config.frames)
         elif world in ("absolute", "relative"):
             self.pattern = torch.randn(2, config.channels, generator=torch.Generator().manual_seed(config.seed))
         else:
@@ -181,15 +267,15 @@ class ToyWorld:
 
     @property
     def tokens_and_channels(self) -> tuple[int, int]:
-        if self.world.startswith("pusht_agent"):
+        if self.world.startswith("pusht"):
             return tuple(self.latents.shape[-2:])
         return self.config.grid**2, self.config.channels
 
     def clips(self, batch: int, generator: torch.Generator, held_out: bool = False):
-        if not self.world.startswith("pusht_agent"):
+        if not self.world.startswith("pusht"):
             return grid_world(self.world, batch, self.config.frames, self.config.grid, self.pattern, generator)
         low, high = (self.split, len(self.latents)) if held_out else (0, self.split)
-        if self.world == "pusht_agent_walk":
+        if self.world != "pusht_agent":  # a clip is one walk
             index = torch.randint(low, high, (batch,), generator=generator)
             return self.latents[index], self.positions[index]
         index = torch.randint(low, high, (batch, self.config.frames), generator=generator)
@@ -256,21 +342,19 @@ def train_and_score(world: ToyWorld, model_overrides: dict, scheduler_settings: 
 
 
 def train_and_score_mlp(world: ToyWorld, config: "ActionLearningConfig", hidden_size: int = 512) -> dict:
-    """The reference: an MLP from the action's Fourier features (and the last frame in `relative`) to the next frame's
-    latents."""
+    """The reference: an MLP from the action's Fourier features (and the last frame in `relative`, the last two in
+    `pusht_agent_lag` and `pusht_demo`) to the next frame's latents."""
     torch.manual_seed(config.seed)
     tokens, channels = world.tokens_and_channels
-    reads_last_frame = world.world == "relative"
+    context = {"relative": 1, "pusht_agent_lag": 2, "pusht_agent_lag_block": 2, "pusht_demo": 2}.get(world.world, 0)  # context frames it reads
     mlp = nn.Sequential(
-        nn.Linear(2 * (1 + 2 * ACTION_FOURIER_OCTAVES) + reads_last_frame * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
+        nn.Linear(2 * (1 + 2 * ACTION_FOURIER_OCTAVES) + context * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
         nn.Linear(hidden_size, tokens * channels),
     )  # fmt: skip
 
     def predict(latents, actions):  # [B, T, N, C], [B, T, 2] -> [B, N, C]
-        inputs = fourier_features(actions[:, -1])
-        if reads_last_frame:
-            inputs = torch.cat([inputs, latents[:, -2].flatten(1)], dim=1)
-        return mlp(inputs).view(-1, tokens, channels)
+        inputs = [fourier_features(actions[:, -1])] + [latents[:, -2 - k].flatten(1) for k in range(context)]
+        return mlp(torch.cat(inputs, dim=1)).view(-1, tokens, channels)
 
     def batch_loss(generator):
         latents, actions = world.clips(config.batch_size * config.frames, generator)

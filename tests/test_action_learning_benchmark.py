@@ -95,3 +95,54 @@ def test_pusht_agent_walk_clips_are_walks_of_small_steps(benchmark):
     walk = (world.positions[None] == actions[:, None]).all(-1).all(-1).float().argmax(-1)  # [B]: which walk
     assert (walk >= world.split).all()
     torch.testing.assert_close(world.latents[walk], latents)
+
+
+def test_pusht_agent_lag_clips_chase_a_walk_of_targets(benchmark):
+    config = benchmark.ActionLearningConfig(num_frames=24, frames=4, walk_step_px=40.0)
+    world = benchmark.ToyWorld("pusht_agent_lag", config)
+    assert world.latents.shape == (6, 4, 64, 64) and world.positions.shape == (6, 4, 2) and world.split == 4
+    targets = (world.positions + 1.0) * 256.0  # back to world px
+    assert (np.abs(np.diff(targets.numpy(), axis=1)) <= 40.0 + 1e-3).all()
+    assert (targets[..., 1] <= 280.0 + 1e-3).all()
+    assert not torch.equal(world.latents[:, 0], world.latents[:, -1])  # the agent moved
+    latents, actions = world.clips(3, torch.Generator().manual_seed(0), held_out=True)
+    clip = (world.positions[None] == actions[:, None]).all(-1).all(-1).float().argmax(-1)
+    assert (clip >= world.split).all()
+    torch.testing.assert_close(world.latents[clip], latents)
+
+
+def test_pusht_demo_windows_read_a_latent_cache_and_hold_out_its_last_episodes(benchmark, make_lerobot_dataset, tmp_path):
+    from argos_wm import ArgosDinoEncoder
+    from argos_wm.data.latent_cache import build_latent_cache
+    from argos_wm.data.latent_cache_source import LatentCacheSource
+    from argos_wm.data.lerobot_source import LeRobotSource
+
+    root, _ = make_lerobot_dataset(lengths=(5, 6, 4, 7, 5), state_dim=0)
+    encoder = ArgosDinoEncoder.from_name_or_path(benchmark.REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny")
+    cache = build_latent_cache(LeRobotSource(root), encoder, tmp_path / "cache", show_progress=False)
+    latents, actions, split = benchmark.pusht_demo_windows(str(cache), frames=3, held_out_episodes=2)
+    source = LatentCacheSource(cache)
+    expected_latents, expected_actions, windows_before_held_out = [], [], 0
+    for i in range(len(source)):
+        episode = source.read_episode(i)
+        for start in range(len(episode) - 2):
+            if episode.action_mask[start : start + 3].all():
+                expected_latents.append(episode.latents[start : start + 3])
+                expected_actions.append(episode.actions[start : start + 3])
+        windows_before_held_out += len(expected_latents) if i == 2 else 0
+    assert split == windows_before_held_out and 0 < split < len(latents) == len(expected_latents)
+    torch.testing.assert_close(latents, torch.stack(expected_latents))
+    training = torch.stack(expected_actions)[:split].flatten(0, 1)
+    torch.testing.assert_close(actions, (torch.stack(expected_actions) - training.mean(0)) / training.std(0))
+    torch.testing.assert_close(actions[:split].flatten(0, 1).mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    with pytest.raises(FileNotFoundError, match="--latent_cache"):
+        benchmark.pusht_demo_windows(str(tmp_path / "nowhere"), frames=3)
+
+
+def test_pusht_agent_lag_block_world_keeps_the_agent_above_a_block_placed_anew_per_clip(benchmark):
+    config = benchmark.ActionLearningConfig(num_frames=12, frames=3)
+    world = benchmark.ToyWorld("pusht_agent_lag_block", config)
+    assert world.latents.shape == (4, 3, 64, 64) and world.split == 3
+    assert (((world.positions[..., 1] + 1.0) * 256.0) <= 240.0 + 1e-3).all()
+    first_frames = world.latents[:, 0].flatten(1)
+    assert torch.cdist(first_frames, first_frames).triu(1)[0, 1:].min() > 0  # every clip starts from its own frame
