@@ -146,7 +146,7 @@ def pipeline_errors(config: DynamicsBenchmarkConfig, source: LeRobotSource) -> d
     predicted = pipe.rollout(
         context_latents=batch["context_latents"], context_states=batch["context_states"],
         context_actions=batch["context_actions"], actions=batch["actions"], num_inference_steps=1,
-        context_signal_level=0.9, generator=torch.Generator().manual_seed(config.seed),
+        generator=torch.Generator().manual_seed(config.seed),
     ).states[:, 0].float().numpy()  # fmt: skip
     real = np.concatenate([batch["agents"][:, 1], batch["blocks"][:, 1]], axis=1)
     return errors(predicted, real, block_moves(batch["blocks"])[:, 0])

@@ -62,7 +62,9 @@ class QualityBenchmarkConfig:
         default=True,
         metadata={"help": "Also score the model's x-prediction at one step with the finest step size d_min (row 'x')."},
     )
-    context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the context."})
+    context_signal_level: float | None = field(
+        default=None, metadata={"help": "Re-noising level of the context (default: the pipeline scheduler's)."}
+    )
     probe_l2: list[float] = field(
         default_factory=lambda: [1.0, 10.0, 100.0, 1000.0], metadata={"help": "Ridge penalties tried for the probe."}
     )
@@ -337,6 +339,7 @@ def main(args: list[str] | None = None) -> dict:
     (config,) = HfArgumentParser(QualityBenchmarkConfig).parse_args_into_dataclasses(args=args)
     torch.manual_seed(config.seed)
     pipe = WorldModelPipeline.from_pretrained(config.pipeline)
+    config.context_signal_level = pipe.scheduler.resolve_context_signal_level(config.context_signal_level)
     if config.checkpoint is not None:
         load_ema_weights(pipe.world_model, config.checkpoint)
     pipe.set_progress_bar_config(disable=True)

@@ -68,13 +68,15 @@ class RankingBenchmarkConfig:
         default=None, metadata={"help": "Cost on every frame (all) or the last (final) (default: the preset's)."}
     )
     num_inference_steps: int = field(default=1, metadata={"help": "Shortcut steps per predicted frame."})
-    context_signal_level: float = field(default=0.9, metadata={"help": "Re-noising level of the real context."})
+    context_signal_level: float | None = field(
+        default=None, metadata={"help": "Re-noising level of the real context (default: the pipeline scheduler's)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the goals and the candidates."})
 
     def __post_init__(self):
         if self.num_candidates < 4:
             raise ValueError(f"num_candidates must be >= 4 (replay, goal_agent and two drawn), got {self.num_candidates}")
-        if not 0.0 < self.context_signal_level <= 1.0:
+        if self.context_signal_level is not None and not 0.0 < self.context_signal_level <= 1.0:
             raise ValueError(f"context_signal_level must be in (0, 1], got {self.context_signal_level}")
 
 
@@ -124,6 +126,7 @@ def main(args: list[str] | None = None) -> dict:
     (config,) = HfArgumentParser(RankingBenchmarkConfig).parse_args_into_dataclasses(args)
     plan_pusht = load_plan_pusht()
     pipe = WorldModelPipeline.from_pretrained(config.pipeline)
+    config.context_signal_level = pipe.scheduler.resolve_context_signal_level(config.context_signal_level)
     pipe.set_progress_bar_config(disable=True)
     space = plan_pusht.PushTActionSpace.from_pipeline(pipe)
     planning_config = plan_pusht.PushTPlanningConfig(

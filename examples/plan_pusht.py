@@ -125,10 +125,10 @@ class PushTPlanningConfig:
     num_context_frames: int = field(
         default=1, metadata={"help": "Past observations (and the actions between them) the model sees when it plans."}
     )
-    context_signal_level: float = field(
-        default=0.9,
-        metadata={"help": "Signal level the real context is re-noised to (Dreamer 4: 0.9); 1.0 keeps it clean, as a "
-                  "model trained with teacher_forcing_probability 1.0 saw it."},
+    context_signal_level: float | None = field(
+        default=None,
+        metadata={"help": "Signal level the real context is re-noised to; default: the pipeline scheduler's "
+                  "context_signal_level (Dreamer 4's 0.9, or 1.0 for a model trained on clean context only)."},
     )  # fmt: skip
     state_weight: float | None = field(default=None, metadata={"help": "Weight of the proprio distance in the cost."})
     cost_steps: str | None = field(
@@ -168,7 +168,7 @@ class PushTPlanningConfig:
                      "num_context_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.context_signal_level <= 1.0:
+        if self.context_signal_level is not None and not 0.0 < self.context_signal_level <= 1.0:
             raise ValueError(f"context_signal_level must be in (0, 1], got {self.context_signal_level}")
         if self.reach < 0:
             raise ValueError(f"reach must be >= 0 pixels, got {self.reach}")
@@ -343,6 +343,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     config = PushTPlanningConfig(dataset=str(dataset_dir), **overrides)
     action_space = PushTActionSpace.from_pipeline(pipe, config.frameskip, config.action_aggregation)
     config.frameskip, config.action_aggregation = action_space.frameskip, action_space.aggregation
+    config.context_signal_level = pipe.scheduler.resolve_context_signal_level(config.context_signal_level)
     pipe.set_progress_bar_config(disable=True)
     source = LeRobotSource(config.dataset, extra_keys=["observation.environment_state"])
     image_size = source.features[source.camera_keys[0]]["shape"][0]

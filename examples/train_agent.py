@@ -151,7 +151,9 @@ def behavior_cloning_step(model, agent_model, scheduler, criterion, batch, laten
     wrapped (DDP); `agent_model` is the `ArgosWorldModel` itself."""
     model_config = agent_model.config
     goal = agent_goals(batch, latents, model_config.goal_conditioned)
-    level = torch.full(latents.shape[:2], config.context_signal_level, device=latents.device)
+    level = torch.full(
+        latents.shape[:2], scheduler.resolve_context_signal_level(config.context_signal_level), device=latents.device
+    )
     output = model(
         latents=noised(scheduler, latents, level, generator),
         signal_levels=level,

@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> dict:
         with accelerator.autocast():
             evaluation = evaluate_rollouts(
                 unwrapped, scheduler, batches, config.eval_context_frames, config.eval_num_inference_steps,
-                config.eval_context_signal_level, seed=config.seed,
+                scheduler.resolve_context_signal_level(config.eval_context_signal_level), seed=config.seed,
             )
         unwrapped.train()
         if ema is not None:

@@ -343,3 +343,34 @@ def test_rollout_rejects_non_finite_context_states(pipe):
     inputs["context_states"][0, 1, 0] = float("nan")
     with pytest.raises(ValueError, match=r"context_states must be finite; got 1 NaN"):
         pipe.rollout(**inputs)
+
+
+def test_the_context_signal_level_defaults_to_the_schedulers_and_survives_save_load(tmp_path):
+    """A model trained on clean context only records `context_signal_level: 1.0` in its scheduler; rollouts and plans
+    then re-noise their context to it unless told otherwise, also after a save/load round trip."""
+    model = make_pipeline().world_model
+    normalizer = ActionStateNormalizer.from_statistics(STATS, STATS)
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, context_signal_level=1.0)
+    pipe = WorldModelPipeline(model, scheduler, normalizer=normalizer)
+    pipe.set_progress_bar_config(disable=True)
+    inputs = make_inputs()
+    default = pipe.rollout(**inputs, num_inference_steps=2, generator=seeded()).latents
+    torch.testing.assert_close(default, pipe.rollout(**inputs, num_inference_steps=2, context_signal_level=1.0,
+                                                     generator=seeded()).latents, rtol=0, atol=0)  # fmt: skip
+    noised = pipe.rollout(**inputs, num_inference_steps=2, context_signal_level=0.9, generator=seeded()).latents
+    assert (default - noised).abs().max() > 1e-3
+    plan_inputs = {
+        "observation_latents": inputs["context_latents"], "observation_states": inputs["context_states"],
+        "goal_latents": torch.zeros(2, *LATENT_SHAPE), "goal_states": torch.full((2, 2), 256.0), "horizon": 2,
+        "num_samples": 8, "num_elites": 2, "iterations": 2, "num_inference_steps": 1, "show_progress": False,
+    }  # fmt: skip
+    plan = pipe.plan(**plan_inputs, generator=seeded())
+    explicit = pipe.plan(**plan_inputs, context_signal_level=1.0, generator=seeded())
+    torch.testing.assert_close(plan.cost, explicit.cost, rtol=0, atol=0)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = WorldModelPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.scheduler.resolve_context_signal_level() == 1.0
+    torch.testing.assert_close(loaded.rollout(**inputs, num_inference_steps=2, generator=seeded()).latents, default)
+    assert ShortcutForcingScheduler().resolve_context_signal_level() == 0.9  # Dreamer 4's, the default
+    assert ShortcutForcingScheduler().resolve_context_signal_level(0.5) == 0.5

@@ -42,7 +42,7 @@ class AgentActionsMixin:
         goal_states=None,
         cache: WorldModelCache | None = None,
         deterministic: bool = True,
-        context_signal_level: float = 0.9,
+        context_signal_level: float | None = None,
         generator: torch.Generator | None = None,
     ) -> ActOutput:
         r"""
@@ -54,15 +54,17 @@ class AgentActionsMixin:
             goal, goal_latents, goal_states: the goal of a goal-conditioned agent, as in [`~WorldModelPipeline.plan`].
             cache: a cache returned by an earlier `act`; the observation frames follow its frames in time.
             deterministic: the policy's mode (True) or a sample (with `generator`).
-            context_signal_level: signal level the observation is re-noised to, as in rollouts.
+            context_signal_level: signal level the observation is re-noised to, as in rollouts (by default the
+                scheduler's).
         """
         model = self.world_model
         if model.agent_heads is None:
             raise ValueError("act needs a world model with agent tokens (config.num_agent_tokens > 0).")
         latents = self._context_latents(observation, observation_latents, "observation")
         batch = latents.shape[0]
+        level = self.scheduler.resolve_context_signal_level(context_signal_level)
         inputs = self._prepare_context(
-            latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
+            latents, observation_states, observation_actions, level, generator, prefix="observation"
         )
         goal_inputs = {}
         if model.config.goal_conditioned:

@@ -98,7 +98,7 @@ class GoalPlanningMixin:
         observation_actions: torch.Tensor | np.ndarray | None = None,
         init_actions: torch.Tensor | np.ndarray | None = None,
         num_inference_steps: int = 4,
-        context_signal_level: float = 0.9,
+        context_signal_level: float | None = None,
         metric: str = "mse",
         cost_steps: str = "final",
         action_weight: float = 0.0,
@@ -128,7 +128,8 @@ class GoalPlanningMixin:
             observation_actions (`[B, T, A]`, *optional*): actions that led to the observations (NaN: unknown).
             init_actions (`[B, H, A]`, *optional*): warm start (raw units), e.g. the previous plan shifted by one.
             num_inference_steps (`int`, defaults to 4): shortcut steps per predicted frame.
-            context_signal_level (`float`, defaults to 0.9): re-noising level of the context.
+            context_signal_level (`float`, *optional*): re-noising level of the context; by default the scheduler's
+                (see [`~WorldModelPipeline.rollout`]).
             metric (`str`, defaults to `"mse"`): `"mse"` or `"l1"`; `cost_steps`: `"final"` (the horizon frame) or
                 `"all"` (mean over the predicted frames); `action_weight`: action-magnitude penalty.
             common_noise (`bool`, defaults to True): score every candidate of every iteration with the same sampling
@@ -169,6 +170,7 @@ class GoalPlanningMixin:
                 )
                 init_mean = self._normalize("action", init_actions)
             self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+            context_signal_level = self.scheduler.resolve_context_signal_level(context_signal_level)
             inputs = self._prepare_context(
                 latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
             )

@@ -332,7 +332,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         context_actions,
         actions,
         num_inference_steps: int,
-        context_signal_level: float,
+        context_signal_level: float | None,
         generator,
         output_type: str,
         use_cache: bool,
@@ -345,6 +345,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         latents = self._context_latents(context, context_latents, "context")
         actions = self._check_actions(actions, latents.shape[0])
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        context_signal_level = self.scheduler.resolve_context_signal_level(context_signal_level)
         inputs = self._prepare_context(latents, context_states, context_actions, context_signal_level, generator)
         horizon = actions.shape[1]
         if not use_cache:
@@ -362,7 +363,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         context_actions: torch.Tensor | np.ndarray | None = None,
         actions: torch.Tensor | np.ndarray | None = None,
         num_inference_steps: int = 4,
-        context_signal_level: float = 0.9,
+        context_signal_level: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "latent",
         use_cache: bool = True,
@@ -393,7 +394,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         context_actions: torch.Tensor | np.ndarray | None = None,
         actions: torch.Tensor | np.ndarray | None = None,
         num_inference_steps: int = 4,
-        context_signal_level: float = 0.9,
+        context_signal_level: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "latent",
         use_cache: bool = True,
@@ -410,8 +411,9 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
                 rows of NaN (and None) mark unknown actions.
             actions (`[B, H, A]`): future actions, raw units; `actions[:, h]` leads to predicted frame h.
             num_inference_steps (`int`, defaults to 4): K shortcut steps per frame, a power of two.
-            context_signal_level (`float`, defaults to 0.9): signal level the context (and every finished frame)
-                is re-noised to before it enters the cache.
+            context_signal_level (`float`, *optional*): signal level the context (and every finished frame) is
+                re-noised to before it enters the cache; by default the scheduler's `context_signal_level`, the level
+                the model was trained to read its context at (0.9; 1.0 for a model trained on clean context only).
             generator (`torch.Generator`, *optional*): makes the noise, hence the rollout, reproducible.
             output_type (`str`, defaults to `"latent"`): `"latent"` (no decoding), `"pt"`, `"np"` or `"pil"`.
             use_cache (`bool`, defaults to True): the KV-cached sampler; False recomputes the whole sequence at every

@@ -48,7 +48,7 @@ def imagine(
     context_actions: torch.Tensor | None = None,
     context_action_mask: torch.Tensor | None = None,
     num_inference_steps: int = 1,
-    context_signal_level: float = 0.9,
+    context_signal_level: float | None = None,
     goal_latents: torch.Tensor | None = None,
     goal_states: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -64,7 +64,8 @@ def imagine(
         context_actions: `[B, T, A]` normalised actions that led to the context frames (None: unknown).
         context_action_mask: `[B, T]` bool, False where a context action is unknown (None: all known).
         num_inference_steps: K shortcut steps per imagined frame.
-        context_signal_level: signal level the context and every finished frame are re-noised to in the cache.
+        context_signal_level: signal level the context and every finished frame are re-noised to in the cache (None:
+            the scheduler's).
         goal_latents, goal_states: the goal of a goal-conditioned agent.
         action_fn: maps policy parameters `[B, P]` (first step of the multi-token prediction) to actions `[B, A]`;
             default: a sample of the policy head's distribution (with `generator`).
@@ -92,7 +93,7 @@ def imagine(
             "state_mask": None if states is None else mask,
         }
 
-    level = float(context_signal_level)
+    level = scheduler.resolve_context_signal_level(context_signal_level)
     context = inputs(
         _noised(scheduler, context_latents, level, generator),
         None if context_states is None else _noised(scheduler, context_states, level, generator),

@@ -112,7 +112,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             `{1, ..., T - 1}`, frames before `c` nearly clean (levels uniform on `[context_signal_level, 1)`, step
             `d_min`), frames from `c` on as above. 0 is plain diffusion forcing (every frame independent).
         context_signal_level (`float`, defaults to 0.9):
-            Lowest signal level of those clean-context frames (a rollout re-noises its context to 0.9 by default).
+            Lowest signal level of those clean-context frames, and the level a pipeline with this scheduler re-noises
+            its context to in rollouts, plans, `act` and imagination unless told otherwise
+            ([`~ShortcutForcingScheduler.resolve_context_signal_level`]). Set it to 1.0 for a model trained with
+            `teacher_forcing_probability: 1.0`, which only ever saw a clean context.
         teacher_forcing_probability (`float`, defaults to 0.0):
             Probability that a training sequence is teacher-forced, DINO-WM's deterministic objective: its frames are
             clean context (`tau = 1`, which carries no loss) but the last real one, which starts from pure noise
@@ -323,6 +326,11 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         signal_levels = torch.where(chosen, forced_levels, signal_levels)
         step_sizes = torch.where(chosen, torch.full_like(step_sizes, self.min_step_size), step_sizes)
         return signal_levels, step_sizes
+
+    def resolve_context_signal_level(self, context_signal_level: float | None = None) -> float:
+        """`context_signal_level`, or where it is None this scheduler's `config.context_signal_level`: the level the
+        context frames are re-noised to at inference."""
+        return float(self.config.context_signal_level if context_signal_level is None else context_signal_level)
 
     def add_noise(
         self,

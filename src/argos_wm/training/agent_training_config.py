@@ -36,7 +36,8 @@ class AgentTrainingConfig(TrainingRunConfig):
         reward: `"goal"`, the dense goal reward -(latent mse + goal_state_weight x proprio mse) to the clip's goal
             (`argos_wm.rl.goal_rewards`), or `"dataset"`, the dataset's rewards (`next.reward`).
         goal_state_weight: weight of the proprio distance in the goal reward.
-        context_signal_level: signal level the frames the agent reads are re-noised to (as `pipe.act` does).
+        context_signal_level: signal level the frames the agent reads are re-noised to (as `pipe.act` does); None:
+            the pretrained pipeline's scheduler's.
 
     Phase bc:
         reward_loss_weight: weight of the reward head's loss beside the policy's.
@@ -71,7 +72,7 @@ class AgentTrainingConfig(TrainingRunConfig):
     num_eval_episodes: int = 4
     reward: str = "goal"
     goal_state_weight: float = 10.0
-    context_signal_level: float = 0.9
+    context_signal_level: float | None = None
 
     reward_loss_weight: float = 1.0
 
@@ -119,7 +120,7 @@ class AgentTrainingConfig(TrainingRunConfig):
                 f"sequence_lengths must be >= {needed} (phase {self.phase}: the goal is the clip's last frame, after "
                 f"{'the context_frames' if self.phase == 'rl' else 'at least one action'}), got {self.sequence_lengths}."
             )
-        if not 0.0 < self.context_signal_level <= 1.0:
+        if self.context_signal_level is not None and not 0.0 < self.context_signal_level <= 1.0:
             raise ValueError(f"context_signal_level must be in (0, 1], got {self.context_signal_level}.")
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 <= self.pmpo_alpha <= 1.0):
             raise ValueError(f"need 0 < gamma <= 1, 0 <= lam <= 1, 0 <= pmpo_alpha <= 1; got {self.gamma}, "

@@ -47,7 +47,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
         eval_context_frames: clean frames given as context to the rollouts.
         eval_horizon: future frames predicted.
         eval_num_inference_steps: shortcut steps K per frame.
-        eval_context_signal_level: signal level the context is re-noised to.
+        eval_context_signal_level: signal level the context is re-noised to (None: the scheduler's).
         num_sample_videos: held-out clips written as videos when a decoder is configured.
     """
 
@@ -72,7 +72,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
     eval_context_frames: int = 4
     eval_horizon: int = 8
     eval_num_inference_steps: int = 4
-    eval_context_signal_level: float = 0.9
+    eval_context_signal_level: float | None = None
     num_sample_videos: int = 2
 
     output_dir: str = "outputs/world-model"
@@ -101,7 +101,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
         for name in ("eval_steps", "num_sample_videos"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if not 0.0 < self.eval_context_signal_level <= 1.0:
+        if self.eval_context_signal_level is not None and not 0.0 < self.eval_context_signal_level <= 1.0:
             raise ValueError(f"eval_context_signal_level must be in (0, 1], got {self.eval_context_signal_level}.")
 
 
