@@ -66,6 +66,15 @@ class DemoConfig:
     decoder_steps: int = field(default=500, metadata={"help": "Training steps of the RAE decoder (0 skips it)."})
     world_model_steps: int = field(default=1000, metadata={"help": "Training steps of the world model."})
     frames_per_batch: int = field(default=64, metadata={"help": "Frames per world-model batch."})
+    latent_bound: float | None = field(
+        default=None, metadata={"help": "Soft bound of the normalised latents (the latent cache's `--latent-bound`)."}
+    )
+    model_overrides: str | None = field(
+        default=None, metadata={"help": "World-model config overrides (YAML), in place of pusht_tiny.yaml's."}
+    )
+    scheduler: str | None = field(
+        default=None, metadata={"help": "Scheduler settings (YAML), in place of pusht_tiny.yaml's."}
+    )
     planning_goals: int = field(default=50, metadata={"help": "PushT goals for the MPC evaluation (DINO-WM: 50)."})
     agent_bc_steps: int = field(default=AGENT_BC_STEPS, metadata={"help": "Behaviour-cloning steps (0: no agent)."})
     agent_rl_steps: int = field(default=AGENT_RL_STEPS, metadata={"help": "Imagination-RL steps after them."})
@@ -150,6 +159,7 @@ def main(args: list[str] | None = None) -> dict:
         run_stage("encode latents", [
             python, "-m", "argos_wm.data.latent_cache", "--dataset", str(dataset), "--encoder",
             str(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny"), "--out", str(cache), "--fps", str(config.fps),
+            *(["--latent-bound", str(config.latent_bound)] if config.latent_bound is not None else []),
         ], timings)  # fmt: skip
     decoder_script = REPOSITORY / "examples" / "train_rae_decoder.py"
     if config.decoder_steps > 0 and decoder_script.is_file() and not (config.reuse and decoder.is_dir()):
@@ -170,6 +180,8 @@ def main(args: list[str] | None = None) -> dict:
         "--output_dir", str(out), "--max_train_steps", str(config.world_model_steps),
         "--frames_per_batch", str(config.frames_per_batch), "--sequence_lengths", "{4: 0.5, 8: 0.5}",
         "--checkpointing_steps", str(config.world_model_steps), "--eval_steps", "0", "--report_to", "tensorboard",
+        *(["--model_overrides", config.model_overrides] if config.model_overrides else []),
+        *(["--scheduler", config.scheduler] if config.scheduler else []),
     ], timings)  # fmt: skip
     training = json.loads((out / "training_summary.json").read_text())
 

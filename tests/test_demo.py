@@ -112,3 +112,24 @@ def test_demo_without_agent_and_reusing_the_data(demo, tmp_path, monkeypatch):
     # the kept decoder is the one the world model's rollouts are decoded with
     assert option(calls[0][1], "--decoder") == str(tmp_path / "rae_decoder" / "decoder")
     assert "agent" not in report
+
+
+def test_demo_passes_the_latent_bound_and_the_recipe_to_their_stages(demo, tmp_path, monkeypatch):
+    """`make demo-large`'s options reach the latent cache and the world-model training; without them neither command
+    carries the flag."""
+    calls = []
+    monkeypatch.setattr(demo, "run_stage", fake_stages(tmp_path, calls))
+    recipe = "{prediction_type: gated, action_modulation: true}"
+    settings = "{teacher_forcing_probability: 1.0, context_signal_level: 1.0}"
+    demo.main(["--output_dir", str(tmp_path), "--agent_bc_steps", "0", "--latent_bound", "3",
+               "--model_overrides", recipe, "--scheduler", settings])  # fmt: skip
+    commands = dict(calls)
+    assert option(commands["encode latents"], "--latent-bound") == "3.0"
+    assert option(commands["train world model"], "--model_overrides") == recipe
+    assert option(commands["train world model"], "--scheduler") == settings
+    calls.clear()
+    monkeypatch.setattr(demo, "run_stage", fake_stages(tmp_path / "plain", calls))
+    demo.main(["--output_dir", str(tmp_path / "plain"), "--agent_bc_steps", "0"])
+    commands = dict(calls)
+    assert "--latent-bound" not in commands["encode latents"]
+    assert "--model_overrides" not in commands["train world model"] and "--scheduler" not in commands["train world model"]
