@@ -57,8 +57,7 @@ lock: browser
 demo: $(STAMP)
 	$(PYTHON) examples/demo.py --output_dir outputs/demo
 
-# the same job at the budget of the README's budget curve: 300 episodes, 3000 world-model steps (about 35 minutes)
-# 6x the data, every sequence teacher-forced with action modulation, latent positions and latents bounded at 3 std
+# the same job with 6x the data (about 18 minutes), every sequence teacher-forced with action modulation, latent positions and latents bounded at 3 std
 # (docs/model_quality.md: what it measured); the pipeline reads its context clean, as it was trained
 demo-large: $(STAMP)
 	$(PYTHON) examples/demo.py --output_dir outputs/demo-large --episodes 300 --world_model_steps 2000 --latent_bound 3 \

@@ -32,8 +32,8 @@ Each recipe (model overrides of a tiny config and scheduler settings) is trained
 actions are swapped for another clip's, in units of copy-last's error. A recipe that learned the world scores ~0 with
 an effect near 1; one that ignores the action predicts the average frame: an error of ~0.5-0.8 and an effect of ~0.
 The reference row is no world model: an MLP from what decides the next frame (the action and its sin / cos at 6
-octaves; and the last frame in `relative`, the last two in `pusht_agent_lag` and `pusht_demo`) to the next frame's latents, trained as long, which says how hard the map
-itself is.
+octaves; and the last frame in `relative`, the last two in the `pusht_agent_lag` worlds and `pusht_demo`) to the next
+frame's latents, trained as long, which says how hard the map itself is.
 Prints a table and writes `action_learning.json` to `output_dir`.
 """
 
@@ -81,6 +81,8 @@ RECIPES = [
      {"prediction_type": "sample", "action_modulation": True, "latent_position_embedding": True},
      {"teacher_forcing_probability": 1.0}),
 ]  # fmt: skip
+# context frames the MLP reference reads beside the action: what, with it, decides the next frame
+CONTEXT_FRAMES_READ = {"relative": 1, "pusht_agent_lag": 2, "pusht_agent_lag_block": 2, "pusht_demo": 2}
 MLP_ROW = "reference: an MLP from what decides the next frame (the action's Fourier features; + the last frame(s))"
 
 
@@ -89,7 +91,8 @@ class ActionLearningConfig:
     """What to train and score."""
 
     worlds: list[str] = field(
-        default_factory=lambda: list(WORLDS[:-1]), metadata={"help": f"Some of {WORLDS} (`pusht_demo` needs a cache)."}
+        default_factory=lambda: [world for world in WORLDS if world != "pusht_demo"],
+        metadata={"help": f"Some of {WORLDS} (`pusht_demo` needs a cache)."},
     )
     recipes: list[int] = field(
         default_factory=lambda: list(range(len(RECIPES))), metadata={"help": "Rows of RECIPES to train, by position."}
@@ -192,7 +195,7 @@ def pusht_agent_lag_frames(
     rng = np.random.default_rng(seed)
     low, high = np.array([60.0, 60.0]), np.array([452.0, 240.0 if random_block else 280.0])
     frames, targets = [], []
-    while len(frames) < num_frames - walk_frames + 1:
+    while len(frames) < num_frames // walk_frames * walk_frames:
         target = rng.uniform(low, high)
         block = [256.0, 400.0, 0.5]
         if random_block:
@@ -271,6 +274,11 @@ class ToyWorld:
             return tuple(self.latents.shape[-2:])
         return self.config.grid**2, self.config.channels
 
+    @property
+    def action_dim(self) -> int:
+        """2 (a cell or a position), but in `pusht_demo` its cache's (PushT summed over a model step: 2; `concat`: 10)."""
+        return self.positions.shape[-1] if self.world.startswith("pusht") else 2
+
     def clips(self, batch: int, generator: torch.Generator, held_out: bool = False):
         if not self.world.startswith("pusht"):
             return grid_world(self.world, batch, self.config.frames, self.config.grid, self.pattern, generator)
@@ -318,7 +326,7 @@ def train_and_score(world: ToyWorld, model_overrides: dict, scheduler_settings: 
     torch.manual_seed(config.seed)
     tokens, channels = world.tokens_and_channels
     model_config = ArgosWorldModelConfig.from_pretrained(
-        config.model_config, latent_tokens=tokens, latent_channels=channels, action_dim=2, state_dim=0,
+        config.model_config, latent_tokens=tokens, latent_channels=channels, action_dim=world.action_dim, state_dim=0,
         **model_overrides,
     )  # fmt: skip
     model = ArgosWorldModel(model_config)
@@ -343,12 +351,12 @@ def train_and_score(world: ToyWorld, model_overrides: dict, scheduler_settings: 
 
 def train_and_score_mlp(world: ToyWorld, config: "ActionLearningConfig", hidden_size: int = 512) -> dict:
     """The reference: an MLP from the action's Fourier features (and the last frame in `relative`, the last two in
-    `pusht_agent_lag` and `pusht_demo`) to the next frame's latents."""
+    the `pusht_agent_lag` worlds and `pusht_demo`) to the next frame's latents."""
     torch.manual_seed(config.seed)
     tokens, channels = world.tokens_and_channels
-    context = {"relative": 1, "pusht_agent_lag": 2, "pusht_agent_lag_block": 2, "pusht_demo": 2}.get(world.world, 0)  # context frames it reads
+    context = CONTEXT_FRAMES_READ.get(world.world, 0)
     mlp = nn.Sequential(
-        nn.Linear(2 * (1 + 2 * ACTION_FOURIER_OCTAVES) + context * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
+        nn.Linear(world.action_dim * (1 + 2 * ACTION_FOURIER_OCTAVES) + context * tokens * channels, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size), nn.GELU(),
         nn.Linear(hidden_size, tokens * channels),
     )  # fmt: skip
 

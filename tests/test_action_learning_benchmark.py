@@ -146,3 +146,22 @@ def test_pusht_agent_lag_block_world_keeps_the_agent_above_a_block_placed_anew_p
     assert (((world.positions[..., 1] + 1.0) * 256.0) <= 240.0 + 1e-3).all()
     first_frames = world.latents[:, 0].flatten(1)
     assert torch.cdist(first_frames, first_frames).triu(1)[0, 1:].min() > 0  # every clip starts from its own frame
+
+
+def test_pusht_demo_world_takes_its_action_size_from_the_cache(benchmark, make_lerobot_dataset, tmp_path, single_thread):
+    """A cache of 3-D actions trains a world model and the MLP reference of action_dim 3 (a fixed 2 fails here)."""
+    from argos_wm import ArgosDinoEncoder
+    from argos_wm.data.latent_cache import build_latent_cache
+    from argos_wm.data.lerobot_source import LeRobotSource
+
+    root, _ = make_lerobot_dataset(lengths=(6, 6, 6, 6, 6), action_dim=3, state_dim=0)
+    encoder = ArgosDinoEncoder.from_name_or_path(benchmark.REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny")
+    cache = build_latent_cache(LeRobotSource(root), encoder, tmp_path / "cache", show_progress=False)
+    config = benchmark.ActionLearningConfig(latent_cache=str(cache), frames=3, steps=1, batch_size=2)
+    world = benchmark.ToyWorld("pusht_demo", config)
+    assert world.action_dim == 3 and world.tokens_and_channels == (64, 64)
+    assert world.clips(2, torch.Generator().manual_seed(0))[1].shape == (2, 3, 3)
+    name, overrides, settings = benchmark.RECIPES[0]
+    for scores in (benchmark.train_and_score(world, overrides, settings, config),
+                   benchmark.train_and_score_mlp(world, config, hidden_size=8)):  # fmt: skip
+        assert np.isfinite(scores["error_vs_copy_last"]) and np.isfinite(scores["action_effect_vs_copy_last"])
