@@ -302,8 +302,11 @@ def sample_goals(source: LeRobotSource, config: PushTPlanningConfig, rng: np.ran
 
 
 def encode_cost(pipe: WorldModelPipeline, observation: dict, goal: dict, cost: GoalCost) -> float:
-    """The planning objective between a real observation and the goal (encoded latents and proprio)."""
+    """The planning objective between a real observation and the goal (encoded latents, and proprio where the model
+    predicts it)."""
     latents = pipe.encode_images(np.stack([observation["pixels"], goal["pixels"]])[:, None])  # [2, 1, N, C]
+    if pipe.world_model.config.state_dim == 0:
+        return float(cost(latents[:1], latents[1, :1]))
     states = torch.as_tensor(np.stack([observation["agent_pos"], goal["agent_pos"]]), dtype=torch.float32)
     if pipe.normalizer is not None:
         states = pipe.normalizer.normalize_states(states.to(pipe.device))
@@ -350,6 +353,7 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     rng = np.random.default_rng(config.seed)
     goals = sample_goals(source, config, rng)[config.first_goal :]
     cost = GoalCost(state_weight=config.state_weight)
+    state_key = "agent_pos" if pipe.world_model.config.state_dim > 0 else None  # a model without proprio plans on latents
     env = gym.make(
         PUSHT_ENV_ID, obs_type="pixels_agent_pos", observation_width=image_size, observation_height=image_size
     )
@@ -402,7 +406,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
                     execute_steps=config.execute_steps, num_context_frames=config.num_context_frames,
                     planner=planners[run],
                     initial_action_fn=None if config.initial_action == "mean" else initial_action,
-                    action_bounds_fn=bounds, state_weight=config.state_weight, cost_steps=config.cost_steps,
+                    action_bounds_fn=bounds, state_key=state_key, state_weight=config.state_weight,
+                    cost_steps=config.cost_steps,
                     num_inference_steps=config.num_inference_steps, context_signal_level=config.context_signal_level,
                     generator=generator, show_progress=False,
                     stop_fn=reached,

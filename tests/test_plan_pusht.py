@@ -28,17 +28,17 @@ def dataset(tmp_path_factory):
     return out
 
 
-def tiny_pipeline(aggregation: str = "sum") -> WorldModelPipeline:
+def tiny_pipeline(aggregation: str = "sum", state_dim: int = 2) -> WorldModelPipeline:
     """A random tiny world model on the tiny encoder, with PushT-like action (sum of 5 targets, or with "concat" the
-    5 targets side by side, action_dim 10) and state statistics."""
+    5 targets side by side, action_dim 10) and state statistics (none with `state_dim=0`)."""
     config = ArgosWorldModelConfig.from_pretrained(ROOT / "hub_configs" / "argos-wm-tiny")
     config.update(dict(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
-                       num_hidden_layers=2, latent_bottleneck_dim=16, signal_embedding_dim=32))  # fmt: skip
+                       num_hidden_layers=2, latent_bottleneck_dim=16, signal_embedding_dim=32, state_dim=state_dim))  # fmt: skip
     actions = {"mean": [1280.0, 1280.0], "std": [500.0, 500.0]}
     if aggregation == "concat":
         config.update(dict(action_dim=10))
         actions = {"mean": [256.0] * 10, "std": [100.0] * 10}
-    states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]}
+    states = {"mean": [256.0, 256.0], "std": [100.0, 100.0]} if state_dim else None
     torch.manual_seed(0)
     pipe = WorldModelPipeline(
         randomize_outputs(ArgosWorldModel(config)),  # a model whose predictions depend on the actions
@@ -84,6 +84,18 @@ def test_evaluate_pusht_reports_every_method(plan_pusht, dataset):
     assert clean["settings"]["context_signal_level"] == 1.0 and results["settings"]["context_signal_level"] == 0.9
     # heading for the goal's agent position beats random targets
     assert results["goal_agent"]["mean_position_error"] < results["random"]["mean_position_error"], results
+
+
+def test_a_model_without_proprio_plans_on_latents(plan_pusht, dataset):
+    """`state_dim=0`: the world model and the simulator plan, and the reached cost is scored, on latents alone (the
+    environment's agent position is not handed to a model that has no state token)."""
+    results = plan_pusht.evaluate_pusht(
+        tiny_pipeline(state_dim=0), dataset, num_goals=2, num_eval_episodes=1, horizon=2, num_samples=4, num_elites=2,
+        iterations=1, device="cpu", methods=["world_model", "simulator", "goal_agent"],
+    )  # fmt: skip
+    for run in ("mpc_cem", "simulator", "goal_agent"):
+        assert np.isfinite(results[run]["mean_cost_reached"]), (run, results[run])
+    assert np.isfinite(results["mpc_cem"]["mean_plan_cost"]) and np.isfinite(results["simulator"]["mean_plan_cost"])
 
 
 def test_more_context_frames_reach_the_planner(plan_pusht, dataset):

@@ -75,10 +75,11 @@ class SimulatorPlanning:
             num_candidates = frames.shape[0]
             latents = pipe.encode_images(frames.reshape(-1, 1, *frames.shape[2:]))  # [M*H, 1, N, C]
             latents = latents.view(num_candidates, horizon, *latents.shape[2:])
-            states = pipe._normalize("state", torch.as_tensor(states, dtype=torch.float32))
             goal = goal_latents.expand(num_candidates, *goal_latents.shape[1:])
-            goal_state = None if goal_states is None else goal_states.expand(num_candidates, -1)
-            return cost(latents, goal, states, goal_state, candidates[0])[None]
+            if goal_states is None:  # no proprio term (a model without state): the latents alone
+                return cost(latents, goal, actions=candidates[0])[None]
+            states = pipe._normalize("state", torch.as_tensor(states, dtype=torch.float32))
+            return cost(latents, goal, states, goal_states.expand(num_candidates, -1), candidates[0])[None]
 
         actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
         return PlanOutput(actions=pipe._denormalize("action", actions), cost=costs)
