@@ -21,6 +21,7 @@ from .configuration_world_model import ArgosWorldModelConfig
 from .models.agent_heads import ArgosAgentHeads, ArgosAgentOutput
 from .models.action_modulation import ArgosActionCondition
 from .models.agent_tokens import AgentStream, ArgosAgentTokens
+from .models.clean_context_layout import clean_context_mask, clean_context_positions, stack_clean_context
 from .models.frame_embeddings import ArgosWorldModelEmbeddings
 from .models.rotary_embedding import RotaryEmbedding
 from .models.space_time_layers import ArgosWorldModelDHHead, ArgosWorldModelLayer
@@ -137,6 +138,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         past_key_values: WorldModelCache | None = None,
         goal_latents: torch.Tensor | None = None,
         goal_states: torch.Tensor | None = None,
+        context_latents: torch.Tensor | None = None,
+        context_states: torch.Tensor | None = None,
     ) -> ArgosWorldModelOutput | tuple:
         r"""
         Args:
@@ -156,6 +159,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             past_key_values (`WorldModelCache`, *optional*): deprecated name of `cache` (transformers >= 5.24).
             goal_latents (`torch.Tensor` `[B, N, C]`, *optional*), goal_states (`torch.Tensor` `[B, S]`, *optional*):
                 the goal of a goal-conditioned agent (`config.goal_conditioned`).
+            context_latents (`torch.Tensor` `[B, T, N, C]`, *optional*), context_states (`torch.Tensor` `[B, T, S]`,
+                *optional*): clean copies of the clip for teacher forcing every frame in one pass: frame t of `latents`
+                then sees the clean frames before it and itself, as a rollout step does (see
+                `models/clean_context_layout.py`). Training only: no cache, no agent tokens.
         """
         if past_key_values is not None:
             if cache is not None:
@@ -180,10 +187,28 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             )
         past_frames = cache.num_frames if cache is not None else 0
         cached_frames = cache.num_cached_frames if cache is not None else 0
+        noised_frames, noised_latents, noised_levels, noised_states = frames, latents, signal_levels, states
+        noised_independent = independent_frames
+        copies_previous = self.config.prediction_type in ("residual", "gated")
 
-        step_indices = self._step_indices(step_sizes, signal_levels)
-        if self.config.prediction_type in ("residual", "gated"):
+        if context_latents is None and copies_previous:
             previous = self._previous_frame_estimate(latents, signal_levels, cache, independent_frames)
+        if context_latents is not None:
+            self._check_clean_context(context_latents, context_states, latents, states, cache, use_cache)
+            clean_levels = torch.ones_like(signal_levels)
+            if copies_previous:  # noised frame t, like clean frame t, follows clean frame t - 1
+                previous = self._previous_frame_estimate(context_latents, clean_levels, None, independent_frames)
+                previous = previous.repeat(1, 2, 1, 1)
+            finest = torch.full_like(signal_levels, 1.0 / self.config.max_shortcut_steps)
+            latents = stack_clean_context(context_latents, latents)
+            states = stack_clean_context(context_states, states)
+            step_sizes = stack_clean_context(finest, step_sizes)
+            signal_levels = stack_clean_context(clean_levels, signal_levels)
+            actions, action_mask, state_mask, independent_frames = (
+                stack_clean_context(x, x) for x in (actions, action_mask, state_mask, independent_frames)
+            )
+            frames = 2 * frames
+        step_indices = self._step_indices(step_sizes, signal_levels)
         hidden_states = self.embeddings(
             latents, signal_levels, step_indices, actions, action_mask, states, state_mask
         )  # [B, T, S, width]
@@ -194,10 +219,16 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             condition = self.action_condition(batch, frames, actions, action_mask)
 
         spatial_rotary = self.spatial_rotary(torch.arange(tokens, device=device))
-        query_positions = torch.arange(past_frames, past_frames + frames, device=device)
-        temporal_rotary = self.temporal_rotary(query_positions)
-        key_positions = torch.arange(past_frames - cached_frames, past_frames + frames, device=device)
-        temporal_mask = self._temporal_mask(query_positions, key_positions, independent_frames)
+        if context_latents is not None:
+            temporal_rotary = self.temporal_rotary(clean_context_positions(noised_frames, device))
+            temporal_mask = clean_context_mask(
+                noised_frames, self.config.temporal_context_length, noised_independent, device
+            )
+        else:
+            query_positions = torch.arange(past_frames, past_frames + frames, device=device)
+            temporal_rotary = self.temporal_rotary(query_positions)
+            key_positions = torch.arange(past_frames - cached_frames, past_frames + frames, device=device)
+            temporal_mask = self._temporal_mask(query_positions, key_positions, independent_frames)
         agent = None
         if self.agent_tokens is not None:  # a side stream that reads the frame tokens, which never read it
             agent = AgentStream(
@@ -229,6 +260,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             cache.num_frames += frames
             cache.append_last_frame(latents[:, -1], signal_levels[:, -1])
 
+        if context_latents is not None:  # only the noised half is predicted
+            hidden_states = hidden_states[:, noised_frames:]
+            latents, signal_levels, states = noised_latents, noised_levels, noised_states
+            previous = previous[:, noised_frames:] if copies_previous else None
         hidden_states = self.norm(hidden_states)
         latent_states = hidden_states[:, :, -self.config.latent_tokens :]  # [B, T, N, width]
         if self.head is not None:
@@ -260,6 +295,25 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             agent=self.agent_heads(self.norm(agent.states)) if agent is not None else None,
         )
         return output if return_dict else output.to_tuple()
+
+    def _check_clean_context(self, context_latents, context_states, latents, states, cache, use_cache):
+        """Raises ValueError naming the argument when the clean copies cannot stand beside `latents` / `states`."""
+        if cache is not None or use_cache:
+            raise ValueError("context_latents (teacher forcing every frame) is for training: give no cache, use_cache=False.")
+        if self.agent_tokens is not None:
+            raise ValueError("context_latents (teacher forcing every frame) is not supported with agent tokens.")
+        if not torch.is_tensor(context_latents) or context_latents.shape != latents.shape:
+            received = tuple(context_latents.shape) if torch.is_tensor(context_latents) else type(context_latents).__name__
+            raise ValueError(f"context_latents must have the shape of latents {tuple(latents.shape)}; got {received}.")
+        if (states is None) != (context_states is None):
+            raise ValueError(
+                "context_states must be given exactly when states are: got "
+                f"states={'a tensor' if states is not None else None}, "
+                f"context_states={'a tensor' if context_states is not None else None}."
+            )
+        if states is not None and (not torch.is_tensor(context_states) or context_states.shape != states.shape):
+            received = tuple(context_states.shape) if torch.is_tensor(context_states) else type(context_states).__name__
+            raise ValueError(f"context_states must have the shape of states {tuple(states.shape)}; got {received}.")
 
     @staticmethod
     def _previous_frame_estimate(

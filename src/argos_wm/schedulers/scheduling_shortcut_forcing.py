@@ -37,6 +37,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 SIGNAL_LEVEL_SAMPLERS = ("uniform", "logit_normal", "shift")
 PREDICTION_TYPES = ("sample", "velocity")
+TEACHER_FORCED_FRAMES = ("last", "all")
 
 
 @dataclass
@@ -120,6 +121,11 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             Probability that a training sequence is teacher-forced, DINO-WM's deterministic objective: its frames are
             clean context (`tau = 1`, which carries no loss) but the last real one, which starts from pure noise
             (`tau = 0`), all at `d_min`. 1 trains nothing else (no bootstrap frames: sample with one step).
+        teacher_forced_frames (`str`, defaults to `"last"`):
+            Which frames of a teacher-forced sequence are trained. `"last"`: its last real frame, as above. `"all"`:
+            every real frame after the first, each from pure noise given the clean frames before it, in one forward
+            pass over a clean and a noised copy of the clip (the loss passes the model `context_latents`); it needs
+            `teacher_forcing_probability: 1.0`.
     """
 
     _compatibles = []
@@ -141,6 +147,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
         clean_context_probability: float = 0.0,
         context_signal_level: float = 0.9,
         teacher_forcing_probability: float = 0.0,
+        teacher_forced_frames: str = "last",
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
@@ -166,6 +173,15 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`context_signal_level` must be in [0, 1], got {context_signal_level}.")
         if not 0.0 <= teacher_forcing_probability <= 1.0:
             raise ValueError(f"`teacher_forcing_probability` must be in [0, 1], got {teacher_forcing_probability}.")
+        if teacher_forced_frames not in TEACHER_FORCED_FRAMES:
+            raise ValueError(
+                f"`teacher_forced_frames` must be one of {TEACHER_FORCED_FRAMES}, got {teacher_forced_frames!r}."
+            )
+        if teacher_forced_frames == "all" and teacher_forcing_probability != 1.0:
+            raise ValueError(
+                "`teacher_forced_frames='all'` trains every sequence teacher-forced: it needs "
+                f"`teacher_forcing_probability=1.0`, got {teacher_forcing_probability}."
+            )
 
         self.num_inference_steps = None
         self.step_size = None
@@ -316,13 +332,18 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin):
 
     def _draw_teacher_forcing(self, signal_levels, step_sizes, generator, frame_mask):
         """With `teacher_forcing_probability` per sequence, every frame becomes clean context (`tau = 1`) but the last
-        real one (by `frame_mask` `[B, T]`), which becomes pure noise (`tau = 0`), all at `d_min`."""
+        real one (by `frame_mask` `[B, T]`), which becomes pure noise (`tau = 0`), all at `d_min`. With
+        `teacher_forced_frames="all"` every real frame after the first becomes pure noise."""
         (batch, num_frames), device = signal_levels.shape, signal_levels.device
         chosen = self._uniform((batch, 1), generator, device) < self.config.teacher_forcing_probability
         lengths = torch.full((batch, 1), num_frames, device=device)
         if frame_mask is not None:
             lengths = frame_mask.to(device=device, dtype=torch.long).sum(dim=1, keepdim=True).clamp(min=1)
-        forced_levels = (torch.arange(num_frames, device=device) != lengths - 1).float()  # [B, T]
+        positions = torch.arange(num_frames, device=device)
+        if self.config.teacher_forced_frames == "all":
+            forced_levels = ((positions < 1) | (positions >= lengths)).float()  # [B, T]
+        else:
+            forced_levels = (positions != lengths - 1).float()  # [B, T]
         signal_levels = torch.where(chosen, forced_levels, signal_levels)
         step_sizes = torch.where(chosen, torch.full_like(step_sizes, self.min_step_size), step_sizes)
         return signal_levels, step_sizes

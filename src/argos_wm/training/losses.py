@@ -105,7 +105,9 @@ class ShortcutForcingLoss:
     Frames with step size `d_min` get the x-space flow loss; frames with `d > d_min` get the bootstrap loss, whose
     target comes from two half-step calls of the model under `torch.no_grad` on the sequences that need it. In the half
     steps every such frame (its latents and its state) moves by its own `d / 2`; frames of those sequences with
-    `d = d_min` stay where they are and keep `d_min` as step input.
+    `d = d_min` stay where they are and keep `d_min` as step input. With the scheduler's
+    `teacher_forced_frames="all"`, the model also gets the clean clip (`context_latents`, `context_states`), so that
+    every frame is predicted from the clean frames before it.
 
     Args:
         scheduler ([`ShortcutForcingScheduler`]):
@@ -218,6 +220,8 @@ class ShortcutForcingLoss:
             "state_mask": state_mask,
             "independent_frames": independent_frames,
         }
+        if self.scheduler.config.teacher_forced_frames == "all":  # every frame sees the clean frames before it
+            conditioning["context_latents"], conditioning["context_states"] = latents, states
         output = model(
             latents=noisy_latents,
             signal_levels=signal_levels,
