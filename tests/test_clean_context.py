@@ -179,3 +179,39 @@ def test_randomised_outputs_make_the_check_meaningful():
         second = model(**inputs, context_latents=clean + 1.0, context_states=clean_states).sample
     torch.testing.assert_close(first[:, 0], second[:, 0])  # frame 0 has no clean frame before it
     assert not torch.allclose(first[:, 1:], second[:, 1:])
+
+
+def test_predicted_context_replaces_frames_by_the_models_own_predictions():
+    """With `predicted_context_probability: 1.0` every context frame but the first is the model's one-step prediction
+    of it (from the clean frames before it); the targets stay the real frames."""
+    model = make_model(8, prediction_type="gated")
+    generator = torch.Generator().manual_seed(0)
+    clip = make_inputs(model.config, batch=2, frames=5)
+    clip.pop("signal_levels"), clip.pop("step_sizes")
+    noise = torch.randn(clip["latents"].shape, generator=generator)
+    state_noise = torch.randn(clip["states"].shape, generator=generator)
+    frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    settings = dict(max_shortcut_steps=4, teacher_forcing_probability=1.0, teacher_forced_frames="all")
+    scheduler = ShortcutForcingScheduler(**settings, predicted_context_probability=1.0, loss_weight_floor=1.0)
+    arguments = dict(**clip, noise=noise, state_noise=state_noise, frame_mask=frame_mask)
+    output = ShortcutForcingLoss(scheduler)(model, **arguments)
+
+    levels = torch.tensor([[1.0, 0, 0, 0, 0], [1.0, 0, 0, 1, 1]])
+    noised = {"latents": levels[..., None, None] * clip["latents"] + (1 - levels[..., None, None]) * noise}
+    noised["states"] = levels[..., None] * clip["states"] + (1 - levels[..., None]) * state_noise
+    with torch.no_grad():
+        common = dict(signal_levels=levels, actions=clip["actions"], **noised)
+        first = model(**common, context_latents=clip["latents"], context_states=clip["states"])
+        replaced = (levels < 1)[..., None]
+        context = torch.where(replaced[..., None], first.sample, clip["latents"])
+        context_states = torch.where(replaced, first.state_sample, clip["states"])
+        second = model(**common, context_latents=context, context_states=context_states)
+    scored = levels < 1
+    expected = (second.sample - clip["latents"]).pow(2).mean(dim=(2, 3))[scored].mean()
+    torch.testing.assert_close(output.latent_loss, expected)
+    plain = ShortcutForcingLoss(ShortcutForcingScheduler(**settings, loss_weight_floor=1.0))(model, **arguments)
+    assert not torch.allclose(plain.latent_loss, output.latent_loss)
+    with pytest.raises(ValueError, match="teacher_forced_frames='all'"):
+        ShortcutForcingScheduler(predicted_context_probability=0.5)
+    with pytest.raises(ValueError, match=r"predicted_context_probability` must be in \[0, 1\]"):
+        ShortcutForcingScheduler(**settings, predicted_context_probability=1.5)

@@ -127,6 +127,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
             every real frame after the first, each from pure noise given the clean frames before it, in one forward
             pass over a clean and a noised copy of the clip (the loss passes the model `context_latents`); it needs
             `teacher_forcing_probability: 1.0`.
+        predicted_context_probability (`float`, defaults to 0.0):
+            With `teacher_forced_frames="all"`: the probability that a context frame (any but the first) is replaced
+            by the model's own one-step prediction of it, made without gradient from the clean frames before it, so
+            that the model learns to predict from frames it predicted, as in a rollout. Its target stays the real frame.
     """
 
     _compatibles = []
@@ -149,6 +153,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
         context_signal_level: float = 0.9,
         teacher_forcing_probability: float = 0.0,
         teacher_forced_frames: str = "last",
+        predicted_context_probability: float = 0.0,
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
@@ -182,6 +187,13 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
             raise ValueError(
                 "`teacher_forced_frames='all'` trains every sequence teacher-forced: it needs "
                 f"`teacher_forcing_probability=1.0`, got {teacher_forcing_probability}."
+            )
+        if not 0.0 <= predicted_context_probability <= 1.0:
+            raise ValueError(f"`predicted_context_probability` must be in [0, 1], got {predicted_context_probability}.")
+        if predicted_context_probability > 0.0 and teacher_forced_frames != "all":
+            raise ValueError(
+                "`predicted_context_probability` replaces frames of the clean copy that `teacher_forced_frames='all'` "
+                f"gives the model: it needs that, got teacher_forced_frames={teacher_forced_frames!r}."
             )
 
         self.num_inference_steps = None

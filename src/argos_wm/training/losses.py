@@ -222,6 +222,12 @@ class ShortcutForcingLoss:
         }
         if self.scheduler.config.teacher_forced_frames == "all":  # every frame sees the clean frames before it
             conditioning["context_latents"], conditioning["context_states"] = latents, states
+            if self.scheduler.config.predicted_context_probability > 0.0:
+                conditioning.update(
+                    self._predicted_context(
+                        model, noisy_latents, noisy_states, signal_levels, step_sizes, conditioning, generator
+                    )
+                )
         output = model(
             latents=noisy_latents,
             signal_levels=signal_levels,
@@ -272,6 +278,39 @@ class ShortcutForcingLoss:
             signal_levels=signal_levels,
             step_sizes=step_sizes,
         )
+
+    @torch.no_grad()
+    def _predicted_context(
+        self,
+        model: nn.Module,
+        noisy_latents: torch.Tensor,
+        noisy_states: torch.Tensor | None,
+        signal_levels: torch.Tensor,
+        step_sizes: torch.Tensor,
+        conditioning: dict,
+        generator: torch.Generator | None,
+    ) -> dict:
+        """
+        The clean copy with each frame but the first replaced, with the scheduler's `predicted_context_probability`, by
+        the model's prediction of it from the clean frames before it (the same noised inputs, no gradient). Returns
+        `context_latents` `[B, T, N, C]` and `context_states` `[B, T, S]` (or None).
+        """
+        predicted = model(
+            latents=noisy_latents, signal_levels=signal_levels, step_sizes=step_sizes, states=noisy_states, **conditioning
+        )
+        context_latents, context_states = conditioning["context_latents"], conditioning["context_states"]
+        draw = self.scheduler._uniform(tuple(signal_levels.shape), generator, signal_levels.device)
+        replaced = draw < self.scheduler.config.predicted_context_probability
+        replaced[:, 0] = False  # the first frame was predicted from nothing
+        replaced &= signal_levels < 1.0  # only frames the model predicted: not padding, not a clean first frame
+        context_latents = torch.where(
+            _per_frame(replaced, context_latents), predicted.sample.to(context_latents.dtype), context_latents
+        )
+        if context_states is not None:
+            context_states = torch.where(
+                _per_frame(replaced, context_states), predicted.state_sample.to(context_states.dtype), context_states
+            )
+        return {"context_latents": context_latents, "context_states": context_states}
 
     @torch.no_grad()
     def _bootstrap_targets(
