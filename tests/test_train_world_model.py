@@ -302,3 +302,17 @@ def test_concat_actions_set_the_new_models_action_dim(train_script, data, tmp_pa
         train_script.main([*run, "--model_overrides", overrides])
     with pytest.raises(ValueError, match="action_aggregation is 'sum' but its latent cache .* holds 'concat'"):
         train_script.main([*run, "--datasets", datasets.replace("action_aggregation: concat", "action_aggregation: sum")])
+
+
+def test_teacher_forcing_every_frame_trains_through_the_script(train_script, data, tmp_path):
+    """`teacher_forced_frames: all` with predicted context runs end to end; the exported scheduler records both, and
+    the loss falls over a short run."""
+    scheduler = "{teacher_forcing_probability: 1.0, teacher_forced_frames: all, predicted_context_probability: 0.5, " \
+                "context_signal_level: 1.0}"
+    run = arguments(data, tmp_path / "out", "--scheduler", scheduler, "--max_train_steps", "20",
+                    "--checkpointing_steps", "20")  # fmt: skip
+    summary = train_script.main(run)
+    assert np.isfinite(summary["losses"]).all()
+    assert np.mean(summary["losses"][-5:]) < np.mean(summary["losses"][:5])
+    config = WorldModelPipeline.from_pretrained(tmp_path / "out" / "pipeline").scheduler.config
+    assert (config.teacher_forced_frames, config.predicted_context_probability) == ("all", 0.5)
