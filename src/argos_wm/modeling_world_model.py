@@ -191,9 +191,10 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         noised_independent = independent_frames
         copies_previous = self.config.prediction_type in ("residual", "gated")
 
-        if context_latents is None and copies_previous:
-            previous = self._previous_frame_estimate(latents, signal_levels, cache, independent_frames)
-        if context_latents is not None:
+        if context_latents is None:
+            if copies_previous:
+                previous = self._previous_frame_estimate(latents, signal_levels, cache, independent_frames)
+        else:  # teacher forcing every frame: [clean clip | noised clip] in time (models/clean_context_layout.py)
             self._check_clean_context(context_latents, context_states, latents, states, cache, use_cache)
             clean_levels = torch.ones_like(signal_levels)
             if copies_previous:  # noised frame t, like clean frame t, follows clean frame t - 1
