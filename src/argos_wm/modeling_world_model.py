@@ -300,11 +300,15 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
     def _check_clean_context(self, context_latents, context_states, latents, states, cache, use_cache):
         """Raises ValueError naming the argument when the clean copies cannot stand beside `latents` / `states`."""
         if cache is not None or use_cache:
-            raise ValueError("context_latents (teacher forcing every frame) is for training: give no cache, use_cache=False.")
+            raise ValueError(
+                "context_latents (teacher forcing every frame) is for training: give no cache and use_cache=False."
+            )
         if self.agent_tokens is not None:
             raise ValueError("context_latents (teacher forcing every frame) is not supported with agent tokens.")
         if not torch.is_tensor(context_latents) or context_latents.shape != latents.shape:
-            received = tuple(context_latents.shape) if torch.is_tensor(context_latents) else type(context_latents).__name__
+            received = (
+                tuple(context_latents.shape) if torch.is_tensor(context_latents) else type(context_latents).__name__
+            )
             raise ValueError(f"context_latents must have the shape of latents {tuple(latents.shape)}; got {received}.")
         if (states is None) != (context_states is None):
             raise ValueError(

@@ -296,7 +296,11 @@ class ShortcutForcingLoss:
         `context_latents` `[B, T, N, C]` and `context_states` `[B, T, S]` (or None).
         """
         predicted = model(
-            latents=noisy_latents, signal_levels=signal_levels, step_sizes=step_sizes, states=noisy_states, **conditioning
+            latents=noisy_latents,
+            signal_levels=signal_levels,
+            step_sizes=step_sizes,
+            states=noisy_states,
+            **conditioning,
         )
         context_latents, context_states = conditioning["context_latents"], conditioning["context_states"]
         draw = self.scheduler._uniform(tuple(signal_levels.shape), generator, signal_levels.device)
