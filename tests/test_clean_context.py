@@ -114,17 +114,24 @@ def test_scheduler_draws_every_real_frame_after_the_first():
     assert reloaded.config.teacher_forced_frames == "all"
 
 
+def clip_with_noise(config) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two 5-frame clips (latents, states, actions), their latent and state noise, and a frame mask that pads the
+    second after 3 frames."""
+    generator = torch.Generator().manual_seed(0)
+    clip = make_inputs(config, batch=2, frames=5)
+    clip.pop("signal_levels"), clip.pop("step_sizes")
+    noise = torch.randn(clip["latents"].shape, generator=generator)
+    state_noise = torch.randn(clip["states"].shape, generator=generator)
+    frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    return clip, noise, state_noise, frame_mask
+
+
 def test_loss_scores_each_frame_from_the_clean_frames_before_it():
     model = make_model(8, prediction_type="gated")
     scheduler = ShortcutForcingScheduler(
         max_shortcut_steps=4, teacher_forcing_probability=1.0, teacher_forced_frames="all", loss_weight_floor=1.0
     )
-    generator = torch.Generator().manual_seed(0)
-    clip = make_inputs(model.config, batch=2, frames=5)
-    clip.pop("signal_levels"), clip.pop("step_sizes")
-    noise = torch.randn(clip["latents"].shape, generator=generator)
-    state_noise = torch.randn(clip["states"].shape, generator=generator)
-    frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    clip, noise, state_noise, frame_mask = clip_with_noise(model.config)
     output = ShortcutForcingLoss(scheduler)(
         model, **clip, noise=noise, state_noise=state_noise, frame_mask=frame_mask
     )
@@ -185,12 +192,7 @@ def test_predicted_context_replaces_frames_by_the_models_own_predictions():
     """With `predicted_context_probability: 1.0` every context frame but the first is the model's one-step prediction
     of it (from the clean frames before it); the targets stay the real frames."""
     model = make_model(8, prediction_type="gated")
-    generator = torch.Generator().manual_seed(0)
-    clip = make_inputs(model.config, batch=2, frames=5)
-    clip.pop("signal_levels"), clip.pop("step_sizes")
-    noise = torch.randn(clip["latents"].shape, generator=generator)
-    state_noise = torch.randn(clip["states"].shape, generator=generator)
-    frame_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    clip, noise, state_noise, frame_mask = clip_with_noise(model.config)
     settings = dict(max_shortcut_steps=4, teacher_forcing_probability=1.0, teacher_forced_frames="all")
     scheduler = ShortcutForcingScheduler(**settings, predicted_context_probability=1.0, loss_weight_floor=1.0)
     arguments = dict(**clip, noise=noise, state_noise=state_noise, frame_mask=frame_mask)
