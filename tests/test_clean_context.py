@@ -84,11 +84,11 @@ def test_clean_context_errors_name_the_argument():
     model = make_model(4)
     inputs = make_inputs(model.config, batch=2, frames=3)
     clean, clean_states = clean_copies(inputs)
-    with pytest.raises(ValueError, match="context_latents must have the shape of latents"):
+    with pytest.raises(ValueError, match="context_latents must have shape of latents"):
         model(**inputs, context_latents=clean[:, :2], context_states=clean_states)
     with pytest.raises(ValueError, match="context_states must be given exactly when states are"):
         model(**inputs, context_latents=clean)
-    with pytest.raises(ValueError, match="context_states must have the shape of states"):
+    with pytest.raises(ValueError, match="context_states must have shape of states"):
         model(**inputs, context_latents=clean, context_states=clean_states[..., :1])
     with pytest.raises(ValueError, match="use_cache=False"):
         model(**inputs, context_latents=clean, context_states=clean_states, use_cache=True)

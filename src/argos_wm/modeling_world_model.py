@@ -28,6 +28,13 @@ from .models.space_time_layers import ArgosWorldModelDHHead, ArgosWorldModelLaye
 from .models.world_model_cache import WorldModelCache
 
 
+def _check_shape(name: str, tensor, shape: tuple[int, ...], expected_text: str):
+    """Raises ValueError naming `name`, the expected and the received shape, unless `tensor` is None or has `shape`."""
+    if tensor is not None and (not torch.is_tensor(tensor) or tuple(tensor.shape) != shape):
+        received = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must have shape {expected_text} = {shape}; got {received}.")
+
+
 @dataclass
 class ArgosWorldModelOutput(ModelOutput):
     """
@@ -305,20 +312,15 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             )
         if self.agent_tokens is not None:
             raise ValueError("context_latents (teacher forcing every frame) is not supported with agent tokens.")
-        if not torch.is_tensor(context_latents) or context_latents.shape != latents.shape:
-            received = (
-                tuple(context_latents.shape) if torch.is_tensor(context_latents) else type(context_latents).__name__
-            )
-            raise ValueError(f"context_latents must have the shape of latents {tuple(latents.shape)}; got {received}.")
+        _check_shape("context_latents", context_latents, tuple(latents.shape), "of latents")
         if (states is None) != (context_states is None):
             raise ValueError(
                 "context_states must be given exactly when states are: got "
                 f"states={'a tensor' if states is not None else None}, "
                 f"context_states={'a tensor' if context_states is not None else None}."
             )
-        if states is not None and (not torch.is_tensor(context_states) or context_states.shape != states.shape):
-            received = tuple(context_states.shape) if torch.is_tensor(context_states) else type(context_states).__name__
-            raise ValueError(f"context_states must have the shape of states {tuple(states.shape)}; got {received}.")
+        if states is not None:
+            _check_shape("context_states", context_states, tuple(states.shape), "of states")
 
     @staticmethod
     def _previous_frame_estimate(
@@ -380,22 +382,17 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         if not latents.is_floating_point():
             raise ValueError(f"latents must be a floating point tensor; got dtype {latents.dtype}.")
 
-        def check(name, tensor, shape, expected_text):
-            if tensor is not None and (not torch.is_tensor(tensor) or tuple(tensor.shape) != shape):
-                received = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
-                raise ValueError(f"{name} must have shape {expected_text} = {shape}; got {received}.")
-
-        check("signal_levels", signal_levels, (batch, frames), "[B, T]")
-        check("step_sizes", step_sizes, (batch, frames), "[B, T]")
-        check("action_mask", action_mask, (batch, frames), "[B, T]")
-        check("state_mask", state_mask, (batch, frames), "[B, T]")
-        check("independent_frames", independent_frames, (batch, frames), "[B, T]")
+        _check_shape("signal_levels", signal_levels, (batch, frames), "[B, T]")
+        _check_shape("step_sizes", step_sizes, (batch, frames), "[B, T]")
+        _check_shape("action_mask", action_mask, (batch, frames), "[B, T]")
+        _check_shape("state_mask", state_mask, (batch, frames), "[B, T]")
+        _check_shape("independent_frames", independent_frames, (batch, frames), "[B, T]")
         if actions is not None and config.action_dim == 0:
             raise ValueError("actions were given but this model takes none (config.action_dim == 0).")
-        check("actions", actions, (batch, frames, config.action_dim), "[B, T, action_dim]")
+        _check_shape("actions", actions, (batch, frames, config.action_dim), "[B, T, action_dim]")
         if states is not None and config.state_dim == 0:
             raise ValueError("states were given but this model has no state token (config.state_dim == 0).")
-        check("states", states, (batch, frames, config.state_dim), "[B, T, state_dim]")
+        _check_shape("states", states, (batch, frames, config.state_dim), "[B, T, state_dim]")
         if torch.compiler.is_compiling() or not self._check_input_values:
             return
         # Every value check reduces on the device; one `.tolist()` then reads them all: one host-device sync.
