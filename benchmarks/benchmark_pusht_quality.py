@@ -9,8 +9,9 @@ For every held-out episode (the last `num_eval_episodes`, which training holds o
 - open loop: frames t … t + horizon − 1, each predicted frame feeding the next.
 Each prediction is scored in normalised latent space (MSE over tokens and channels) against copy-last (the last
 context frame stands for every future frame), split into transitions where the block moves (> 1 px or > 0.02 rad
-between consecutive frames) and where it stays still; and in the block's pose, read out of latents by a ridge probe
-fitted on the real latents of the training episodes (position error in px, angle error in degrees); and one step
+between consecutive frames) and where it stays still; and in the block's pose, read out of latents by a probe
+fitted on the real latents of the training episodes (`--probe ridge`, the default, or `conv`, which also reads the
+block's angle: `pusht_block_probe.py`; position error in px, angle error in degrees); and one step
 by image region (the tokens that show the block, the agent, or only background, from the simulator's poses), against
 copy-last and the per-position mean (what a model that knows nothing predicts). K = 1 takes one
 shortcut step of size 1 from noise; K = 2, 4 refine it; row "x" is the model's x-prediction from noise at the finest
@@ -33,6 +34,7 @@ from argos_wm.data import LatentCacheSource, LeRobotSource
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
 from argos_wm.training import read_checkpoint_state
+from pusht_block_probe import ConvBlockProbe, RidgeBlockProbe
 
 
 MOVING_PX, MOVING_RAD = 1.0, 0.02
@@ -65,9 +67,16 @@ class QualityBenchmarkConfig:
     context_signal_level: float | None = field(
         default=None, metadata={"help": "Re-noising level of the context (default: the pipeline scheduler's)."}
     )
+    probe: str = field(
+        default="ridge",
+        metadata={"help": "The block-pose probe: 'ridge' (linear, fitted in seconds) or 'conv' (a small CNN over the "
+                  "token grid, about a minute on 2 cores; it reads the angle where the ridge cannot).",
+                  "choices": ["ridge", "conv"]},
+    )  # fmt: skip
     probe_l2: list[float] = field(
         default_factory=lambda: [1.0, 10.0, 100.0, 1000.0], metadata={"help": "Ridge penalties tried for the probe."}
     )
+    probe_steps: int = field(default=1500, metadata={"help": "Training steps of the conv probe."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling noise."})
 
 
@@ -131,50 +140,6 @@ def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: li
         episodes.blocks.append(environment[:, 2:5])
         episodes.agents.append(environment[:, :2])
     return episodes
-
-
-class BlockProbe:
-    """Ridge regression from flattened latents `[N * C]` to the block's (x, y, cos θ, sin θ), penalty chosen on a
-    validation split of the training episodes."""
-
-    def fit(self, latents: list[torch.Tensor], blocks: list[np.ndarray], penalties: list[float]) -> "BlockProbe":
-        split = max(1, len(latents) // 5)
-        fit_x, fit_y = self._design(latents[split:]), self._targets(blocks[split:])
-        val_x, val_y = self._design(latents[:split]), self._targets(blocks[:split])
-        self.mean, self.target_mean = fit_x.mean(0), fit_y.mean(0)
-        errors = {}
-        for penalty in penalties:
-            weights = self._solve(fit_x, fit_y, penalty)
-            errors[penalty] = self._position_error(val_x @ weights + self.target_mean, val_y)
-        self.penalty = min(errors, key=errors.get)
-        all_x, all_y = self._design(latents), self._targets(blocks)
-        self.mean, self.target_mean = all_x.mean(0), all_y.mean(0)
-        self.weights = self._solve(all_x, all_y, self.penalty)
-        return self
-
-    def predict(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents `[..., N, C]` -> block poses `[..., 3]` (x, y in px, angle in radians)."""
-        flat = latents.flatten(-2).double().numpy()
-        xyc = (flat - self.mean) @ self.weights + self.target_mean
-        return np.concatenate([xyc[..., :2], np.arctan2(xyc[..., 3:4], xyc[..., 2:3])], axis=-1)
-
-    def _solve(self, x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
-        centred = x - self.mean
-        gram = centred.T @ centred + penalty * np.eye(x.shape[1])
-        return np.linalg.solve(gram, centred.T @ (y - self.target_mean))
-
-    @staticmethod
-    def _design(latents: list[torch.Tensor]) -> np.ndarray:
-        return torch.cat(latents).flatten(1).double().numpy()  # [frames, N * C]
-
-    @staticmethod
-    def _targets(blocks: list[np.ndarray]) -> np.ndarray:
-        block = np.concatenate(blocks)
-        return np.stack([block[:, 0], block[:, 1], np.cos(block[:, 2]), np.sin(block[:, 2])], axis=1)
-
-    @staticmethod
-    def _position_error(predicted: np.ndarray, target: np.ndarray) -> float:
-        return float(np.linalg.norm(predicted[:, :2] - target[:, :2], axis=1).mean())
 
 
 def pose_errors(predicted: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +210,7 @@ def predict(pipe, batch, actions: torch.Tensor, steps: int, config: QualityBench
 
 
 def score(
-    pipe, batch, probe: BlockProbe, steps: int, config: QualityBenchmarkConfig, action_effect: bool = False
+    pipe, batch, probe: RidgeBlockProbe | ConvBlockProbe, steps: int, config: QualityBenchmarkConfig, action_effect: bool = False
 ) -> dict:
     """Latent MSE and probe pose errors per horizon step, model vs copy-last, split by block motion. With
     `action_effect`, each region also gets `action_effect`: how far the prediction moves (MSE) when every window's
@@ -347,12 +312,13 @@ def main(args: list[str] | None = None) -> dict:
     split = len(cache) - config.num_eval_episodes
     train = read_episodes(cache, source, list(range(split)))
     held_out = read_episodes(cache, source, list(range(split, len(cache))))
-    probe = BlockProbe().fit(train.latents, train.blocks, config.probe_l2)
+    probe = RidgeBlockProbe(config.probe_l2) if config.probe == "ridge" else ConvBlockProbe(config.probe_steps)
+    probe.fit(train.latents, train.blocks)
     real_position, real_angle = pose_errors(probe.predict(torch.cat(held_out.latents)), np.concatenate(held_out.blocks))
 
     results = {
         "settings": asdict(config),
-        "probe": {"l2": probe.penalty, "held_out_position_px": float(real_position.mean()),
+        "probe": {"kind": probe.describe(), "held_out_position_px": float(real_position.mean()),
                   "held_out_angle_deg": float(real_angle.mean())},  # fmt: skip
         "by_steps": {},
     }
@@ -378,7 +344,7 @@ def main(args: list[str] | None = None) -> dict:
 
 def print_tables(results: dict) -> None:
     probe = results["probe"]
-    print(f"block probe (ridge {probe['l2']:g}) on real held-out latents: {probe['held_out_position_px']:.1f} px, "
+    print(f"block probe ({probe['kind']}) on real held-out latents: {probe['held_out_position_px']:.1f} px, "
           f"{probe['held_out_angle_deg']:.1f} deg")  # fmt: skip
     print("| K | one-step latent MSE moving (model / copy-last) | still | all | "
           f"{len(next(iter(results['by_steps'].values()))['open_loop']['latent_mse']['all'])}-step open-loop block "

@@ -159,6 +159,35 @@ def test_checkpoint_ema_weights_replace_the_pipeline_weights(quality, tmp_path):
         quality.load_ema_weights(pipeline_model, tmp_path / "missing")
 
 
+def test_quality_end_to_end_with_either_probe(quality, tmp_path):
+    """On recorded PushT and its cache, a random tiny pipeline scored with the ridge and the conv probe: the latent
+    figures do not depend on the probe, the pose figures do, and both runs write their json and plot."""
+    from argos_wm.data.latent_cache import main as build_cache
+    from argos_wm.data.pusht import main as record_pusht
+    from test_plan_pusht import tiny_pipeline
+
+    dataset, cache = tmp_path / "pusht", tmp_path / "latents"
+    record_pusht(["--episodes", "5", "--out", str(dataset), "--max-steps", "40", "--workers", "1",
+                  "--codec", "libx264"])  # fmt: skip
+    build_cache(["--dataset", str(dataset), "--encoder", str(ROOT / "hub_configs" / "argos-dino-encoder-tiny"),
+                 "--out", str(cache), "--fps", "2"])  # fmt: skip
+    tiny_pipeline().save_pretrained(tmp_path / "pipeline")
+    common = ["--pipeline", str(tmp_path / "pipeline"), "--dataset", str(dataset), "--latent_cache", str(cache),
+              "--num_eval_episodes", "2", "--context_frames", "2", "--horizon", "2", "--steps", "1"]  # fmt: skip
+    ridge = quality.main(common + ["--output_dir", str(tmp_path / "ridge")])
+    conv = quality.main(common + ["--output_dir", str(tmp_path / "conv"), "--probe", "conv", "--probe_steps", "5"])
+    assert ridge["probe"]["kind"].startswith("ridge ") and conv["probe"]["kind"] == "conv, 5 steps"
+    assert set(ridge["by_steps"]) == {1, "x"}  # K, and the x-prediction
+    for part in ("one_step", "open_loop"):
+        for figure in ("latent_mse", "copy_last_latent_mse"):
+            assert conv["by_steps"][1][part][figure] == ridge["by_steps"][1][part][figure]
+        assert conv["by_steps"][1][part]["block_position_px"] != ridge["by_steps"][1][part]["block_position_px"]
+        assert np.isfinite(conv["by_steps"][1][part]["block_position_px"]["all"]).all()
+    for run in ("ridge", "conv"):
+        assert json.loads((tmp_path / run / "quality.json").read_text())["probe"]["kind"]
+        assert (tmp_path / run / "quality.png").is_file()
+
+
 @pytest.fixture(scope="module")
 def sensitivity():
     return load_benchmark("benchmark_pusht_pose_sensitivity")
