@@ -34,7 +34,7 @@ from argos_wm.data import LatentCacheSource, LeRobotSource
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
 from argos_wm.training import read_checkpoint_state
-from pusht_block_probe import ConvBlockProbe, RidgeBlockProbe
+from pusht_block_probe import ConvBlockProbe, RidgeBlockProbe, pose_errors
 
 
 MOVING_PX, MOVING_RAD = 1.0, 0.02
@@ -142,13 +142,6 @@ def read_episodes(cache: LatentCacheSource, source: LeRobotSource, positions: li
     return episodes
 
 
-def pose_errors(predicted: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Block poses `[..., 3]` -> position error (px) and angle error (degrees, wrapped), each `[...]`."""
-    position = np.linalg.norm(predicted[..., :2] - real[..., :2], axis=-1)
-    angle = np.abs(predicted[..., 2] - real[..., 2]) % (2 * math.pi)
-    return position, np.degrees(np.minimum(angle, 2 * math.pi - angle))
-
-
 def windows(episodes: PushTEpisodes, context: int, horizon: int) -> dict[str, torch.Tensor | np.ndarray]:
     """Every (episode, t) with `context` frames before t and `horizon` frames from t on, stacked as one batch."""
     rows = {key: [] for key in ("context_latents", "context_states", "context_actions", "actions", "future", "blocks",
@@ -210,7 +203,12 @@ def predict(pipe, batch, actions: torch.Tensor, steps: int, config: QualityBench
 
 
 def score(
-    pipe, batch, probe: RidgeBlockProbe | ConvBlockProbe, steps: int, config: QualityBenchmarkConfig, action_effect: bool = False
+    pipe,
+    batch,
+    probe: RidgeBlockProbe | ConvBlockProbe,
+    steps: int,
+    config: QualityBenchmarkConfig,
+    action_effect: bool = False,
 ) -> dict:
     """Latent MSE and probe pose errors per horizon step, model vs copy-last, split by block motion. With
     `action_effect`, each region also gets `action_effect`: how far the prediction moves (MSE) when every window's

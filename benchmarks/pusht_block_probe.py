@@ -25,6 +25,13 @@ def poses_from_targets(targets: np.ndarray) -> np.ndarray:
     return np.concatenate([targets[..., :2], np.arctan2(targets[..., 3:4], targets[..., 2:3])], axis=-1)
 
 
+def pose_errors(predicted: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block poses `[..., 3]` -> position error (px) and angle error (degrees, wrapped), each `[...]`."""
+    position = np.linalg.norm(predicted[..., :2] - real[..., :2], axis=-1)
+    angle = np.abs(predicted[..., 2] - real[..., 2]) % (2 * math.pi)
+    return position, np.degrees(np.minimum(angle, 2 * math.pi - angle))
+
+
 def position_error(predicted: np.ndarray, target: np.ndarray) -> float:
     """Mean block position error (px) of regressed `[F, 4]` against targets `[F, 4]`."""
     return float(np.linalg.norm(predicted[:, :2] - target[:, :2], axis=1).mean())
@@ -33,8 +40,6 @@ def position_error(predicted: np.ndarray, target: np.ndarray) -> float:
 class RidgeBlockProbe:
     """Ridge regression from flattened latents `[N * C]` to the block's (x, y, cos θ, sin θ), penalty chosen on a
     validation split of the training episodes (the first fifth)."""
-
-    name = "ridge"
 
     def __init__(self, penalties: list[float] = (1.0, 10.0, 100.0, 1000.0)):
         self.penalties = list(penalties)
@@ -77,8 +82,6 @@ class ConvBlockProbe:
     """A small CNN over the token grid `[C, √N, √N]` of standardised latents (per token and channel, as the ridge
     centres each feature) regressing the standardised (x, y, cos θ, sin θ), trained with AdamW on random batches of
     the training frames (seeded, so a fit is reproducible)."""
-
-    name = "conv"
 
     def __init__(self, steps: int = 1500, batch_size: int = 128, channels: int = 64, seed: int = 0):
         if steps < 1 or batch_size < 1 or channels < 1:

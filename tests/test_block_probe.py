@@ -33,11 +33,8 @@ def drawn_blocks(num_episodes=8, frames=75, side=4, channels=6, seed=0):
 
 
 def mean_errors(probes, probe, latents, blocks):
-    predicted = probe.predict(torch.cat(latents))
-    real = np.concatenate(blocks)
-    position = np.linalg.norm(predicted[:, :2] - real[:, :2], axis=1).mean()
-    angle = np.abs(predicted[:, 2] - real[:, 2]) % (2 * math.pi)
-    return position, np.degrees(np.minimum(angle, 2 * math.pi - angle)).mean()
+    position, angle = probes.pose_errors(probe.predict(torch.cat(latents)), np.concatenate(blocks))
+    return position.mean(), angle.mean()
 
 
 def test_targets_round_trip_the_angle(probes):
@@ -45,6 +42,14 @@ def test_targets_round_trip_the_angle(probes):
     targets = probes.pose_targets(blocks)
     assert targets.shape == (3, 4)
     np.testing.assert_allclose(probes.poses_from_targets(targets), np.concatenate(blocks), atol=1e-12)
+
+
+def test_pose_errors_wrap_the_angle(probes):
+    predicted = np.array([[0.0, 0.0, math.radians(179.0)], [10.0, 10.0, 0.1]])
+    real = np.array([[3.0, 4.0, math.radians(-179.0)], [10.0, 10.0, 0.1 + 4 * math.pi]])
+    position, angle = probes.pose_errors(predicted, real)
+    np.testing.assert_allclose(position, [5.0, 0.0])
+    np.testing.assert_allclose(angle, [2.0, 0.0], atol=1e-9)
 
 
 def test_ridge_chooses_its_penalty_on_centred_validation_latents(probes):
