@@ -188,32 +188,60 @@ def test_randomised_outputs_make_the_check_meaningful():
     assert not torch.allclose(first[:, 1:], second[:, 1:])
 
 
-def test_predicted_context_replaces_frames_by_the_models_own_predictions():
-    """With `predicted_context_probability: 1.0` every context frame but the first is the model's one-step prediction
-    of it (from the clean frames before it); the targets stay the real frames."""
-    model = make_model(8, prediction_type="gated")
+PREDICTED_CONTEXT_SETTINGS = dict(
+    max_shortcut_steps=4, teacher_forcing_probability=1.0, teacher_forced_frames="all", loss_weight_floor=1.0
+)
+
+
+def predicted_context_loss(model, arguments, depth):
+    scheduler = ShortcutForcingScheduler(
+        **PREDICTED_CONTEXT_SETTINGS, predicted_context_probability=1.0, predicted_context_depth=depth
+    )
+    return ShortcutForcingLoss(scheduler)(model, **arguments).latent_loss
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_predicted_context_replaces_frames_by_the_models_own_predictions(depth):
+    """With `predicted_context_probability: 1.0` every context frame but the first is the model's prediction of it,
+    made `depth` times, each from the context the previous one left; the targets stay the real frames."""
+    model = randomize_outputs(make_model(8, prediction_type="gated"))
     clip, noise, state_noise, frame_mask = clip_with_noise(model.config)
-    settings = dict(max_shortcut_steps=4, teacher_forcing_probability=1.0, teacher_forced_frames="all")
-    scheduler = ShortcutForcingScheduler(**settings, predicted_context_probability=1.0, loss_weight_floor=1.0)
     arguments = dict(**clip, noise=noise, state_noise=state_noise, frame_mask=frame_mask)
-    output = ShortcutForcingLoss(scheduler)(model, **arguments)
+    loss = predicted_context_loss(model, arguments, depth)
 
     levels = torch.tensor([[1.0, 0, 0, 0, 0], [1.0, 0, 0, 1, 1]])
     noised = {"latents": levels[..., None, None] * clip["latents"] + (1 - levels[..., None, None]) * noise}
     noised["states"] = levels[..., None] * clip["states"] + (1 - levels[..., None]) * state_noise
+    replaced = (levels < 1)[..., None]
     with torch.no_grad():
         common = dict(signal_levels=levels, actions=clip["actions"], **noised)
-        first = model(**common, context_latents=clip["latents"], context_states=clip["states"])
-        replaced = (levels < 1)[..., None]
-        context = torch.where(replaced[..., None], first.sample, clip["latents"])
-        context_states = torch.where(replaced, first.state_sample, clip["states"])
-        second = model(**common, context_latents=context, context_states=context_states)
-    scored = levels < 1
-    expected = (second.sample - clip["latents"]).pow(2).mean(dim=(2, 3))[scored].mean()
-    torch.testing.assert_close(output.latent_loss, expected)
-    plain = ShortcutForcingLoss(ShortcutForcingScheduler(**settings, loss_weight_floor=1.0))(model, **arguments)
-    assert not torch.allclose(plain.latent_loss, output.latent_loss)
+        context, context_states = clip["latents"], clip["states"]
+        for _ in range(depth + 1):  # `depth` predictions of the context, then the one that is scored
+            output = model(**common, context_latents=context, context_states=context_states)
+            context = torch.where(replaced[..., None], output.sample, clip["latents"])
+            context_states = torch.where(replaced, output.state_sample, clip["states"])
+    expected = (output.sample - clip["latents"]).pow(2).mean(dim=(2, 3))[levels < 1].mean()
+    torch.testing.assert_close(loss, expected)
+    plain = ShortcutForcingLoss(ShortcutForcingScheduler(**PREDICTED_CONTEXT_SETTINGS))(model, **arguments)
+    assert not torch.allclose(plain.latent_loss, loss)
+
+
+def test_predicted_context_depth_reaches_the_open_loop_rollout():
+    """Context frame k is the open-loop rollout's from the first frame after k predictions (each depends only on the
+    frames before it), and the last scored frame of 5 reads context frames up to the 4th (k = 3): from depth 3 on,
+    more depth changes nothing; less does."""
+    model = randomize_outputs(make_model(8, prediction_type="gated"))
+    clip, noise, state_noise, frame_mask = clip_with_noise(model.config)  # 5 frames
+    arguments = dict(**clip, noise=noise, state_noise=state_noise, frame_mask=frame_mask)
+    converged = predicted_context_loss(model, arguments, 3)
+    torch.testing.assert_close(predicted_context_loss(model, arguments, 5), converged)
+    assert not torch.allclose(predicted_context_loss(model, arguments, 2), converged)
+
+
+def test_predicted_context_settings_are_checked():
     with pytest.raises(ValueError, match="teacher_forced_frames='all'"):
         ShortcutForcingScheduler(predicted_context_probability=0.5)
     with pytest.raises(ValueError, match=r"predicted_context_probability` must be in \[0, 1\]"):
-        ShortcutForcingScheduler(**settings, predicted_context_probability=1.5)
+        ShortcutForcingScheduler(**PREDICTED_CONTEXT_SETTINGS, predicted_context_probability=1.5)
+    with pytest.raises(ValueError, match="`predicted_context_depth` must be >= 1, got 0"):
+        ShortcutForcingScheduler(**PREDICTED_CONTEXT_SETTINGS, predicted_context_depth=0)

@@ -251,3 +251,35 @@ def test_mpc_plans_from_the_initial_action_within_per_observation_bounds():
     # within the bounds the plans still head for the goal: 6 steps of at most 3 per axis can cover (18, -18)
     start_error, final_error = np.linalg.norm(goal["agent_pos"]), np.linalg.norm(env.position - goal["agent_pos"])
     assert final_error < 0.6 * start_error, (final_error, result.actions)
+
+
+class CountingEnv(PointEnv):
+    """A point mass that records every action it is stepped with."""
+
+    def __init__(self, start):
+        super().__init__(start)
+        self.stepped = []
+
+    def step(self, action):
+        self.stepped.append(np.asarray(action).copy())
+        return super().step(action)
+
+
+def test_mpc_executes_the_source_actions_the_normalizer_records():
+    """By default each model action becomes the `frameskip` source actions its aggregation stands for (the held
+    action for "sum": the model action / frameskip); an explicit frameskip holds the model action as it is."""
+    pipe = make_pipeline()
+    pipe.normalizer = ActionStateNormalizer.from_statistics(STATS, STATS, action_aggregation="sum", frameskip=3)
+    settings = dict(horizon=2, action_low=-6.0, action_high=6.0, num_inference_steps=1, show_progress=False,
+                    planner=CEMPlanner(num_samples=8, num_elites=2, iterations=1))  # fmt: skip
+    goal = PointEnv([6.0, -6.0]).observation()
+    env = CountingEnv([0.0, 0.0])
+    result = mpc(env, pipe, goal, env.observation(), **settings)
+    assert len(env.stepped) == 2 * 3
+    np.testing.assert_allclose(np.stack(env.stepped), np.repeat(result.actions / 3, 3, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(env.position, result.actions.sum(axis=0), atol=1e-4)  # the sums arrive whole
+    env = CountingEnv([0.0, 0.0])
+    result = mpc(env, pipe, goal, env.observation(), frameskip=1, **settings)
+    np.testing.assert_allclose(np.stack(env.stepped), result.actions, rtol=0)
+    with pytest.raises(ValueError, match="frameskip must be an integer >= 1; got 0"):
+        mpc(env, pipe, goal, env.observation(), frameskip=0, **settings)

@@ -121,6 +121,11 @@ class ArgosWorldModelConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def _check_values(self):
+        sizes = ("latent_channels", "latent_tokens", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "intermediate_size")  # fmt: skip
+        small = {name: getattr(self, name) for name in sizes if getattr(self, name) < 1}
+        if small:
+            raise ValueError(f"{', '.join(small)} must be >= 1; got {small}.")
         if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError(
                 f"hidden_size must split into num_attention_heads heads of even size; got hidden_size="

@@ -290,11 +290,11 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             prediction = previous + gate * (prediction - previous)
         elif self.config.prediction_type == "velocity":
             # x = x_tau + (1 - tau) * v, since x_tau = (1 - tau) * noise + tau * x and v = x - noise
-            remaining = (1 - signal_levels)[..., None]
-            prediction = latents + remaining[..., None] * prediction
+            remaining = (1 - signal_levels)[..., None].to(prediction.dtype)
+            prediction = latents.to(prediction.dtype) + remaining[..., None] * prediction
             if state_prediction is not None:
                 noisy_states = states if states is not None else torch.zeros_like(state_prediction)
-                state_prediction = noisy_states + remaining * state_prediction
+                state_prediction = noisy_states.to(state_prediction.dtype) + remaining * state_prediction
 
         output = ArgosWorldModelOutput(
             sample=prediction,

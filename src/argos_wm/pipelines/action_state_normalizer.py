@@ -81,6 +81,8 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
     ```
     """
 
+    _keep_in_fp32_modules = ["action_shift", "action_scale", "state_shift", "state_scale"]
+
     @register_to_config
     def __init__(
         self,
@@ -144,6 +146,16 @@ class ActionStateNormalizer(ModelMixin, ConfigMixin):
             getattr(normalizer, f"{name}_shift").copy_(shift)
             getattr(normalizer, f"{name}_scale").copy_(scale)
         return normalizer
+
+    def _apply(self, fn, recurse: bool = True):
+        """Moves the statistics with the pipeline but keeps them in float32: cast with a bf16 / fp16 pipeline they
+        would be rounded (a PushT position mean of 253.7 px becomes 254)."""
+        statistics = dict(self._buffers)
+        super()._apply(fn, recurse)
+        for name, before in statistics.items():
+            if before is not None and self._buffers[name].dtype != before.dtype:
+                self._buffers[name] = before.to(self._buffers[name].device)
+        return self
 
     def _affine(self, name: str, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shift, scale = getattr(self, f"{name}_shift"), getattr(self, f"{name}_scale")

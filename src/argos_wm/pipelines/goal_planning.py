@@ -21,7 +21,7 @@ class GoalPlanningMixin:
     """Adds `plan` to [`WorldModelPipeline`]."""
 
     def _action_bounds(self, action_low, action_high, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Raw bounds (each None, a scalar, `[A]` or `[B, A]`, low <= high) -> normalised `[B, A]` each."""
+        """Raw bounds (each None, a scalar, `[A]` or `[B, A]`, low <= high) -> raw `[B, A]` each, on the CPU."""
         action_dim = self.world_model.config.action_dim
         bounds = {}
         for name, bound in (("action_low", action_low), ("action_high", action_high)):
@@ -46,30 +46,45 @@ class GoalPlanningMixin:
                 f"action_low must be <= action_high in every dimension; got action_low={shown[0]} and "
                 f"action_high={shown[1]} (raw units)."
             )
+        return low, high
+
+    def _normalized_bounds(self, low, high) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Raw `[B, A]` bounds (or None) -> normalised."""
         return tuple(None if bound is None else self._normalize("action", bound) for bound in (low, high))
+
+    @staticmethod
+    def _clip_actions(actions: torch.Tensor, low, high) -> torch.Tensor:
+        """Raw actions `[B, H, A]` clamped to raw `[B, A]` bounds: the planners clamp in normalised units, and mapped
+        back to raw units an action on a bound may land one float step outside it."""
+        if low is not None:
+            actions = torch.maximum(actions, low[:, None].to(actions.device))
+        if high is not None:
+            actions = torch.minimum(actions, high[:, None].to(actions.device))
+        return actions
 
     def _goal(self, goal, goal_latents, goal_states, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Goal image `[B, H, W, 3]` or latents `[B, N, C]`, raw proprio `[B, S]` -> normalised latents and states."""
         config = self.world_model.config
+        if (goal is None) == (goal_latents is None):
+            raise ValueError("Give exactly one of `goal` (an image) and `goal_latents`.")
         if goal is not None:
             goal = torch.as_tensor(np.asarray(goal) if not torch.is_tensor(goal) else goal)
             if goal.ndim != 4 or goal.shape[0] != batch:
                 raise ValueError(
                     f"goal must be one image per batch element, [B={batch}, H, W, 3]; got {shape_of(goal)}."
                 )
-            if goal.is_floating_point():
-                check_finite("goal", goal)
             goal_latents = self._context_latents(goal[:, None], None, "goal")[:, 0]
-        elif goal_latents is None:
-            raise ValueError("Give exactly one of `goal` (an image) and `goal_latents`.")
         expected = (batch, config.latent_tokens, config.latent_channels)
         if not torch.is_tensor(goal_latents) or tuple(goal_latents.shape) != expected:
             raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {shape_of(goal_latents)}.")
-        check_finite("goal_latents" if goal is None else "goal (encoded)", goal_latents)
+        check_finite("goal_latents", goal_latents)
         if goal_states is not None:
             if config.state_dim == 0:
                 raise ValueError("goal_states were given but the world model has no state token (state_dim == 0).")
-            goal_states = torch.as_tensor(np.asarray(goal_states, dtype=np.float32))
+            if torch.is_tensor(goal_states):
+                goal_states = goal_states.detach().float().cpu()
+            else:
+                goal_states = torch.as_tensor(np.asarray(goal_states, dtype=np.float32))
             if tuple(goal_states.shape) != (batch, config.state_dim):
                 raise ValueError(
                     f"goal_states must have shape [B, S] = {(batch, config.state_dim)}; got {shape_of(goal_states)}."
@@ -159,10 +174,10 @@ class GoalPlanningMixin:
 
         with torch.no_grad():
             latents = self._context_latents(observation, observation_latents, "observation")
-            check_finite("observation_latents" if observation is None else "observation (encoded)", latents)
             batch = latents.shape[0]
             goal_latents, goal_states = self._goal(goal, goal_latents, goal_states, batch)
-            low, high = self._action_bounds(action_low, action_high, batch)
+            raw_low, raw_high = self._action_bounds(action_low, action_high, batch)
+            low, high = self._normalized_bounds(raw_low, raw_high)
             init_mean = torch.zeros(batch, horizon, config.action_dim, device=self._execution_device)
             if init_actions is not None:
                 init_actions = self._check_sequence(
@@ -184,4 +199,5 @@ class GoalPlanningMixin:
         )  # fmt: skip
         with torch.set_grad_enabled(planner.requires_grad):
             actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
-        return PlanOutput(actions=self._denormalize("action", actions.detach()), cost=costs.detach())
+        actions = self._clip_actions(self._denormalize("action", actions.detach()), raw_low, raw_high)
+        return PlanOutput(actions=actions, cost=costs.detach())

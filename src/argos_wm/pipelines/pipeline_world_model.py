@@ -116,9 +116,16 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
         if images.ndim != 5 or 3 not in (images.shape[2], images.shape[-1]):
             raise ValueError(f"images must have shape [B, T, H, W, 3] or [B, T, 3, H, W]; got {shape_of(images)}.")
+        if images.is_floating_point():
+            check_finite("images", images)
         if self.image_processor is None:
             latents = self.encoder.encode(images.to(self._execution_device))
         else:
+            if images.is_floating_point():  # the processor rescales by 1/255 itself: hand it the uint8 frames
+                low, high = float(images.min()), float(images.max())
+                if low < 0.0 or high > 1.0:
+                    raise ValueError(f"float images must be in [0, 1] (uint8 for [0, 255]); got values in [{low}, {high}].")
+                images = images.float().mul(255).round().to(torch.uint8)
             frames = images.flatten(0, 1).cpu().numpy()  # [B, T, ...] -> [B*T, ...]
             pixel_values = self.image_processor(images=list(frames), return_tensors="pt").pixel_values
             latents = self.encoder(pixel_values.to(self._execution_device)).latents
@@ -158,13 +165,16 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         config = self.world_model.config
         if images is not None:
             images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-            return self.encode_images(images[:, None] if images.ndim == 4 else images)
+            latents = self.encode_images(images[:, None] if images.ndim == 4 else images)
+            check_finite(f"{name} (encoded)", latents)
+            return latents
         expected = f"[B, T, {config.latent_tokens}, {config.latent_channels}]"
         if not torch.is_tensor(latents) or latents.ndim != 4 or tuple(latents.shape[2:]) != (
             config.latent_tokens,
             config.latent_channels,
         ):
             raise ValueError(f"{name}_latents must have shape {expected}; got {shape_of(latents)}.")
+        check_finite(f"{name}_latents", latents)
         return latents.to(self._execution_device, self.world_model.dtype)
 
     def _check_sequence(
@@ -353,6 +363,15 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         cache = self.world_model(**inputs, use_cache=True).cache
         return self._generate(actions, context_signal_level, generator, cache=cache), horizon
 
+    @torch.no_grad()
+    def _stream(self, frames: Iterator, output_type: str) -> Iterator[RolloutOutput]:
+        for latents, states in frames:
+            yield RolloutOutput(
+                latents=latents,
+                states=None if states is None else self._denormalize("state", states),
+                frames=None if output_type == "latent" else self.decode_latents(latents, output_type),
+            )
+
     # ------------------------------------------------------------------------------------------------ public API
     @torch.no_grad()
     def rollout_stream(
@@ -372,18 +391,13 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         The streaming form of [`~WorldModelPipeline.rollout`] (same arguments): yields one [`RolloutOutput`] per
         predicted frame (`latents` `[B, 1, N, C]`, `states` `[B, 1, S]`, `frames` of that frame), computed only when
         the consumer asks for it, for interactive use. With the same `generator` seed it yields exactly the frames
-        of `rollout`.
+        of `rollout`. The inputs are checked, and the context encoded, when it is called.
         """
         frames, _ = self._start(
             context, context_latents, context_states, context_actions, actions,
             num_inference_steps, context_signal_level, generator, output_type, use_cache,
         )  # fmt: skip
-        for latents, states in frames:
-            yield RolloutOutput(
-                latents=latents,
-                states=None if states is None else self._denormalize("state", states),
-                frames=None if output_type == "latent" else self.decode_latents(latents, output_type),
-            )
+        return self._stream(frames, output_type)
 
     @torch.no_grad()
     def rollout(

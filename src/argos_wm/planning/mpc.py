@@ -15,7 +15,7 @@ class MPCOutput:
 
     Args:
         observation (`dict`): the environment's last observation.
-        actions (`np.ndarray` `[T, A]`): the model-step actions executed (each held for `frameskip` env steps).
+        actions (`np.ndarray` `[T, A]`): the model-step actions executed (raw units).
         plan_costs (`list[float]`): the model's cost of every plan made.
         plan_seconds (`list[float]`): wall time of every plan.
         stopped (`bool`): True when `stop_fn` ended the loop before the step budget ran out.
@@ -44,7 +44,7 @@ def mpc(
     observation: dict | None = None,
     horizon: int = 5,
     execute_steps: int = 1,
-    frameskip: int = 1,
+    frameskip: int | None = None,
     max_steps: int | None = None,
     num_context_frames: int = 1,
     image_key: str = "pixels",
@@ -57,8 +57,8 @@ def mpc(
     **plan_kwargs,
 ) -> MPCOutput:
     r"""
-    Plans `horizon` model steps towards `goal`, executes the first `execute_steps` of them (each action held for
-    `frameskip` environment steps), observes, and replans, until `max_steps` model steps were executed or `stop_fn`
+    Plans `horizon` model steps towards `goal`, executes the first `execute_steps` of them (each as the environment
+    steps it stands for, see `frameskip`), observes, and replans, until `max_steps` model steps were executed or `stop_fn`
     says the task is done. The horizon shrinks as the step budget runs out, so the last plan ends at the budget.
 
     Args:
@@ -70,7 +70,11 @@ def mpc(
             the observation `env.reset()` returns.
         horizon (`int`, defaults to 5): planned model steps per plan.
         execute_steps (`int`, defaults to 1): model steps executed before replanning.
-        frameskip (`int`, defaults to 1): environment steps per model step.
+        frameskip (`int`, *optional*): environment steps per model step, each executing the model action as it is.
+            None (the default) executes what the pipeline's normaliser records: each model action becomes its
+            `normalizer.source_actions` (`frameskip` source actions: the k concatenated ones for `"concat"`, the held
+            action for `"sum"` / `"mean"` / `"last"`); one step of the action as it is when no aggregation is
+            recorded. Pass 1 for an environment that already steps at the model's rate.
         max_steps (`int`, *optional*): model steps to execute in all; defaults to `horizon`.
         num_context_frames (`int`, defaults to 1): past observations (and the actions between them) given to the
             model as context.
@@ -94,10 +98,18 @@ def mpc(
         [`MPCOutput`].
     """
     max_steps = horizon if max_steps is None else max_steps
-    for name, value in (("horizon", horizon), ("execute_steps", execute_steps), ("frameskip", frameskip),
-                        ("max_steps", max_steps), ("num_context_frames", num_context_frames)):  # fmt: skip
+    for name, value in (("horizon", horizon), ("execute_steps", execute_steps), ("max_steps", max_steps),
+                        ("num_context_frames", num_context_frames), ("frameskip", 1 if frameskip is None else frameskip)):  # fmt: skip
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    normalizer = getattr(pipe, "normalizer", None)
+    recorded = frameskip is None and normalizer is not None and normalizer.config.action_aggregation is not None
+
+    def environment_actions(action: torch.Tensor) -> np.ndarray:  # raw model action [A] -> env actions [k, A_env]
+        if recorded:
+            return normalizer.source_actions(action).numpy()
+        return np.repeat(action.numpy()[None], frameskip or 1, axis=0)
+
     action_dim = pipe.world_model.config.action_dim
     if observation is None:
         observation, _ = env.reset()
@@ -144,8 +156,8 @@ def mpc(
         if warm_start and hasattr(planner, "shift"):
             planner.shift(min(execute_steps, plan.shape[1]))
         for action in plan[0, :execute_steps]:
-            for _ in range(frameskip):
-                observation, _, terminated, truncated, _ = env.step(action.numpy())
+            for environment_action in environment_actions(action):
+                observation, _, terminated, truncated, _ = env.step(environment_action)
                 done = done or terminated or truncated
                 if done:
                     break

@@ -64,7 +64,8 @@ class SimulatorPlanning:
         cost = GoalCost(metric=metric, cost_steps=cost_steps, state_weight=state_weight, action_weight=action_weight)
         goal_states = None if goal_states is None else pipe._normalize("state", torch.as_tensor(goal_states).float())
         action_dim = self.world_model.config.action_dim
-        low, high = pipe._action_bounds(action_low, action_high, 1)
+        raw_low, raw_high = pipe._action_bounds(action_low, action_high, 1)
+        low, high = pipe._normalized_bounds(raw_low, raw_high)
         init_mean = torch.zeros(1, horizon, action_dim, device=pipe._execution_device)
         if init_actions is not None:
             init_mean = pipe._normalize("action", torch.as_tensor(init_actions).float())
@@ -82,7 +83,7 @@ class SimulatorPlanning:
             return cost(latents, goal, states, goal_states.expand(num_candidates, -1), candidates[0])[None]
 
         actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
-        return PlanOutput(actions=pipe._denormalize("action", actions), cost=costs)
+        return PlanOutput(actions=pipe._clip_actions(pipe._denormalize("action", actions), raw_low, raw_high), cost=costs)
 
 
 __all__ = ["SimulatorPlanning", "SimulatorRollout"]

@@ -131,6 +131,10 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
             With `teacher_forced_frames="all"`: the probability that a context frame (any but the first) is replaced
             by the model's own one-step prediction of it, made without gradient from the clean frames before it, so
             that the model learns to predict from frames it predicted, as in a rollout. Its target stays the real frame.
+        predicted_context_depth (`int`, defaults to 1):
+            How many times that prediction is made, each from the context the previous one left: with depth d, a run
+            of replaced frames holds predictions made from predictions up to d deep, as in a d-step rollout. Each
+            costs one more forward pass without gradient.
     """
 
     _compatibles = []
@@ -154,6 +158,7 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
         teacher_forcing_probability: float = 0.0,
         teacher_forced_frames: str = "last",
         predicted_context_probability: float = 0.0,
+        predicted_context_depth: int = 1,
     ):
         if max_shortcut_steps < 1 or max_shortcut_steps & (max_shortcut_steps - 1):
             raise ValueError(f"`max_shortcut_steps` must be a power of two >= 1, got {max_shortcut_steps}.")
@@ -195,6 +200,8 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
                 "`predicted_context_probability` replaces frames of the clean copy that `teacher_forced_frames='all'` "
                 f"gives the model: it needs that, got teacher_forced_frames={teacher_forced_frames!r}."
             )
+        if predicted_context_depth < 1:
+            raise ValueError(f"`predicted_context_depth` must be >= 1, got {predicted_context_depth}.")
 
         self.num_inference_steps = None
         self.step_size = None

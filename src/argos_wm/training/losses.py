@@ -292,29 +292,33 @@ class ShortcutForcingLoss:
     ) -> dict:
         """
         The clean copy with each frame but the first replaced, with the scheduler's `predicted_context_probability`, by
-        the model's prediction of it from the clean frames before it (the same noised inputs, no gradient). Returns
+        the model's prediction of it (the same noised inputs, no gradient). The prediction is made
+        `predicted_context_depth` times, each from the context the previous one left, so that a run of replaced frames
+        holds predictions made from predictions, up to that depth, as in a rollout of as many steps. Returns
         `context_latents` `[B, T, N, C]` and `context_states` `[B, T, S]` (or None).
         """
-        predicted = model(
-            latents=noisy_latents,
-            signal_levels=signal_levels,
-            step_sizes=step_sizes,
-            states=noisy_states,
-            **conditioning,
-        )
-        context_latents, context_states = conditioning["context_latents"], conditioning["context_states"]
+        real_latents, real_states = conditioning["context_latents"], conditioning["context_states"]
         draw = self.scheduler._uniform(tuple(signal_levels.shape), generator, signal_levels.device)
         replaced = draw < self.scheduler.config.predicted_context_probability
         replaced[:, 0] = False  # the first frame was predicted from nothing
         replaced &= signal_levels < 1.0  # only frames the model predicted: not padding, not a clean first frame
-        context_latents = torch.where(
-            _per_frame(replaced, context_latents), predicted.sample.to(context_latents.dtype), context_latents
-        )
-        if context_states is not None:
-            context_states = torch.where(
-                _per_frame(replaced, context_states), predicted.state_sample.to(context_states.dtype), context_states
+        context = {"context_latents": real_latents, "context_states": real_states}
+        for _ in range(self.scheduler.config.predicted_context_depth):
+            predicted = model(
+                latents=noisy_latents,
+                signal_levels=signal_levels,
+                step_sizes=step_sizes,
+                states=noisy_states,
+                **{**conditioning, **context},
             )
-        return {"context_latents": context_latents, "context_states": context_states}
+            context["context_latents"] = torch.where(
+                _per_frame(replaced, real_latents), predicted.sample.to(real_latents.dtype), real_latents
+            )
+            if real_states is not None:
+                context["context_states"] = torch.where(
+                    _per_frame(replaced, real_states), predicted.state_sample.to(real_states.dtype), real_states
+                )
+        return context
 
     @torch.no_grad()
     def _bootstrap_targets(
