@@ -39,8 +39,9 @@ def skipped_actions(
 
     `source_actions[k]` `[L, A]` is the action taken at source frame k (LeRobot's convention). The action that led to
     kept frame `indices[t]` `[T]` combines the source actions from its predecessor frame (`previous` for the first,
-    None: none) to `indices[t] - 1`. A frame with no predecessor gets zeros and a False mask; with `"concat"`, so does
-    a frame whose segment is not `frameskip` steps long or holds a non-finite (unknown) action.
+    None: none) to `indices[t] - 1`. A frame with no predecessor gets zeros and a False mask, and so does a frame whose
+    combined action is not finite (an unknown source action in its segment; for `"last"`, in its last step); with
+    `"concat"`, also a frame whose segment is not `frameskip` steps long.
 
     Returns:
         float32 actions `[T, A]` (`[T, frameskip·A]` for `"concat"`) and a bool mask `[T]`.
@@ -70,7 +71,9 @@ def skipped_actions(
             if aggregation == "mean":
                 combined = combined / (segment_stops - segment_starts)[:, None]
         actions[has_previous] = combined
-    return actions.astype(np.float32), has_previous
+    known = has_previous & np.isfinite(actions).all(axis=1)
+    actions[~known] = 0.0
+    return actions.astype(np.float32), known
 
 
 def skipped_rewards(

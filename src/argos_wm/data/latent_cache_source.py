@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..latent_normalization import normalize_latents
+from .lerobot_source import camera_weight_vector
 
 
 CACHE_FORMAT_VERSION = 1
@@ -74,10 +75,18 @@ class LatentCacheSource:
         source: which of the cache's sources to read (position or name); may be None when it holds one.
         normalize: return latents normalised with `latent_statistics.safetensors`.
         name: dataset name for batch metadata; defaults to the source's name.
+        camera_keys: the cached cameras to read (e.g. all but one that is often black); None: every cached camera.
+        camera_weights: camera -> sampling weight among `camera_keys`; None: the weights the cache was built with.
     """
 
     def __init__(
-        self, cache_dir: str | Path, source: int | str | None = None, normalize: bool = True, name: str | None = None
+        self,
+        cache_dir: str | Path,
+        source: int | str | None = None,
+        normalize: bool = True,
+        name: str | None = None,
+        camera_keys: list[str] | None = None,
+        camera_weights: dict[str, float] | None = None,
     ):
         self.cache_dir = Path(cache_dir)
         index_path = self.cache_dir / INDEX_NAME
@@ -102,11 +111,22 @@ class LatentCacheSource:
         self.record = self.index["sources"][source_id]
         self.name = name or self.record["name"]
         self.fps, self.source_fps = float(self.record["fps"]), float(self.record["source_fps"])
-        self.camera_keys = self.record["camera_keys"]
-        self.camera_weights = torch.tensor(self.record["camera_weights"], dtype=torch.float64)
-        if self.camera_weights.sum() <= 0:
-            self.camera_weights = torch.ones(len(self.camera_keys), dtype=torch.float64)
-        self.camera_weights = self.camera_weights / self.camera_weights.sum()
+        cached = self.record["camera_keys"]
+        if camera_keys is not None and (isinstance(camera_keys, str) or not camera_keys):
+            raise ValueError(f"`camera_keys` must be a non-empty list of cached cameras {cached}, got {camera_keys!r}.")
+        missing = sorted(set(camera_keys or ()) - set(cached))
+        if missing:
+            raise ValueError(
+                f"`camera_keys` {missing} are not in the latent cache {self.cache_dir}, which holds {cached}; rebuild it "
+                "with those cameras."
+            )
+        self.camera_keys = cached if camera_keys is None else list(camera_keys)
+        if camera_weights is None:
+            built = dict(zip(cached, self.record["camera_weights"]))
+            camera_weights = {key: built[key] for key in self.camera_keys}
+            if sum(camera_weights.values()) <= 0:
+                camera_weights = None
+        self.camera_weights = camera_weight_vector(self.camera_keys, camera_weights)
         self.action_key, self.state_key = self.record["action_key"], self.record["state_key"]
         self.action_aggregation = self.record["action_aggregation"]
         self.stats = {

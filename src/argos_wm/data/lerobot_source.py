@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,22 @@ def _is_repo_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
 
+def camera_weight_vector(camera_keys: list[str], camera_weights: dict[str, float] | None) -> torch.Tensor:
+    """Sampling probabilities `[len(camera_keys)]` (float64) of the cameras from `camera_weights` (camera -> weight,
+    missing cameras 0; None: uniform)."""
+    if camera_weights is None:
+        return torch.ones(len(camera_keys), dtype=torch.float64) / len(camera_keys)
+    if not isinstance(camera_weights, Mapping):
+        raise ValueError(f"camera_weights must map camera names to weights, got {camera_weights!r}")
+    unknown = sorted(set(camera_weights) - set(camera_keys))
+    if unknown:
+        raise ValueError(f"camera_weights names unknown cameras {unknown}; cameras are {camera_keys}")
+    weights = torch.tensor([float(camera_weights.get(key, 0.0)) for key in camera_keys], dtype=torch.float64)
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"camera_weights must be non-negative with a positive sum, got {camera_weights}")
+    return weights / weights.sum()
+
+
 class LeRobotSource:
     """Reads episodes of a LeRobot v3.0 dataset.
 
@@ -178,6 +195,9 @@ class LeRobotSource:
             )
 
         videos = [key for key, ft in self.features.items() if ft["dtype"] == "video"]
+        for name, keys in (("camera_keys", camera_keys), ("extra_keys", extra_keys)):
+            if isinstance(keys, str):
+                raise ValueError(f"{name} must be a list of feature names, got the string {keys!r}: write [{keys!r}].")
         self.camera_keys = videos if camera_keys is None else list(camera_keys)
         for key in self.camera_keys:
             self._check_camera(key, videos)
@@ -282,17 +302,7 @@ class LeRobotSource:
             raise ValueError(f"camera {key!r} is not a video feature of {self.name}; cameras are {videos}{hint}")
 
     def _normalise_camera_weights(self, camera_weights: dict[str, float] | None) -> torch.Tensor | None:
-        if not self.camera_keys:
-            return None
-        if camera_weights is None:
-            return torch.ones(len(self.camera_keys), dtype=torch.float64) / len(self.camera_keys)
-        unknown = sorted(set(camera_weights) - set(self.camera_keys))
-        if unknown:
-            raise ValueError(f"camera_weights names unknown cameras {unknown}; cameras are {self.camera_keys}")
-        weights = torch.tensor([float(camera_weights.get(key, 0.0)) for key in self.camera_keys], dtype=torch.float64)
-        if (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"camera_weights must be non-negative with a positive sum, got {camera_weights}")
-        return weights / weights.sum()
+        return camera_weight_vector(self.camera_keys, camera_weights) if self.camera_keys else None
 
     def _check_numeric_key(self, argument: str, key: str | None, default: str | None) -> str | None:
         if key is None:

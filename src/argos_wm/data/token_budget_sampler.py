@@ -13,7 +13,8 @@ on DataLoader workers, or on how accelerate shards the batches across processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from numbers import Integral, Real
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -49,7 +50,16 @@ class TokenBudgetBatchSampler(Sampler[list[ClipRequest]]):
         num_batches: int,
         seed: int = 0,
     ):
-        lengths = {int(sequence_lengths): 1.0} if isinstance(sequence_lengths, int) else dict(sequence_lengths)
+        if isinstance(sequence_lengths, Integral):
+            sequence_lengths = {int(sequence_lengths): 1.0}
+        if not isinstance(sequence_lengths, Mapping) or not all(
+            isinstance(length, Integral) and isinstance(p, Real) for length, p in sequence_lengths.items()
+        ):
+            raise ValueError(
+                f"`sequence_lengths` must be an int or map int lengths to probabilities, e.g. {{8: 0.9, 32: 0.1}}, "
+                f"got {sequence_lengths!r}."
+            )
+        lengths = {int(length): float(p) for length, p in sequence_lengths.items()}
         if (
             not lengths
             or any(length < 1 for length in lengths)

@@ -14,6 +14,7 @@ Hub repo id downloads each data / video file the first time it is needed), a `La
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -123,6 +124,8 @@ class WorldDataset(Dataset):
         statistics_episodes: int = 200,
         show_progress: bool = True,
     ):
+        if not isinstance(sources, Mapping):
+            raise ValueError(f"`sources` must be a mapping of names to sources, got {type(sources).__name__}.")
         if not sources:
             raise ValueError("`sources` must name at least one source, got none.")
         self.sources = dict(sources)
@@ -136,6 +139,13 @@ class WorldDataset(Dataset):
         for name, source in self.sources.items():
             if len(source) == 0:
                 raise ValueError(f"source {name!r} has no episode.")
+            if self.video_key == "frames" and getattr(source, "camera_keys", None) == []:
+                features = getattr(source, "features", {})
+                images = [key for key, feature in features.items() if feature.get("dtype") == "image"]
+                raise ValueError(
+                    f"source {name!r} has no camera to read (camera_keys is empty): only `video` features are read"
+                    + (f"; its image features {images} are not." if images else ", and it has none.")
+                )
         if normalization not in NORMALIZATION_MODES:
             raise ValueError(f"`normalization` must be one of {NORMALIZATION_MODES}, got {normalization!r}.")
         self.normalization = normalization
@@ -215,10 +225,14 @@ class WorldDataset(Dataset):
                 "min": values.min(0).values,
                 "max": values.max(0).values,
             }
-        return {
+        stats = {
             stat: torch.as_tensor(np.asarray(stats[stat]), dtype=torch.float32).reshape(-1)
             for stat in ("mean", "std", "min", "max")
         }
+        bad = {stat: value.tolist() for stat, value in stats.items() if not torch.isfinite(value).all()}
+        if bad:
+            raise ValueError(f"source {name!r}: the statistics of {key!r} must be finite, got {bad}.")
+        return stats
 
     def _padded(self, name: str, kind: str, values: torch.Tensor | None, mask: torch.Tensor, dim: int) -> torch.Tensor:
         """Raw values `[T, D]` zero-padded to `[T, dim]` and normalised by the source's normaliser, zero where `mask`
@@ -227,7 +241,7 @@ class WorldDataset(Dataset):
             return torch.zeros(len(mask), dim)
         values = torch.cat([values.float(), values.new_zeros(len(mask), dim - values.shape[1])], dim=1)
         normalized = getattr(self.normalizers[name], f"normalize_{kind}")(values)
-        return normalized * mask[:, None]
+        return torch.where(mask[:, None], normalized, 0.0)  # not `* mask`: an unknown NaN times 0 stays NaN
 
     def __getitem__(self, request: ClipRequest) -> dict:
         """The clip of a `ClipRequest` as a dict for `collate_world_clips`."""

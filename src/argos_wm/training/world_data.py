@@ -96,7 +96,10 @@ def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
         if name in sources:
             raise ValueError(f"datasets[{position}] repeats the name {name!r}; give each entry a distinct `name`.")
         if use_latents:
-            source = LatentCacheSource(entry["latent_cache"], source=entry.get("latent_cache_source"), name=name)
+            source = LatentCacheSource(
+                entry["latent_cache"], source=entry.get("latent_cache_source"), name=name,
+                camera_keys=entry.get("camera_keys"), camera_weights=entry.get("camera_weights"),
+            )  # fmt: skip
             root, built_from = str(entry["root"]), source.record["root_or_repo_id"]
             if not Path(root).expanduser().is_dir() and root != built_from:
                 raise FileNotFoundError(
@@ -108,6 +111,13 @@ def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
                     f"datasets[{position}].fps is {entry['fps']} but its latent cache {entry['latent_cache']} holds "
                     f"{source.fps} fps; rebuild the cache with --fps {entry['fps']}."
                 )
+            for key in ("action_key", "state_key"):  # the cache holds the features it was built with, nothing else
+                if key in entry and entry[key] != getattr(source, key):
+                    raise ValueError(
+                        f"datasets[{position}].{key} is {entry[key]!r} but its latent cache {entry['latent_cache']} "
+                        f"holds {getattr(source, key)!r}; rebuild the cache with that {key} (`--{key.replace('_', '-')}`) "
+                        f"or drop `{key}` from the entry."
+                    )
             if entry.get("action_aggregation") not in (None, source.action_aggregation):
                 raise ValueError(
                     f"datasets[{position}].action_aggregation is {entry['action_aggregation']!r} but its latent cache "
