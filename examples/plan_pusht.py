@@ -403,7 +403,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
             if run in planners:
                 result = mpc(
                     model_env, models[run], goal_observation, observation, horizon=config.horizon, max_steps=config.max_steps,
-                    execute_steps=config.execute_steps, frameskip=1,  # model_env steps at the model's rate num_context_frames=config.num_context_frames,
+                    execute_steps=config.execute_steps, num_context_frames=config.num_context_frames,
+                    frameskip=1,  # model_env takes model actions
                     planner=planners[run],
                     initial_action_fn=None if config.initial_action == "mean" else initial_action,
                     action_bounds_fn=bounds, state_key=state_key, state_weight=config.state_weight,

@@ -9,6 +9,7 @@ from ..planning.costs import GoalCost
 from ..planning.gradient import GradientPlanner
 from ..planning.icem import ICEMPlanner
 from ..planning.mppi import MPPIPlanner
+from ..planning.sampling_planner import clamp_actions
 from .candidate_scoring import CandidateScorer
 from .input_checks import check_finite, shape_of
 from .pipeline_output import PlanOutput
@@ -21,7 +22,7 @@ class GoalPlanningMixin:
     """Adds `plan` to [`WorldModelPipeline`]."""
 
     def _action_bounds(self, action_low, action_high, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Raw bounds (each None, a scalar, `[A]` or `[B, A]`, low <= high) -> raw `[B, A]` each, on the CPU."""
+        """Raw bounds (each None, a scalar, `[A]` or `[B, A]`, low <= high) -> raw `[B, A]` each."""
         action_dim = self.world_model.config.action_dim
         bounds = {}
         for name, bound in (("action_low", action_low), ("action_high", action_high)):
@@ -29,7 +30,7 @@ class GoalPlanningMixin:
                 bounds[name] = None
                 continue
             bound = torch.as_tensor(np.asarray(bound, dtype=np.float32) if not torch.is_tensor(bound) else bound)
-            bound = bound.float().cpu()
+            bound = bound.float().to(self._execution_device)
             if bound.ndim == 0:
                 bound = bound.expand(action_dim)
             if bound.shape[-1] != action_dim or bound.ndim > 2 or (bound.ndim == 2 and bound.shape[0] != batch):
@@ -51,16 +52,6 @@ class GoalPlanningMixin:
     def _normalized_bounds(self, low, high) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Raw `[B, A]` bounds (or None) -> normalised."""
         return tuple(None if bound is None else self._normalize("action", bound) for bound in (low, high))
-
-    @staticmethod
-    def _clip_actions(actions: torch.Tensor, low, high) -> torch.Tensor:
-        """Raw actions `[B, H, A]` clamped to raw `[B, A]` bounds: the planners clamp in normalised units, and mapped
-        back to raw units an action on a bound may land one float step outside it."""
-        if low is not None:
-            actions = torch.maximum(actions, low[:, None].to(actions.device))
-        if high is not None:
-            actions = torch.minimum(actions, high[:, None].to(actions.device))
-        return actions
 
     def _goal(self, goal, goal_latents, goal_states, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Goal image `[B, H, W, 3]` or latents `[B, N, C]`, raw proprio `[B, S]` -> normalised latents and states."""
@@ -199,5 +190,6 @@ class GoalPlanningMixin:
         )  # fmt: skip
         with torch.set_grad_enabled(planner.requires_grad):
             actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
-        actions = self._clip_actions(self._denormalize("action", actions.detach()), raw_low, raw_high)
+        # the planners clamp in normalised units; mapped back, an action on a bound may land one float step outside it
+        actions = clamp_actions(self._denormalize("action", actions.detach()), raw_low, raw_high)
         return PlanOutput(actions=actions, cost=costs.detach())

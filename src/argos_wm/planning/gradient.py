@@ -48,7 +48,8 @@ class GradientPlanner:
         starts = torch.cat([init_mean[:, None], init_mean[:, None] + self.init_std * noise], dim=1)
         actions = clamp_actions(starts, low, high).detach().requires_grad_(True)  # [B, M, H, A]
         optimizer = torch.optim.Adam([actions], lr=self.learning_rate)
-        best_actions, best_cost = init_mean.clone(), torch.full((batch,), float("inf"), device=init_mean.device)
+        best_actions = clamp_actions(init_mean, low, high)  # returned as is if no cost is ever finite
+        best_cost = torch.full((batch,), float("inf"), device=init_mean.device)
         for _ in tqdm(range(self.iterations), desc=type(self).__name__, leave=False, disable=not show_progress):
             with torch.enable_grad():
                 costs = cost_fn(actions).float()  # [B, M]

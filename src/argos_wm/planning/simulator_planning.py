@@ -13,6 +13,7 @@ import torch
 
 from ..pipelines.pipeline_output import PlanOutput
 from .costs import GoalCost
+from .sampling_planner import clamp_actions
 
 SimulatorRollout = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Raw candidate actions `[M, H, A]` -> rendered frames `[M, H, height, width, 3]` (uint8) and proprio `[M, H, S]`."""
@@ -83,7 +84,7 @@ class SimulatorPlanning:
             return cost(latents, goal, states, goal_states.expand(num_candidates, -1), candidates[0])[None]
 
         actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
-        return PlanOutput(actions=pipe._clip_actions(pipe._denormalize("action", actions), raw_low, raw_high), cost=costs)
+        return PlanOutput(actions=clamp_actions(pipe._denormalize("action", actions), raw_low, raw_high), cost=costs)
 
 
 __all__ = ["SimulatorPlanning", "SimulatorRollout"]
