@@ -112,3 +112,8 @@ def test_config_sizes_must_be_positive():
     for name in ("num_key_value_heads", "num_attention_heads", "latent_tokens", "hidden_size"):
         with pytest.raises(ValueError, match=rf"{name} must be >= 1; got \{{'{name}': 0\}}"):
             ArgosWorldModelConfig(**{**TINY, name: 0})
+
+
+def test_plan_names_a_list_of_generators(pipe):
+    with pytest.raises(ValueError, match="generator must be one torch.Generator for the whole batch; got list"):
+        pipe.plan(**{**_plan_inputs(), "generator": [seeded()]})

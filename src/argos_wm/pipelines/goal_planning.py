@@ -181,6 +181,8 @@ class GoalPlanningMixin:
                 latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
             )
             context_cache = self.world_model(**inputs, use_cache=True).cache if use_cache else None
+            if generator is not None and not isinstance(generator, torch.Generator):
+                raise ValueError(f"generator must be one torch.Generator for the whole batch; got {type(generator).__name__}.")
             seed_device = generator.device if generator is not None else "cpu"
             noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 

@@ -422,7 +422,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
             context_latents (`torch.Tensor` `[B, T, N, C]`, *optional*): normalised context latents instead of images.
             context_states (`[B, T, S]`, *optional*): proprio of the context frames, raw units.
             context_actions (`[B, T, A]`, *optional*): `context_actions[:, t]` led to context frame t, raw units;
-                rows of NaN (and None) mark unknown actions.
+                rows of NaN (and None) mark unknown actions; a row with any NaN or infinite value is unknown.
             actions (`[B, H, A]`): future actions, raw units; `actions[:, h]` leads to predicted frame h.
             num_inference_steps (`int`, defaults to 4): K shortcut steps per frame, a power of two.
             context_signal_level (`float`, *optional*): signal level the context (and every finished frame) is
