@@ -58,30 +58,33 @@ def decode_video_frames(
             first, last = float(timestamps.min()), float(timestamps.max())
             container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
 
-            times, images = [], []
+            times, decoded = [], []
             for frame in container.decode(stream):
                 if frame.time is None or frame.time < first - tolerance_s:
                     continue
                 if frame.time > last + tolerance_s:
                     break
                 times.append(frame.time)
-                images.append(frame.to_ndarray(format="rgb24"))
+                decoded.append(frame)
+            if not decoded:
+                raise ValueError(
+                    f"no frame of {video_path} lies in [{first:.4f}, {last:.4f}] s (tolerance {tolerance_s} s)"
+                )
+            times = np.asarray(times)
+            nearest = np.abs(times[None, :] - timestamps[:, None]).argmin(axis=1)  # [T]
+            errors = np.abs(times[nearest] - timestamps)
+            if errors.max() > tolerance_s:
+                worst = int(errors.argmax())
+                raise ValueError(
+                    f"timestamp {timestamps[worst]:.4f} s of {video_path} has no frame within tolerance_s={tolerance_s}; "
+                    f"nearest decoded frame is at {times[nearest[worst]]:.4f} s"
+                )
+            # only the frames asked for become RGB arrays: a 15 fps video read at 5 fps converts a third of its frames
+            images = {i: decoded[i].to_ndarray(format="rgb24") for i in np.unique(nearest)}
     except av.error.FFmpegError as error:  # e.g. InvalidDataError from avcodec_send_packet() on a damaged file
         raise ValueError(
             f"video_path {video_path} is damaged or truncated: FFmpeg failed with {type(error).__name__}: {error}"
         ) from error
-
-    if not images:
-        raise ValueError(f"no frame of {video_path} lies in [{first:.4f}, {last:.4f}] s (tolerance {tolerance_s} s)")
-    times = np.asarray(times)
-    nearest = np.abs(times[None, :] - timestamps[:, None]).argmin(axis=1)  # [T]
-    errors = np.abs(times[nearest] - timestamps)
-    if errors.max() > tolerance_s:
-        worst = int(errors.argmax())
-        raise ValueError(
-            f"timestamp {timestamps[worst]:.4f} s of {video_path} has no frame within tolerance_s={tolerance_s}; "
-            f"nearest decoded frame is at {times[nearest[worst]]:.4f} s"
-        )
     return np.stack([images[i] for i in nearest])
 
 
