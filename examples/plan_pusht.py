@@ -56,7 +56,14 @@ from transformers import HfArgumentParser
 
 from argos_wm.data import LeRobotSource
 from argos_wm.data.pusht_simulator import PushTPhysicsState, PushTSimulator
-from argos_wm.data.pusht import BLOCK_MOVE_PX, BLOCK_MOVE_RAD, PUSHT_ENV_ID, block_must_move, environment_state
+from argos_wm.data.pusht import (
+    BLOCK_MOVE_PX,
+    BLOCK_MOVE_RAD,
+    PUSHT_ENV_ID,
+    block_must_move,
+    environment_state,
+    gym_pusht_state,
+)
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.data.action_aggregation import (
     ACTION_AGGREGATIONS,
@@ -192,8 +199,10 @@ class PushTPlanningConfig:
 
 
 def pusht_success(goal_state: np.ndarray, state: np.ndarray) -> tuple[bool, float, float]:
-    """DINO-WM's PushT success test on states `[5]` (agent x, y, block x, y, angle): success, position error (px)
-    and angle error (radians)."""
+    """DINO-WM's PushT success test on states `[5]` as [`environment_state`] stores them (agent x, y, block x, y,
+    angle): success, position error (px) and angle error (radians). Like DINO-WM it compares gym-pusht's own state,
+    whose block position is the block body's, not the stored one."""
+    goal_state, state = gym_pusht_state(goal_state), gym_pusht_state(state)
     position_error = float(np.linalg.norm(goal_state[:4] - state[:4]))
     angle_error = float(np.abs(goal_state[4] - state[4]) % (2 * np.pi))
     angle_error = min(angle_error, 2 * np.pi - angle_error)

@@ -258,3 +258,13 @@ def test_simulator_planning_scores_the_recorded_plan_as_reaching_the_goal(plan_p
     assert float(off.cost[0]) > 1e-3
     with pytest.raises(ValueError, match="planner must be a configured sampling planner"):
         planning.plan(planner="cem", **common)
+
+
+def test_success_compares_the_block_bodys_position_as_dino_wm_does(plan_pusht):
+    """Two stored states with the same centre of gravity, the block turned by 0.3 rad: gym-pusht's block body
+    positions (what DINO-WM compares) lie 2 * 45 * sin(0.15) = 13.4 px apart."""
+    goal, state = np.array([100.0, 100.0, 250.0, 260.0, 0.0]), np.array([100.0, 100.0, 250.0, 260.0, 0.3])
+    success, position_error, angle_error = plan_pusht.pusht_success(goal, state)
+    assert success and position_error == pytest.approx(90 * np.sin(0.15)) and angle_error == pytest.approx(0.3)
+    state[2] += 8.0  # 8 px more along x: sqrt(13.4^2 + ...) crosses 20 px only with the rotation counted
+    assert not plan_pusht.pusht_success(goal, state)[0]

@@ -8,8 +8,11 @@ from argos_wm.data.pusht import (
     ScriptedPusher,
     block_moving_windows,
     block_must_move,
+    BLOCK_CENTER_OF_GRAVITY,
+    PUSHT_ENV_ID,
     environment_state,
     generate_pusht_dataset,
+    gym_pusht_state,
     main,
     make_pusht_env,
     record_episode,
@@ -58,6 +61,22 @@ def test_environment_state_resets_the_simulator(pusht_dataset):
         np.testing.assert_allclose(environment_state(env.unwrapped), state, atol=1e-3)  # block pose too
         rendered = observation["pixels"].astype(np.int16)
         assert np.abs(rendered - episode.frames[t].numpy()).mean() < 4.0
+    env.close()
+
+
+@pytest.mark.parametrize("angle", [0.0, 1.0, 2.5, 4.0, 6.2])
+def test_gym_pusht_state_is_the_simulators_own(angle):
+    """The stored block position is not the body's (its reset turns the block about its centre of gravity): the
+    conversion gives the body's position, what gym-pusht observes and DINO-WM's success test compares."""
+    import gym_pusht  # noqa: F401  (registers the env)
+    import gymnasium as gym
+
+    env = gym.make(PUSHT_ENV_ID, obs_type="state")
+    observation, _ = env.reset(options={"reset_to_state": [200.0, 300.0, 250.0, 260.0, angle]})
+    np.testing.assert_allclose(BLOCK_CENTER_OF_GRAVITY, env.unwrapped.block.center_of_gravity)
+    stored = environment_state(env.unwrapped)
+    np.testing.assert_allclose(gym_pusht_state(stored)[:4], observation[:4], atol=1e-6)
+    np.testing.assert_allclose(gym_pusht_state(np.stack([stored, stored]))[1, :4], observation[:4], atol=1e-6)
     env.close()
 
 

@@ -36,6 +36,7 @@ PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
 ENVIRONMENT_STATE_NAMES = ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
 PUSHER_STYLES = ("segments", "per_step")
 BLOCK_MOVE_PX, BLOCK_MOVE_RAD = 10.0, 0.15  # a goal needs the block pushed when it moved / turned more than this
+BLOCK_CENTER_OF_GRAVITY = np.array([0.0, 45.0])  # of gym-pusht's T block, in the block body's frame (px)
 
 
 @dataclass
@@ -119,6 +120,21 @@ def environment_state(env) -> np.ndarray:
     block = env.block
     position = block_center(env) - np.array(block.center_of_gravity)
     return np.array([*env.agent.position, *position, block.angle % (2 * np.pi)], dtype=np.float64)
+
+
+def gym_pusht_state(states: np.ndarray) -> np.ndarray:
+    """States `[..., 5]` as [`environment_state`] stores them -> gym-pusht's own state `[..., 5]` (agent x, y, the
+    block body's position x, y, angle), what its observation and DINO-WM's success test use.
+
+    The stored block position is the centre of gravity minus its unrotated offset `c`; the body's position is the
+    centre of gravity minus the rotated one, so it is the stored one + `c - R(angle) c`.
+    """
+    states = np.asarray(states, dtype=np.float64)
+    angle = states[..., 4]
+    rotated = np.stack([-np.sin(angle), np.cos(angle)], axis=-1) * BLOCK_CENTER_OF_GRAVITY[1]  # R(angle) (0, c_y)
+    converted = states.copy()
+    converted[..., 2:4] += BLOCK_CENTER_OF_GRAVITY - rotated
+    return converted
 
 
 class ScriptedPusher:
