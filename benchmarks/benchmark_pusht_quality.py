@@ -31,6 +31,7 @@ from diffusers.training_utils import EMAModel
 from transformers import HfArgumentParser
 
 from argos_wm.data import LatentCacheSource, LeRobotSource
+from argos_wm.data.pusht import BLOCK_CENTER_OF_GRAVITY
 from argos_wm.pipelines import WorldModelPipeline
 from argos_wm.schedulers import ShortcutForcingScheduler
 from argos_wm.training import read_checkpoint_state
@@ -166,7 +167,7 @@ def block_moves(blocks: np.ndarray) -> np.ndarray:
     """Block poses `[..., T + 1, 3]` -> bool `[..., T]`: the block moves more than `MOVING_PX` or turns more than
     `MOVING_RAD` from each frame to the next."""
     motion = np.linalg.norm(blocks[..., 1:, :2] - blocks[..., :-1, :2], axis=-1)
-    turn = np.abs(blocks[..., 1:, 2] - blocks[..., :-1, 2])
+    turn = np.abs((blocks[..., 1:, 2] - blocks[..., :-1, 2] + np.pi) % (2 * np.pi) - np.pi)  # across 0 too
     return (motion > MOVING_PX) | (turn > MOVING_RAD)
 
 
@@ -174,8 +175,8 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
     """Which latent tokens of each predicted frame show the block, the agent or only background.
 
     Block poses `[W, H + 1, 3]` and agent positions `[W, H + 1, 2]` (the last context frame, then the H predicted
-    ones) -> boolean masks `[W, H, N]`: "block" where the token's centre is within `BLOCK_REGION_PX` of the block in
-    the frame before or in the frame itself, "agent" within `AGENT_REGION_PX` of the agent (and not block), the rest
+    ones) -> boolean masks `[W, H, N]`: "block" where the token's centre is within `BLOCK_REGION_PX` of the block's
+    centre of gravity (the stored position + its unrotated offset) in the frame before or in the frame itself, "agent" within `AGENT_REGION_PX` of the agent (and not block), the rest
     "background". Token (row, column) of the square token grid covers y, x of the 512 px world.
     """
     side = math.isqrt(num_tokens)
@@ -186,7 +187,7 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
         close = np.linalg.norm(points[:, :, None, :] - grid, axis=-1) < radius
         return close[:, :-1] | close[:, 1:]
 
-    block = near(blocks[..., :2], BLOCK_REGION_PX)
+    block = near(blocks[..., :2] + BLOCK_CENTER_OF_GRAVITY, BLOCK_REGION_PX)
     agent = near(agents, AGENT_REGION_PX) & ~block
     return {"block": block, "agent": agent, "background": ~block & ~agent}
 

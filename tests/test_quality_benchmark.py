@@ -21,7 +21,9 @@ def quality():
 def test_token_regions_follow_the_block_and_the_agent(quality):
     """Token (row, column) covers (y, x) of the 512 px world; a region holds the tokens near the object before or
     after the step, block before agent, and the three regions split the tokens."""
-    blocks = np.array([[[32.0, 32.0, 0.0], [32.0, 96.0, 0.0]]])  # [W=1, H+1=2, 3]: the block moves one token down
+    # [W=1, H+1=2, 3]: the block's centre of gravity moves one token down, (32, 32) -> (32, 96); the stored
+    # positions are the centre of gravity minus its unrotated offset (0, 45)
+    blocks = np.array([[[32.0, 32.0 - 45.0, 0.0], [32.0, 96.0 - 45.0, 0.0]]])
     agents = np.array([[[480.0, 480.0], [480.0, 416.0]]])  # the agent moves one token up, far from the block
     regions = quality.token_regions(blocks, agents, num_tokens=64)
     assert {name: mask.shape for name, mask in regions.items()} == {name: (1, 1, 64) for name in quality.REGIONS}
@@ -30,6 +32,12 @@ def test_token_regions_follow_the_block_and_the_agent(quality):
     assert agent[7, 7] and agent[6, 7] and not agent[7, 5]  # within 64 px of (480, 480) or (480, 416)
     assert not block[7, 7] and not agent[0, 0]
     np.testing.assert_array_equal(block.astype(int) + agent + background, np.ones((8, 8), dtype=int))
+
+
+def test_block_moves_wraps_the_angle(quality):
+    """A turn of 0.01 rad across 0 (6.28 -> 0.0068) is still (`MOVING_RAD` 0.02), not a turn of 2 pi - 0.01."""
+    blocks = np.array([[[100.0, 100.0, 6.28], [100.0, 100.0, 6.28 + 0.01 - 2 * np.pi], [100.0, 100.0, 1.0]]])
+    np.testing.assert_array_equal(quality.block_moves(blocks), [[False, True]])
 
 
 def synthetic_batch(windows=6, tokens=16, channels=4, seed=0):
