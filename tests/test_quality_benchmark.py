@@ -51,7 +51,8 @@ def synthetic_batch(windows=6, tokens=16, channels=4, seed=0):
     for w in range(windows):
         agents[w] = [[64.0, 448.0], [192.0, 448.0]]  # bottom row, tokens 12 and 13
         future[w, 0, 12:14] += 3.0
-        blocks[w] = [[320.0, 64.0, 0.0], [320.0 + 40.0 * (w % 2), 64.0, 0.0]]  # top row, tokens 2 and 3
+        # top row, tokens 2 and 3: the centre of gravity at y = 64, the stored position 45 px above it
+        blocks[w] = [[320.0, 64.0 - 45.0, 0.0], [320.0 + 40.0 * (w % 2), 64.0 - 45.0, 0.0]]
         if w % 2:
             future[w, 0, 2:4] -= 2.0
     batch = {"future": torch.cat([last, future], dim=1), "blocks": blocks, "agents": agents}
