@@ -25,6 +25,7 @@ EMA model as a `WorldModelPipeline` in `output_dir/pipeline` (pushed with `--pus
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -156,13 +157,22 @@ def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldMo
     """The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective."""
     settings = dict(ShortcutForcingScheduler.load_config(config.scheduler_config)) if config.scheduler_config else {}
     settings = {key: value for key, value in settings.items() if not key.startswith("_")}
+    allowed = sorted(set(inspect.signature(ShortcutForcingScheduler.__init__).parameters) - {"self"})
+    unknown = sorted(set(config.scheduler) - set(allowed))
+    if unknown:
+        raise ValueError(f"scheduler has unknown keys {unknown}; ShortcutForcingScheduler takes {allowed}.")
     settings.update(config.scheduler)
     settings.update(
         max_shortcut_steps=model_config.max_shortcut_steps,
         use_shortcut=config.objective == "shortcut_forcing",
         shift_latent_dim=model_config.latent_tokens * model_config.latent_channels,
     )
-    return ShortcutForcingScheduler(**settings)
+    scheduler = ShortcutForcingScheduler(**settings)
+    try:  # the evaluations sample with it: a bad value would stop the run at its first evaluation, or before export
+        scheduler.set_timesteps(config.eval_num_inference_steps)
+    except ValueError as error:
+        raise ValueError(f"eval_num_inference_steps={config.eval_num_inference_steps} does not suit the model: {error}") from error
+    return scheduler
 
 
 def model_inputs(batch, model_config: ArgosWorldModelConfig) -> dict:
@@ -214,19 +224,27 @@ def check_processes(accelerator: Accelerator) -> None:
 
 
 def build_pipeline(model, scheduler, encoder, decoder, dataset) -> WorldModelPipeline:
-    """The inference pipeline of the trained model, carrying the normaliser that training used (the first dataset's
-    units are the pipeline's raw units; it also records how that dataset aggregated actions over skipped frames)."""
-    name = next(iter(dataset.sources))
-    normalizer = dataset.normalizers[name]
+    """The inference pipeline of the trained model, carrying the normaliser that training used: the pipeline's raw
+    action units (and how actions were aggregated over skipped frames) are those of the first dataset with actions,
+    its proprio units those of the first with a state (a video-only dataset listed first has neither)."""
     config = model.config
-    if (normalizer.config.action_dim, normalizer.config.state_dim) != (config.action_dim, config.state_dim):
-        # the model takes no actions (or no states) although the data has them: keep only what the model takes
-        statistics = dataset.statistics[name]
+
+    def first_with(kind: str) -> str | None:
+        return next((name for name, statistics in dataset.statistics.items() if kind in statistics), None)
+
+    action_source = first_with("actions") if config.action_dim else None
+    state_source = first_with("states") if config.state_dim else None
+    normalizer = dataset.normalizers[action_source or state_source or next(iter(dataset.sources))]
+    dims = (config.action_dim, config.state_dim)
+    if (action_source or state_source) != (state_source or action_source) or (
+        (normalizer.config.action_dim, normalizer.config.state_dim) != dims
+    ):  # actions and states from two datasets, or the model takes fewer features than the data has
         normalizer = ActionStateNormalizer.from_statistics(
-            statistics.get("actions") if config.action_dim else None,
-            statistics.get("states") if config.state_dim else None,
+            dataset.statistics[action_source]["actions"] if action_source else None,
+            dataset.statistics[state_source]["states"] if state_source else None,
+            action_dim=config.action_dim, state_dim=config.state_dim,
             **{key: normalizer.config[key] for key in ("normalization_mode", "eps", "action_aggregation", "frameskip")},
-        )
+        )  # fmt: skip
     return WorldModelPipeline(world_model=model, scheduler=scheduler, encoder=encoder, decoder=decoder, normalizer=normalizer)
 
 

@@ -190,3 +190,44 @@ def test_output_dir_and_weights_files_are_checked(tmp_path):
         check_safetensors_files(checkpoint, "folder")
     with pytest.raises(ValueError, match="ema.safetensors is damaged or truncated"):
         read_checkpoint_state(checkpoint, "ema")
+
+
+def test_rotation_keeps_the_new_checkpoint_over_a_damaged_newer_one(tmp_path):
+    """A damaged newest checkpoint made `latest` fall back to an older one; at the next save the damaged one, having
+    the highest number, used to be kept and the checkpoint just written deleted."""
+    training = Training()
+    training.train(2)
+    training.save(tmp_path)
+    training.train(2)
+    damaged = training.save(tmp_path)
+    (damaged / "model.safetensors").write_bytes((damaged / "model.safetensors").read_bytes()[:-10])
+    resumed = Training(seed=1)
+    load_checkpoint(resumed.accelerator, resolve_checkpoint(tmp_path, "latest"), resumed.state)
+    assert resumed.progress.step == 2
+    resumed.train(1)
+    saved = resumed.save(tmp_path, total_limit=1)
+    folder = tmp_path / "checkpoints"
+    assert saved.is_dir() and resolve_checkpoint(tmp_path, "latest") == saved
+    assert sorted(path.name for path in folder.iterdir()) == ["abandoned-checkpoint-4", "checkpoint-3"]
+
+
+def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path):
+    """Resumed on purpose from checkpoint 2 of a run that reached 6: its next save is what `latest` resumes, not the
+    abandoned checkpoint 6; the limit counts only this timeline's complete checkpoints."""
+    training = Training()
+    for _ in range(3):
+        training.train(2)
+        training.save(tmp_path)  # 2, 4, 6
+    resumed = Training(seed=1)
+    load_checkpoint(resumed.accelerator, tmp_path / "checkpoints" / "checkpoint-2", resumed.state)
+    resumed.train(1)
+    saved = resumed.save(tmp_path, total_limit=2)
+    names = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert names == ["abandoned-checkpoint-4", "abandoned-checkpoint-6", "checkpoint-2", "checkpoint-3"]
+    assert resolve_checkpoint(tmp_path, "latest") == saved
+    resumed.train(1)
+    resumed.save(tmp_path, total_limit=2)
+    assert resolve_checkpoint(tmp_path, "latest").name == "checkpoint-4"
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir() if path.name.startswith("check")) == [
+        "checkpoint-3", "checkpoint-4"
+    ]

@@ -215,6 +215,19 @@ def test_bad_configs_fail_at_start(train_script, data, tmp_path):
         train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {missing}}}]"))
     with pytest.raises(ValueError, match="unknown keys \\['fsp'\\]"):
         train_script.main(arguments(data, tmp_path, "--datasets", f"[{{root: {data['root']}, fsp: 5}}]"))
+    with pytest.raises(ValueError, match="scheduler has unknown keys \\['bootstrap_frac'\\]; ShortcutForcingScheduler takes"):
+        train_script.main(arguments(data, tmp_path, "--scheduler", "{bootstrap_frac: 0.5}"))
+    with pytest.raises(ValueError, match="eval_num_inference_steps=3 does not suit the model: `num_inference_steps` must be a power of two"):
+        train_script.main(arguments(data, tmp_path, "--eval_num_inference_steps", "3"))
+    for name, value in (("max_grad_norm", "0"), ("ema_power", "-1"), ("learning_rate", "0")):
+        with pytest.raises(ValueError, match=f"{name} must be > 0, got"):
+            train_script.main(arguments(data, tmp_path, f"--{name}", value))
+    with pytest.raises(ValueError, match="checkpoints_total_limit must be >= 1 or None"):
+        train_script.main(arguments(data, tmp_path, "--checkpoints_total_limit", "0"))
+    with pytest.raises(ValueError, match="lr_scheduler must be one of \\['linear', 'cosine'"):
+        train_script.main(arguments(data, tmp_path, "--lr_scheduler", "cosin"))
+    with pytest.raises(ValueError, match="statistics_episodes must be >= 1, got 0"):
+        train_script.main(arguments(data, tmp_path, "--statistics_episodes", "0"))
 
 
 def test_missing_caches_roots_output_dirs_and_damaged_weights_fail_at_start(train_script, uninterrupted_run, data, tmp_path):

@@ -235,6 +235,25 @@ def test_training_normalisation_is_the_pipeline_normaliser(tmp_path, normalizati
     torch.testing.assert_close(pipe.normalizer.denormalize_actions(sample["actions"])[known], raw_actions[known])
 
 
+def test_a_video_only_dataset_listed_first_does_not_set_the_pipelines_units(tmp_path):
+    """The exported normaliser takes its action and proprio statistics from the first dataset that has them: a
+    video-only dataset listed first used to export an identity normaliser while the model trained on normalised ones."""
+    from argos_wm import ArgosWorldModel, ArgosWorldModelConfig, ShortcutForcingScheduler
+    from conftest import TINY_WORLD_MODEL, load_script
+
+    script = load_script("examples/train_world_model.py")
+    root = write_constant_channel_dataset(tmp_path / "robot")
+    video = LeRobotSource(root, action_key=None, state_key=None, name="video")
+    robot = LeRobotSource(root, fps=5, name="robot")
+    dataset = WorldDataset({"video": video, "robot": robot}, action_dim=2, state_dim=2, show_progress=False)
+    model = ArgosWorldModel(ArgosWorldModelConfig(**{**TINY_WORLD_MODEL, "action_dim": 2, "state_dim": 2}))
+    pipe = script.build_pipeline(model, ShortcutForcingScheduler(max_shortcut_steps=16), None, None, dataset)
+    raw = torch.tensor([[300.0, 7.0]])
+    torch.testing.assert_close(pipe.normalizer.normalize_actions(raw), dataset.normalizers["robot"].normalize_actions(raw))
+    torch.testing.assert_close(pipe.normalizer.normalize_states(raw), dataset.normalizers["robot"].normalize_states(raw))
+    assert (pipe.normalizer.config.action_aggregation, pipe.normalizer.config.frameskip) == ("sum", 2)
+
+
 def test_concat_actions_are_normalised_per_step_and_recorded(roots):
     """A concat source gives k*A actions with their own per-feature statistics; its normaliser records the
     aggregation, and the normaliser's aggregate / held / source_actions functions agree with the source."""

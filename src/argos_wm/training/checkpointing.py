@@ -244,6 +244,32 @@ def _check_no_registered_objects(accelerator: Accelerator) -> None:
         )
 
 
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(CHECKPOINT_PATTERN.fullmatch(checkpoint.name).group(1))
+
+
+def _rotate_checkpoints(output_dir, final: Path, step: int, total_limit: int | None) -> None:
+    """After saving `final` (step `step`): sets aside the checkpoints of an abandoned later timeline, then removes
+    the complete checkpoints beyond the newest `total_limit` and the incomplete ones before `step`."""
+    checkpoints = list_checkpoints(output_dir)
+    for later in [checkpoint for checkpoint in checkpoints if _checkpoint_step(checkpoint) > step]:
+        target = later.with_name(f"abandoned-{later.name}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(later, target)
+        logger.warning(
+            "%s is newer than the checkpoint just saved (step %d): it belongs to the run this one left by resuming "
+            "from an earlier checkpoint, and was renamed %s so that `latest` never resumes it.", later, step, target.name
+        )
+    if total_limit is None:
+        return
+    earlier = [checkpoint for checkpoint in list_checkpoints(output_dir) if checkpoint != final]
+    complete = [checkpoint for checkpoint in earlier if not checkpoint_problems(checkpoint)]
+    kept = set(complete[len(complete) - (total_limit - 1) :]) if total_limit > 1 else set()
+    for stale in earlier:
+        if stale not in kept:
+            shutil.rmtree(stale)
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | os.PathLike,
@@ -253,7 +279,9 @@ def save_checkpoint(
 ) -> Path:
     """
     Saves the training state atomically as `output_dir/checkpoints/checkpoint-{step}`, then keeps only the newest
-    `total_limit` checkpoints.
+    `total_limit` complete checkpoints (this one among them). Checkpoints numbered after `step` belong to the run this
+    one left by resuming from an earlier checkpoint: they are renamed `abandoned-checkpoint-{n}` (kept, but never
+    resumed by `"latest"`). Incomplete checkpoints before `step` are removed with the stale ones.
 
     Args:
         accelerator: its prepared models, optimizers and schedulers are saved by `save_state`, with the RNG states.
@@ -280,9 +308,12 @@ def save_checkpoint(
             for name, obj in (extra_state or {}).items():
                 _write_state(temporary, name, obj.state_dict())
             _write_manifest(temporary, step)
-            if final.exists():
-                shutil.rmtree(final)
+            replaced = folder / f".replaced-checkpoint-{step}"
+            if final.exists():  # moved aside, not deleted, until the new one is in place
+                shutil.rmtree(replaced, ignore_errors=True)
+                os.replace(final, replaced)
             os.replace(temporary, final)
+            shutil.rmtree(replaced, ignore_errors=True)
     except Exception as error:
         if accelerator.is_main_process:
             shutil.rmtree(temporary, ignore_errors=True)
@@ -291,9 +322,7 @@ def save_checkpoint(
             raise OSError(*((error.errno, message) if error.errno is not None else (message,))) from error
         raise RuntimeError(message) from error
     if accelerator.is_main_process:
-        if total_limit is not None:
-            for stale in list_checkpoints(output_dir)[: -max(total_limit, 1)]:
-                shutil.rmtree(stale)
+        _rotate_checkpoints(output_dir, final, step, total_limit)
         logger.info("Saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final

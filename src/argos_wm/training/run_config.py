@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diffusers.optimization import SchedulerType
+
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 
@@ -103,7 +105,7 @@ class TrainingRunConfig:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}.")
         positive = (
             "frames_per_batch", "max_train_steps", "checkpointing_steps", "logging_steps", "gradient_accumulation_steps",
-            "eval_batch_size",
+            "eval_batch_size", "statistics_episodes",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -111,6 +113,14 @@ class TrainingRunConfig:
         for name in ("num_eval_episodes", "lr_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            raise ValueError(f"checkpoints_total_limit must be >= 1 or None (keep all), got {self.checkpoints_total_limit}.")
+        for name in ("max_grad_norm", "ema_power", "learning_rate"):  # 0 or less zeroes or flips what they scale
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        schedulers = [kind.value for kind in SchedulerType]
+        if self.lr_scheduler not in schedulers:
+            raise ValueError(f"lr_scheduler must be one of {schedulers}, got {self.lr_scheduler!r}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.lr_scheduler == "piecewise_constant" and not self.lr_step_rules:
