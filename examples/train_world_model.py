@@ -207,7 +207,8 @@ def make_accelerator(config, output_dir: Path) -> Accelerator:
 
 
 def check_processes(accelerator: Accelerator) -> None:
-    """Refuses launches that would train wrongly: processes that do not know of each other, and FSDP (not yet)."""
+    """Refuses launches that would train wrongly: processes that do not know of each other, FSDP and DeepSpeed (not
+    yet)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and accelerator.num_processes == 1:
         raise ValueError(
@@ -220,6 +221,12 @@ def check_processes(accelerator: Accelerator) -> None:
             "handle unsharded weights on the main process only, load_checkpoint refuses FSDP checkpoints, and "
             "accelerate's FSDP2 preparation calls ArgosWorldModel.get_input_embeddings, which it lacks. Use DDP "
             "(examples/accelerate_configs/ddp.yaml), with gradient_checkpointing for the large models."
+        )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(
+            "distributed_type DEEPSPEED is not supported by this script yet: accelerate's clip_grad_norm_ returns no "
+            "norm under DeepSpeed (the script logs it), and load_checkpoint refuses DeepSpeed checkpoints, so such a run "
+            "could never resume. Use DDP (examples/accelerate_configs/ddp.yaml)."
         )
 
 

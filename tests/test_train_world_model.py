@@ -329,3 +329,15 @@ def test_teacher_forcing_every_frame_trains_through_the_script(train_script, dat
     assert np.mean(summary["losses"][-5:]) < np.mean(summary["losses"][:5])
     config = WorldModelPipeline.from_pretrained(tmp_path / "out" / "pipeline").scheduler.config
     assert (config.teacher_forced_frames, config.predicted_context_probability) == ("all", 0.5)
+
+
+@pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED"])
+def test_sharded_launches_are_refused(train_script, kind):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    accelerator = SimpleNamespace(num_processes=2, distributed_type=getattr(DistributedType, kind))
+    with pytest.raises(ValueError, match=f"distributed_type {kind} is not supported by this script yet"):
+        train_script.check_processes(accelerator)
+    train_script.check_processes(SimpleNamespace(num_processes=2, distributed_type=DistributedType.MULTI_GPU))
