@@ -176,8 +176,8 @@ def token_regions(blocks: np.ndarray, agents: np.ndarray, num_tokens: int) -> di
 
     Block poses `[W, H + 1, 3]` and agent positions `[W, H + 1, 2]` (the last context frame, then the H predicted
     ones) -> boolean masks `[W, H, N]`: "block" where the token's centre is within `BLOCK_REGION_PX` of the block's
-    centre of gravity (the stored position + its unrotated offset) in the frame before or in the frame itself, "agent" within `AGENT_REGION_PX` of the agent (and not block), the rest
-    "background". Token (row, column) of the square token grid covers y, x of the 512 px world.
+    centre of gravity (the stored position + its unrotated offset) in the frame before or in the frame itself,
+    "agent" within `AGENT_REGION_PX` of the agent (and not block), the rest "background". Token (row, column) of the square token grid covers y, x of the 512 px world.
     """
     side = math.isqrt(num_tokens)
     centres = (np.arange(side) + 0.5) * PUSHT_WORLD_PX / side

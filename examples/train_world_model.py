@@ -242,10 +242,10 @@ def build_pipeline(model, scheduler, encoder, decoder, dataset) -> WorldModelPip
     action_source = first_with("actions") if config.action_dim else None
     state_source = first_with("states") if config.state_dim else None
     normalizer = dataset.normalizers[action_source or state_source or next(iter(dataset.sources))]
+    two_sources = None not in (action_source, state_source) and action_source != state_source
     dims = (config.action_dim, config.state_dim)
-    if (action_source or state_source) != (state_source or action_source) or (
-        (normalizer.config.action_dim, normalizer.config.state_dim) != dims
-    ):  # actions and states from two datasets, or the model takes fewer features than the data has
+    if two_sources or (normalizer.config.action_dim, normalizer.config.state_dim) != dims:
+        # actions and states from two datasets, or the model takes fewer features than the data has
         normalizer = ActionStateNormalizer.from_statistics(
             dataset.statistics[action_source]["actions"] if action_source else None,
             dataset.statistics[state_source]["states"] if state_source else None,

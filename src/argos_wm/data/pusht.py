@@ -130,8 +130,9 @@ def gym_pusht_state(states: np.ndarray) -> np.ndarray:
     centre of gravity minus the rotated one, so it is the stored one + `c - R(angle) c`.
     """
     states = np.asarray(states, dtype=np.float64)
-    angle = states[..., 4]
-    rotated = np.stack([-np.sin(angle), np.cos(angle)], axis=-1) * BLOCK_CENTER_OF_GRAVITY[1]  # R(angle) (0, c_y)
+    cos, sin = np.cos(states[..., 4]), np.sin(states[..., 4])
+    (c_x, c_y) = BLOCK_CENTER_OF_GRAVITY
+    rotated = np.stack([cos * c_x - sin * c_y, sin * c_x + cos * c_y], axis=-1)  # R(angle) c
     converted = states.copy()
     converted[..., 2:4] += BLOCK_CENTER_OF_GRAVITY - rotated
     return converted

@@ -64,11 +64,12 @@ class GoalPlanningMixin:
                 raise ValueError(
                     f"goal must be one image per batch element, [B={batch}, H, W, 3]; got {shape_of(goal)}."
                 )
-            goal_latents = self._context_latents(goal[:, None], None, "goal")[:, 0]
-        expected = (batch, config.latent_tokens, config.latent_channels)
-        if not torch.is_tensor(goal_latents) or tuple(goal_latents.shape) != expected:
-            raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {shape_of(goal_latents)}.")
-        check_finite("goal_latents", goal_latents)
+            goal_latents = self._context_latents(goal[:, None], None, "goal")[:, 0]  # checked finite there
+        else:
+            expected = (batch, config.latent_tokens, config.latent_channels)
+            if not torch.is_tensor(goal_latents) or tuple(goal_latents.shape) != expected:
+                raise ValueError(f"goal_latents must have shape [B, N, C] = {expected}; got {shape_of(goal_latents)}.")
+            check_finite("goal_latents", goal_latents)
         if goal_states is not None:
             if config.state_dim == 0:
                 raise ValueError("goal_states were given but the world model has no state token (state_dim == 0).")
@@ -154,6 +155,8 @@ class GoalPlanningMixin:
             raise ValueError("plan needs a world model that takes actions (config.action_dim > 0).")
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be an integer >= 1; got {horizon!r}.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be one torch.Generator for the whole batch; got {type(generator).__name__}.")
         if isinstance(planner, str):
             if planner not in PLANNERS:
                 raise ValueError(f"planner must be one of {tuple(PLANNERS)} or a planner instance; got {planner!r}.")
@@ -181,8 +184,6 @@ class GoalPlanningMixin:
                 latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
             )
             context_cache = self.world_model(**inputs, use_cache=True).cache if use_cache else None
-            if generator is not None and not isinstance(generator, torch.Generator):
-                raise ValueError(f"generator must be one torch.Generator for the whole batch; got {type(generator).__name__}.")
             seed_device = generator.device if generator is not None else "cpu"
             noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 

@@ -98,8 +98,9 @@ def mpc(
         [`MPCOutput`].
     """
     max_steps = horizon if max_steps is None else max_steps
+    held_steps = 1 if frameskip is None else frameskip  # env steps of one model action when none is recorded
     for name, value in (("horizon", horizon), ("execute_steps", execute_steps), ("max_steps", max_steps),
-                        ("num_context_frames", num_context_frames), ("frameskip", 1 if frameskip is None else frameskip)):  # fmt: skip
+                        ("num_context_frames", num_context_frames), ("frameskip", held_steps)):  # fmt: skip
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
     normalizer = getattr(pipe, "normalizer", None)
@@ -108,7 +109,7 @@ def mpc(
     def environment_actions(action: torch.Tensor) -> np.ndarray:  # raw model action [A] -> env actions [k, A_env]
         if recorded:
             return normalizer.source_actions(action).numpy()
-        return np.repeat(action.numpy()[None], frameskip or 1, axis=0)
+        return np.repeat(action.numpy()[None], held_steps, axis=0)
 
     action_dim = pipe.world_model.config.action_dim
     if observation is None:

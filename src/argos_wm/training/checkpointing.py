@@ -262,9 +262,9 @@ def _rotate_checkpoints(output_dir, final: Path, step: int, total_limit: int | N
         )
     if total_limit is None:
         return
-    earlier = [checkpoint for checkpoint in list_checkpoints(output_dir) if checkpoint != final]
+    earlier = [checkpoint for checkpoint in checkpoints if _checkpoint_step(checkpoint) < step]
     complete = [checkpoint for checkpoint in earlier if not checkpoint_problems(checkpoint)]
-    kept = set(complete[len(complete) - (total_limit - 1) :]) if total_limit > 1 else set()
+    kept = set(complete[::-1][: total_limit - 1])  # the newest complete ones, beside `final`
     for stale in earlier:
         if stale not in kept:
             shutil.rmtree(stale)
