@@ -96,7 +96,9 @@ class FixedCandidates:
 
 def draw_candidates(recorded_targets: np.ndarray, goal_agent: np.ndarray, space, config, rng) -> np.ndarray:
     """Raw model actions `[M, H, A]`: replay, goal_agent, then both perturbed (each step's target moved by
-    `perturbation` px): the near-optimal candidates among which a converging search has to choose."""
+    `perturbation` px): the near-optimal candidates among which a converging search has to choose. The goal_agent
+    candidate holds the goal's agent position for the whole plan, open loop: unlike `plan_pusht.py`'s `goal_agent`,
+    which replans each step, it is not clipped to the preset's reach."""
     drawn = config.num_candidates - 2
     centres = np.stack([recorded_targets, np.repeat(goal_agent[None], config.horizon, axis=0)])  # [2, H, 2]
     targets = centres[np.arange(drawn) % 2] + rng.normal(0.0, config.perturbation, (drawn, config.horizon, 2))

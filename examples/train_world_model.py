@@ -123,21 +123,24 @@ def check_feature_dims(
     return ArgosWorldModelConfig(**{**model_config.to_dict(), **updates}) if updates else model_config
 
 
+def is_pipeline(path: str) -> bool:
+    """Whether `pretrained_model_name_or_path` (a local folder or a Hub id) is a `WorldModelPipeline`."""
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "model_index.json"))
+    try:
+        return file_exists(path, "model_index.json")
+    except (HfHubHTTPError, HFValidationError, OfflineModeIsEnabled) as error:
+        raise FileNotFoundError(
+            f"pretrained_model_name_or_path {path!r} is not a local folder and the Hub cannot be reached: {error}"
+        ) from error
+
+
 def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
     """A pretrained model to fine-tune (model or pipeline folder, or Hub id), or a new one from `model_config`; its
     `action_dim` / `state_dim` are checked against (or, for a new model, set from) the datasets' actions and proprio."""
     if config.pretrained_model_name_or_path is not None:
         path = config.pretrained_model_name_or_path
-        if os.path.isdir(path):
-            is_pipeline = os.path.isfile(os.path.join(path, "model_index.json"))
-        else:
-            try:
-                is_pipeline = file_exists(path, "model_index.json")
-            except (HfHubHTTPError, HFValidationError, OfflineModeIsEnabled) as error:
-                raise FileNotFoundError(
-                    f"pretrained_model_name_or_path {path!r} is not a local folder and the Hub cannot be reached: {error}"
-                ) from error
-        model = ArgosWorldModel.from_pretrained(path, subfolder="world_model" if is_pipeline else "")
+        model = ArgosWorldModel.from_pretrained(path, subfolder="world_model" if is_pipeline(path) else "")
         check_feature_dims(model.config, config.datasets, can_set=set())
         return model
     if not os.path.isfile(os.path.join(config.model_config, "config.json")):
@@ -154,8 +157,19 @@ def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
 
 
 def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldModelConfig) -> ShortcutForcingScheduler:
-    """The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective."""
-    settings = dict(ShortcutForcingScheduler.load_config(config.scheduler_config)) if config.scheduler_config else {}
+    """
+    The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective. Without a
+    `scheduler_config`, a fine-tuned pipeline keeps the scheduler it was trained with; a new model starts from the
+    scheduler's defaults.
+    """
+    pretrained = config.pretrained_model_name_or_path
+    if config.scheduler_config is not None:
+        settings = dict(ShortcutForcingScheduler.load_config(config.scheduler_config))
+    elif pretrained is not None and is_pipeline(pretrained):
+        settings = dict(ShortcutForcingScheduler.load_config(pretrained, subfolder="scheduler"))
+        logger.info("Scheduler settings from the pretrained pipeline %s", pretrained)
+    else:
+        settings = {}
     settings = {key: value for key, value in settings.items() if not key.startswith("_")}
     allowed = sorted(set(inspect.signature(ShortcutForcingScheduler.__init__).parameters) - {"self"})
     unknown = sorted(set(config.scheduler) - set(allowed))

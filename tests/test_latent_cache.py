@@ -102,6 +102,40 @@ def test_round_trip_equals_direct_encoding(dataset, encoder, tmp_path):
     torch.testing.assert_close(normalized.read_episode(0, camera="cam.a").latents, (first - mean) / std)
 
 
+class WindowRecordingSource(LeRobotSource):
+    """Records the number of frames of each decoded read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_lengths = []
+
+    def read_episode(self, i, *args, decode_frames=True, **kwargs):
+        episode = super().read_episode(i, *args, decode_frames=decode_frames, **kwargs)
+        if decode_frames:
+            self.read_lengths.append(len(episode.frames))
+        return episode
+
+
+@pytest.mark.parametrize("frames_per_read", [1, 2, 4])
+def test_long_episodes_are_decoded_in_windows_into_the_same_cache(dataset, encoder, tmp_path, frames_per_read):
+    """An episode decoded `frames_per_read` frames at a time (so memory does not grow with its length) caches
+    exactly what a whole-episode read does, for window sizes that divide the episodes' lengths and ones that do not."""
+    whole = LatentCacheSource(build_latent_cache(LeRobotSource(dataset), encoder, tmp_path / "whole", show_progress=False))
+    source = WindowRecordingSource(dataset)
+    windowed = LatentCacheSource(
+        build_latent_cache(source, encoder, tmp_path / "windowed", frames_per_read=frames_per_read, show_progress=False)
+    )
+    assert max(source.read_lengths) == frames_per_read
+    assert sum(source.read_lengths) == 2 * sum(LENGTHS)  # every frame of both cameras, once
+    for i in range(len(LENGTHS)):
+        for camera in ("cam.a", "cam.b"):
+            expected, cached = whole.read_episode(i, camera=camera), windowed.read_episode(i, camera=camera)
+            assert torch.equal(cached.latents, expected.latents) and torch.equal(cached.actions, expected.actions)
+            assert torch.equal(cached.frame_indices, expected.frame_indices)
+    with pytest.raises(ValueError, match="`frames_per_read` must be >= 1, got 0"):
+        build_latent_cache(source, encoder, tmp_path / "bad", frames_per_read=0, show_progress=False)
+
+
 def test_uses_the_encoder_statistics_and_bf16(dataset, encoder, tmp_path):
     source = LeRobotSource(dataset, camera_keys=["cam.a"])
     stats_encoder = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)

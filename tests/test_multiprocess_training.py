@@ -29,6 +29,7 @@ The comparisons, on the tiny dataset of test_train_world_model.py (6 episodes, 1
   training matches one unsharded process on the whole batch (measured: bit-identical, 1e-6 allowed).
 """
 
+import errno
 import json
 import os
 import shlex
@@ -53,6 +54,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # in-process runs use one
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = Path(__file__).resolve().parent / "multiprocess_entry.py"
 FSDP2_ENTRY = Path(__file__).resolve().parent / "fsdp2_entry.py"
+CHECKPOINT_FAILURE_ENTRY = Path(__file__).resolve().parent / "checkpoint_failure_entry.py"
 DDP_CONFIG = ROOT / "examples" / "accelerate_configs" / "ddp.yaml"
 STEPS, CHECKPOINT = 6, 3
 RUN = (
@@ -194,6 +196,19 @@ def test_latent_cache_built_by_two_processes_equals_the_single_process_cache(two
     for name in ("latent_mean", "latent_std"):
         assert torch.equal(statistics[name], expected[name]), name
     assert (cache / "encoder" / "config.json").is_file()  # written by the main process only
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_save_failing_on_one_process_raises_on_every_process(tmp_path, failing):
+    """Process 1 failing to write its part (or process 0 its manifest) stops every process with an error naming the
+    checkpoint, instead of leaving the others waiting at a barrier; the previous checkpoint stays the latest."""
+    launch(str(tmp_path), str(failing), entry=CHECKPOINT_FAILURE_ENTRY)
+    errors = [(tmp_path / f"error-{rank}.txt").read_text() for rank in (0, 1)]
+    own, other = errors[failing], errors[1 - failing]
+    assert own.startswith(f"OSError {errno.ENOSPC}:") and "could not save the checkpoint" in own and "No space" in own
+    assert other.startswith("RuntimeError: could not save the checkpoint") and "1 other process(es) failed" in other
+    assert all("checkpoint-2" in error for error in errors)
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-1"]
 
 
 def test_fsdp2_shards_the_world_model_and_trains_as_one_process(tmp_path):

@@ -317,6 +317,30 @@ def test_concat_actions_set_the_new_models_action_dim(train_script, data, tmp_pa
         train_script.main([*run, "--datasets", datasets.replace("action_aggregation: concat", "action_aggregation: sum")])
 
 
+def test_fine_tuning_a_pipeline_keeps_its_scheduler_unless_told_otherwise(train_script, uninterrupted_run, data, tmp_path):
+    """Without `scheduler_config`, a fine-tuned pipeline trains with the scheduler it was trained with (and exports
+    it), `scheduler` overrides on top; a `scheduler_config` given replaces it."""
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(uninterrupted_run[0] / "pipeline", pipeline)
+    scheduler_file = pipeline / "scheduler" / "scheduler_config.json"
+    settings = json.loads(scheduler_file.read_text())
+    scheduler_file.write_text(json.dumps({**settings, "teacher_forcing_probability": 0.5, "context_signal_level": 1.0}))
+
+    def exported(output_dir, *extra):
+        run = arguments(data, output_dir, "--pretrained_model_name_or_path", str(pipeline), "--model_overrides", "{}",
+                        "--max_train_steps", "2", "--checkpointing_steps", "2")  # fmt: skip
+        at = run.index("--scheduler_config")
+        del run[at : at + 2]
+        train_script.main([*run, *extra])
+        return WorldModelPipeline.from_pretrained(output_dir / "pipeline").scheduler.config
+
+    inherited = exported(tmp_path / "inherited", "--scheduler", "{bootstrap_fraction: 0.5}")
+    assert (inherited.teacher_forcing_probability, inherited.context_signal_level) == (0.5, 1.0)
+    assert inherited.bootstrap_fraction == 0.5
+    replaced = exported(tmp_path / "replaced", "--scheduler_config", str(ROOT / "hub_configs" / "scheduler"))
+    assert (replaced.teacher_forcing_probability, replaced.context_signal_level) == (0.0, 0.9)
+
+
 def test_teacher_forcing_every_frame_trains_through_the_script(train_script, data, tmp_path):
     """`teacher_forced_frames: all` with predicted context runs end to end; the exported scheduler records both, and
     the loss falls over a short run."""

@@ -291,3 +291,29 @@ def test_concat_actions_are_normalised_per_step_and_recorded(roots):
         aggregate_actions(recorded, "max", 2)
     with pytest.raises(ValueError, match="frameskip \\* A features"):
         source_actions(torch.zeros(3), "concat", 2)
+
+
+def test_the_held_out_set_is_normalised_by_the_training_statistics_without_computing_its_own(tmp_path):
+    """Held-out episodes take the training statistics: they are not computed from the held-out episodes, which may
+    have no known action at all (that used to stop the run at start)."""
+    from argos_wm.training.world_data import build_world_datasets
+
+    rng = np.random.default_rng(0)
+    with LeRobotWriter(tmp_path / "robot", fps=10, video_options=VideoEncodingOptions(codec="libx264")) as writer:
+        for episode in range(3):
+            actions = rng.normal(3.0, 2.0, size=(8, 2)).astype(np.float32)
+            if episode == 2:  # the held-out episode: its actions were not recorded
+                actions[:] = np.nan
+            data = {"action": actions, "observation.state": rng.normal(size=(8, 2)).astype(np.float32)}
+            writer.add_episode({"observation.image": np.zeros((8, 16, 16, 3), np.uint8)}, data, task="push")
+    entry = {"name": "robot", "root": str(tmp_path / "robot"), "fps": 5}
+    train, held_out = build_world_datasets([entry], num_eval_episodes=1, action_dim=2, state_dim=2)
+    assert held_out.statistics["robot"] is train.statistics["robot"]
+    raw = torch.tensor([[1.0, -2.0]])
+    torch.testing.assert_close(
+        held_out.normalizers["robot"].normalize_actions(raw), train.normalizers["robot"].normalize_actions(raw)
+    )
+    sample = held_out[ClipRequest("robot", episode=0, start=0, length=4)]
+    assert not sample["action_mask"].any() and not sample["actions"].any()
+    with pytest.raises(ValueError, match=r"`statistics` must name exactly the sources \['robot'\], got \['other'\]"):
+        WorldDataset({"robot": LeRobotSource(tmp_path / "robot")}, statistics={"other": {}}, show_progress=False)

@@ -99,22 +99,33 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 class _EpisodeReads(Dataset):
-    """Map-style view of the (source, position) pairs to encode, so a DataLoader can decode them in workers."""
+    """Map-style view of the windows of at most `frames_per_read` frames of each (source, position) pair to encode,
+    in order, so a DataLoader can decode them in workers and a long episode is never held decoded whole."""
 
-    def __init__(self, sources: list[LeRobotSource], todo: list[tuple[int, int]], camera_keys: list[list[str]]):
-        self.sources, self.todo, self.camera_keys = sources, todo, camera_keys
+    def __init__(
+        self, sources: list[LeRobotSource], todo: list[tuple[int, int]], camera_keys: list[list[str]], frames_per_read: int
+    ):
+        self.sources, self.camera_keys = sources, camera_keys
+        self.windows = [
+            (s, i, start, min(start + frames_per_read, length))
+            for s, i in todo
+            for length in (sources[s].episode_length(i),)
+            for start in range(0, length, frames_per_read)
+        ]
 
     def __len__(self) -> int:
-        return len(self.todo)
+        return len(self.windows)
 
     def __getitem__(self, item: int) -> dict:
-        source_id, position = self.todo[item]
+        source_id, position, start, stop = self.windows[item]
         source = self.sources[source_id]
-        episode = source.read_episode(position, decode_frames=False)
         frames = {
-            camera: source.read_episode(position, camera=camera).frames for camera in self.camera_keys[source_id]
+            camera: source.read_episode(position, start=start, stop=stop, camera=camera).frames
+            for camera in self.camera_keys[source_id]
         }
-        return {"source": source_id, "position": position, "episode": episode, "frames": frames}
+        episode = source.read_episode(position, decode_frames=False) if start == 0 else None
+        last = stop == source.episode_length(position)
+        return {"source": source_id, "position": position, "episode": episode, "frames": frames, "last": last}
 
 
 def _no_collate(item):
@@ -130,6 +141,7 @@ def build_latent_cache(
     batch_size: int = 32,
     shard_size_mb: float = 256.0,
     num_workers: int = 0,
+    frames_per_read: int = 512,
     show_progress: bool = True,
     state: PartialState | None = None,
 ) -> Path:
@@ -146,6 +158,8 @@ def build_latent_cache(
         batch_size: images per encoder forward pass.
         shard_size_mb: a shard is closed once its latents reach this size.
         num_workers: DataLoader workers decoding videos while the encoder runs (0 decodes in this process).
+        frames_per_read: frames decoded at a time per camera: a long episode is decoded and encoded in windows of
+            this many frames, so memory does not grow with its length.
         show_progress: show a tqdm bar over frames.
         state: accelerate's `PartialState()` when the build runs on several processes, each calling this function:
             process p encodes every P-th episode still to encode, and the main process writes the index and the
@@ -160,6 +174,8 @@ def build_latent_cache(
         raise ValueError("`sources` must hold at least one LeRobotSource, got none.")
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"`dtype` must be one of {list(CACHE_DTYPES)}, got {dtype!r}.")
+    if frames_per_read < 1:
+        raise ValueError(f"`frames_per_read` must be >= 1, got {frames_per_read}.")
     cameras = []
     for source in sources:
         keys = list(source.camera_keys) if camera_keys is None else list(camera_keys)
@@ -230,24 +246,35 @@ def build_latent_cache(
     frame_bytes = encoder.config.num_latent_tokens * encoder.config.latent_dim * 2
     progress = tqdm(total=total, desc="Encoding latents", unit="frame", disable=not show_progress or process != 0)
     reads = DataLoader(
-        _EpisodeReads(sources, todo, cameras), batch_size=None, num_workers=num_workers, collate_fn=_no_collate
+        _EpisodeReads(sources, todo, cameras, frames_per_read),
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_no_collate,
     )
 
     def flush(pending: list[dict]) -> None:
         _flush_shard(pending, own_index, output_dir, CACHE_DTYPES[dtype], own_index_path, shard_path)
 
-    pending, pending_bytes = [], 0
-    for item in reads:
+    pending, pending_bytes, windows = [], 0, []
+    for window in reads:  # the windows of one episode come in order, its first carrying the episode
+        frames = window.pop("frames")
+        window["latents"] = {
+            camera: encoder.encode(camera_frames, normalize=False, batch_size=batch_size).cpu()
+            for camera, camera_frames in frames.items()
+        }
+        progress.update(sum(len(camera_frames) for camera_frames in frames.values()))
+        del frames  # only the latents of an episode's windows are kept until its last one
+        windows.append(window)
+        if not window["last"]:
+            continue
+        item = {key: windows[0][key] for key in ("source", "position", "episode")}
+        item["latents"] = {camera: torch.cat([w["latents"][camera] for w in windows]) for camera in windows[0]["latents"]}
+        windows = []
         if pending and pending[0]["source"] != item["source"]:
             flush(pending)
             pending, pending_bytes = [], 0
-        item["latents"] = {
-            camera: encoder.encode(frames, normalize=False, batch_size=batch_size).cpu()
-            for camera, frames in item.pop("frames").items()
-        }
         pending.append(item)
         pending_bytes += len(item["episode"]) * len(item["latents"]) * frame_bytes
-        progress.update(len(item["episode"]) * len(item["latents"]))
         if pending_bytes >= shard_size_mb * 2**20:
             flush(pending)
             pending, pending_bytes = [], 0
@@ -399,6 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=sorted(CACHE_DTYPES), default="float16")
     parser.add_argument("--shard-size-mb", type=float, default=256.0)
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--frames-per-read", type=int, default=512, help="frames decoded at a time per camera")
     parser.add_argument("--device", default=None, help="default: this process's accelerator (GPU), else the CPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
@@ -437,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         shard_size_mb=args.shard_size_mb,
         num_workers=args.num_workers,
+        frames_per_read=args.frames_per_read,
         show_progress=state.is_main_process,
         state=state,
     )

@@ -108,6 +108,8 @@ class WorldDataset(Dataset):
             sources of different resolutions share a batch; ignored for latents.
         statistics_episodes: episodes read to compute action / state statistics when `meta/stats.json` has none or
             the source is resampled to another fps (accumulated actions then have other statistics).
+        statistics: name -> `{"actions" | "states": {"mean", "std", "min", "max"}}` to normalise with instead of
+            computing them, e.g. a held-out set taking the training set's `statistics`; None computes them.
         show_progress: show a progress bar while computing statistics.
     """
 
@@ -122,6 +124,7 @@ class WorldDataset(Dataset):
         normalization: Literal["mean_std", "min_max"] = "mean_std",
         image_size: int | None = None,
         statistics_episodes: int = 200,
+        statistics: dict[str, dict[str, dict[str, torch.Tensor]]] | None = None,
         show_progress: bool = True,
     ):
         if not isinstance(sources, Mapping):
@@ -170,7 +173,9 @@ class WorldDataset(Dataset):
 
         self.action_dim = self._padded_dim("action_dim", action_dim)
         self.state_dim = self._padded_dim("state_dim", state_dim)
-        self.statistics = {
+        if statistics is not None and sorted(statistics) != sorted(names):
+            raise ValueError(f"`statistics` must name exactly the sources {names}, got {sorted(statistics)}.")
+        self.statistics = statistics or {
             name: {
                 kind: self._statistics(name, key, statistics_episodes, show_progress)
                 for kind, key in (("actions", source.action_key), ("states", source.state_key))

@@ -270,6 +270,22 @@ def _rotate_checkpoints(output_dir, final: Path, step: int, total_limit: int | N
             shutil.rmtree(stale)
 
 
+def _failed_processes(accelerator: Accelerator, error: Exception | None) -> int:
+    """How many processes raised `error` in the step every process just ran: a collective, so no process goes on to
+    wait at a barrier for one that failed."""
+    failed = torch.tensor([float(error is not None)], device=accelerator.device)
+    return int(accelerator.reduce(failed, reduction="sum").item())
+
+
+def _save_failure(final: Path, temporary: Path, error: Exception | None, failed: int) -> Exception:
+    """The error a failed save raises on every process: its own, or one naming the processes that failed."""
+    reason = error if error is not None else f"{failed} other process(es) failed to write their part"
+    message = f"could not save the checkpoint {final} (its partial folder {temporary} was removed): {reason}"
+    if isinstance(error, OSError):
+        return OSError(*((error.errno, message) if error.errno is not None else (message,)))
+    return RuntimeError(message)
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | os.PathLike,
@@ -292,7 +308,8 @@ def save_checkpoint(
             `EMAModel`), saved as `{name}.json` + `{name}.safetensors`.
 
     Must be called on every process, like `accelerator.save_state`. Returns the checkpoint folder. A failed save
-    (disk full, ...) removes the partial `.tmp-checkpoint-{step}` folder and raises an error naming the checkpoint.
+    (disk full, ...) on any process removes the partial `.tmp-checkpoint-{step}` folder and raises an error naming the
+    checkpoint on every process, so that none is left waiting for the others.
     """
     _check_no_registered_objects(accelerator)
     folder = Path(output_dir) / CHECKPOINTS_FOLDER
@@ -301,10 +318,13 @@ def save_checkpoint(
     if accelerator.is_main_process:
         shutil.rmtree(temporary, ignore_errors=True)  # left by a run killed while saving
     accelerator.wait_for_everyone()
+    error = None
     try:
         accelerator.save_state(str(temporary), safe_serialization=True)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+    except Exception as raised:
+        error = raised
+    if not _failed_processes(accelerator, error) and accelerator.is_main_process:
+        try:
             for name, obj in (extra_state or {}).items():
                 _write_state(temporary, name, obj.state_dict())
             _write_manifest(temporary, step)
@@ -314,16 +334,19 @@ def save_checkpoint(
                 os.replace(final, replaced)
             os.replace(temporary, final)
             shutil.rmtree(replaced, ignore_errors=True)
-    except Exception as error:
+        except Exception as raised:
+            error = raised
+    failed = _failed_processes(accelerator, error)
+    if failed:
         if accelerator.is_main_process:
             shutil.rmtree(temporary, ignore_errors=True)
-        message = f"could not save the checkpoint {final} (its partial folder {temporary} was removed): {error}"
-        if isinstance(error, OSError):
-            raise OSError(*((error.errno, message) if error.errno is not None else (message,))) from error
-        raise RuntimeError(message) from error
+        raise _save_failure(final, temporary, error, failed) from error
     if accelerator.is_main_process:
-        _rotate_checkpoints(output_dir, final, step, total_limit)
         logger.info("Saved checkpoint %s", final)
+        try:  # the checkpoint is in place: a rotation that fails loses nothing, and must not stop the run
+            _rotate_checkpoints(output_dir, final, step, total_limit)
+        except OSError as raised:
+            logger.warning("Saved %s, but could not rotate the older checkpoints: %s", final, raised)
     accelerator.wait_for_everyone()
     return final
 

@@ -34,7 +34,8 @@ class WorldModelTrainingConfig(TrainingRunConfig):
     Objective:
         objective: `"shortcut_forcing"` or `"diffusion_forcing"`.
         scheduler_config: folder with a `ShortcutForcingScheduler` config; `max_shortcut_steps`, `use_shortcut` and
-            `shift_latent_dim` are set from the model and the objective.
+            `shift_latent_dim` are set from the model and the objective. None: the pretrained pipeline's scheduler
+            when fine-tuning a pipeline, else the scheduler's defaults (those of `hub_configs/scheduler`).
         scheduler: further scheduler settings, e.g. `{bootstrap_fraction: 0.25, signal_level_sampler: logit_normal}`.
         state_loss_weight: weight of the proprio loss.
         loss_normalization: `"frame"` or `"sequence"` averaging of the loss.
@@ -62,7 +63,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
     image_size: int | None = None
 
     objective: str = "shortcut_forcing"
-    scheduler_config: str | None = "hub_configs/scheduler"
+    scheduler_config: str | None = None
     scheduler: dict = field(default_factory=dict)
     state_loss_weight: float = 1.0
     loss_normalization: str = "frame"

@@ -170,16 +170,13 @@ def build_world_datasets(
     )
     if not eval_sources:
         return train, None
-    held_out = WorldDataset(
+    held_out = WorldDataset(  # normalised by the training statistics, those of the normaliser the pipeline carries
         eval_sources,
         action_dim=train.action_dim,
         state_dim=train.state_dim,
-        statistics_episodes=1,
+        statistics={name: train.statistics[name] for name in eval_sources},
         **common,
     )
-    # the held-out clips are normalised by the training normalisers, the objects the pipeline will carry
-    held_out.statistics = {name: train.statistics[name] for name in eval_sources}
-    held_out.normalizers = {name: train.normalizers[name] for name in eval_sources}
     return train, held_out
 
 
