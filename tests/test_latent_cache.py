@@ -136,6 +136,35 @@ def test_long_episodes_are_decoded_in_windows_into_the_same_cache(dataset, encod
         build_latent_cache(source, encoder, tmp_path / "bad", frames_per_read=0, show_progress=False)
 
 
+def test_a_camera_black_in_an_episode_is_never_drawn_for_it(encoder, tmp_path):
+    """BridgeV2 stores a missing camera as black frames: the cache records the cameras black in every frame of an
+    episode (over every read window), and sampling a camera for that episode's clips skips them, unless all are."""
+    with LeRobotWriter(tmp_path / "bridge", fps=10, video_options=VideoEncodingOptions(codec="libx264", crf=18)) as writer:
+        for blank in ([], ["cam.b"], ["cam.a", "cam.b"]):
+            frames = {}
+            for camera in ("cam.a", "cam.b"):
+                images = np.zeros((6, 32, 32, 3), dtype=np.uint8)
+                if camera not in blank:
+                    images[:, 4:12, 8:16] = 255
+                    images[-1] = 0  # a black frame alone does not make a camera blank
+                frames[camera] = images
+            data = {"action": np.zeros((6, 2), np.float32), "observation.state": np.zeros((6, 2), np.float32)}
+            writer.add_episode(frames, data, task="push")
+    cache = build_latent_cache(
+        LeRobotSource(tmp_path / "bridge"), encoder, tmp_path / "cache", frames_per_read=4, show_progress=False
+    )
+    index = json.loads((cache / INDEX_NAME).read_text())
+    assert [entry["blank_cameras"] for entry in index["episodes"]] == [[], ["cam.b"], ["cam.a", "cam.b"]]
+
+    source = LatentCacheSource(cache)
+    generator = torch.Generator().manual_seed(0)
+    drawn = [{source.read_episode(i, generator=generator).camera for _ in range(40)} for i in range(3)]
+    assert drawn == [{"cam.a", "cam.b"}, {"cam.a"}, {"cam.a", "cam.b"}]
+    assert source.read_episode(1, camera="cam.b").camera == "cam.b"  # still readable when asked for
+    only_b = LatentCacheSource(cache, camera_keys=["cam.b"])
+    assert {only_b.read_episode(1, generator=generator).camera for _ in range(5)} == {"cam.b"}
+
+
 def test_uses_the_encoder_statistics_and_bf16(dataset, encoder, tmp_path):
     source = LeRobotSource(dataset, camera_keys=["cam.a"])
     stats_encoder = ArgosDinoEncoder.from_name_or_path(TINY_ENCODER)

@@ -4,6 +4,7 @@ Layout of a cache folder:
 
 ```
 index.json                         format, encoder identity, sources (fps, cameras, keys, stats), shards, episodes
+                                   (each with its `blank_cameras`: cameras black in every frame of the episode)
 shards/shard-XXXXX.safetensors     per shard: "latents/<camera>" [F, N, C] (fp16/bf16, raw: before normalisation),
                                    "actions" [F, A], "action_mask" [F], "states" [F, S], "frame_indices" [F],
                                    "timestamps" [F], and "rewards" [F], "reward_mask" [F] when the dataset has
@@ -56,6 +57,9 @@ SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
 PART_INDEX = "index-part-{process}-of-{processes}.json"  # the shards of one process of a multi-process build
 PART_SHARD_PATH = "shards/part-{process}-of-{processes}-shard-{{shard_index:05d}}.safetensors"
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+# A camera whose every frame of an episode stays at or below this pixel value recorded nothing there (BridgeV2 stores
+# its missing cameras as black frames): the index lists it in the episode's `blank_cameras`.
+BLANK_PIXEL_MAX = 8
 
 
 def encoder_fingerprint(encoder: ArgosDinoEncoder) -> str:
@@ -262,6 +266,7 @@ def build_latent_cache(
             camera: encoder.encode(camera_frames, normalize=False, batch_size=batch_size).cpu()
             for camera, camera_frames in frames.items()
         }
+        window["blank"] = {camera: int(camera_frames.max()) <= BLANK_PIXEL_MAX for camera, camera_frames in frames.items()}
         progress.update(sum(len(camera_frames) for camera_frames in frames.values()))
         del frames  # only the latents of an episode's windows are kept until its last one
         windows.append(window)
@@ -269,6 +274,7 @@ def build_latent_cache(
             continue
         item = {key: windows[0][key] for key in ("source", "position", "episode")}
         item["latents"] = {camera: torch.cat([w["latents"][camera] for w in windows]) for camera in windows[0]["latents"]}
+        item["blank_cameras"] = [camera for camera in item["latents"] if all(w["blank"][camera] for w in windows)]
         windows = []
         if pending and pending[0]["source"] != item["source"]:
             flush(pending)
@@ -372,6 +378,7 @@ def _flush_shard(
                 "fps": episode.fps,
                 "shard": shard_index,
                 "offset": offset,
+                "blank_cameras": item["blank_cameras"],
             }
         )
         offset += len(episode)

@@ -200,6 +200,16 @@ class LatentCacheSource:
         if not 0 <= i < len(self):
             raise ValueError(f"episode position i must be in [0, {len(self)}), got {i}")
 
+    def _episode_camera_weights(self, entry: dict) -> torch.Tensor:
+        """`camera_weights` without the cameras that are black in every frame of the episode (all of them when every
+        camera is; caches built before blank cameras were recorded have none)."""
+        blank = [self.camera_keys.index(camera) for camera in entry.get("blank_cameras", []) if camera in self.camera_keys]
+        if not blank:
+            return self.camera_weights
+        weights = self.camera_weights.clone()
+        weights[blank] = 0.0
+        return weights if weights.sum() > 0 else self.camera_weights
+
     def read_episode(
         self,
         i: int,
@@ -211,7 +221,7 @@ class LatentCacheSource:
     ) -> LatentEpisode:
         """
         Reads frames `[start, stop)` of episode `i` by slicing its shard; `camera` None samples one with
-        `camera_weights`. `decode_frames=False` skips the latents (None), like `LeRobotSource.read_episode`.
+        `camera_weights`, never one that is black in every frame of the episode unless all are. `decode_frames=False` skips the latents (None), like `LeRobotSource.read_episode`.
         """
         self._check_index(i)
         entry = self.episodes[i]
@@ -222,7 +232,7 @@ class LatentCacheSource:
                 f"start, stop must satisfy 0 <= start < stop <= {entry['length']} for episode {i}, got {start}, {stop}"
             )
         if camera is None:
-            camera = self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
+            camera = self.camera_keys[int(torch.multinomial(self._episode_camera_weights(entry), 1, generator=generator))]
         elif camera not in self.camera_keys:
             raise ValueError(f"camera {camera!r} is not one of this cache's cameras {self.camera_keys}")
         handle = self._handle(entry["shard"])
