@@ -9,6 +9,8 @@ reset to the start and let each method act for the same number of steps:
   distance + state_weight x proprio (agent position) distance to the goal, as in DINO-WM; each plan searches targets
   within `reach` pixels of the agent (0: anywhere), starting from "stay where you are" (`--initial_action hold`),
   the dataset's mean action (`mean`) or the goal_agent baseline's action (`goal_agent`: the model refines it);
+  with `--ensemble P2 P3 ...`, the pipelines plan together (`argos_wm.planning.EnsemblePlanning`: each candidate
+  costs the mean of the models' costs);
 - `simulator` (not run by default): the same MPC (the first of `--planners`, same cost, same search) with the
   simulator in place of the world model (`argos_wm.planning.SimulatorPlanning`): each candidate is run in a copy of
   gym-pusht from the real state and its frames encoded, so it is what the cost and the search reach with a perfect
@@ -72,7 +74,9 @@ from argos_wm.data.action_aggregation import (
     held_action,
     source_actions,
 )
-from argos_wm.planning import CEMPlanner, GoalCost, GradientPlanner, ICEMPlanner, MPPIPlanner, SimulatorPlanning, mpc
+from argos_wm.planning import (
+    CEMPlanner, EnsemblePlanning, GoalCost, GradientPlanner, ICEMPlanner, MPPIPlanner, SimulatorPlanning, mpc,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,11 @@ class PushTPlanningConfig:
     )
     planners: list[str] = field(
         default_factory=lambda: ["cem"], metadata={"help": f"MPC planners to compare on the same goals, of {PLANNERS}."}
+    )
+    ensemble: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Further pipelines (folders or Hub ids) planning with --pipeline as an ensemble: each "
+                          "candidate costs the mean of the models' costs. They share its encoder and normaliser."},
     )
     num_goals: int = field(default=50, metadata={"help": "Evaluation goals (DINO-WM: 50)."})
     first_goal: int = field(
@@ -371,7 +380,8 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
     runs = [f"mpc_{name}" for name in config.planners] if "world_model" in config.methods else []
     runs += [method for method in config.methods if method != "world_model"]
     planners = {f"mpc_{name}": config.planner(name) for name in config.planners}
-    models = {run: pipe for run in planners}
+    members = [WorldModelPipeline.from_pretrained(path).to(pipe.device) for path in config.ensemble]
+    models = {run: EnsemblePlanning([pipe, *members]) if members else pipe for run in planners}
     if "simulator" in runs:
         if config.planners[0] == "gradient":
             raise ValueError("the simulator method plans with the first of --planners, which must sample (not gradient)")

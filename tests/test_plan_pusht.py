@@ -110,6 +110,23 @@ def test_more_context_frames_reach_the_planner(plan_pusht, dataset):
     assert (one["settings"]["num_context_frames"], two["settings"]["num_context_frames"]) == (1, 2)
 
 
+def test_an_ensemble_of_pipelines_plans_together(plan_pusht, dataset, tmp_path):
+    """`--ensemble`: the pipelines given plan with `--pipeline`, each candidate costing the mean of their costs, so
+    the plans (and their predicted cost) are neither model's alone."""
+    member = tiny_pipeline()
+    with torch.no_grad():
+        for parameter in member.world_model.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    member.save_pretrained(tmp_path / "member")
+    settings = dict(num_goals=2, num_eval_episodes=1, horizon=2, num_samples=4, num_elites=2, iterations=1,
+                    device="cpu", methods=["world_model"])  # fmt: skip
+    alone = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, **settings)
+    together = plan_pusht.evaluate_pusht(tiny_pipeline(), dataset, ensemble=[str(tmp_path / "member")], **settings)
+    assert together["settings"]["ensemble"] == [str(tmp_path / "member")] and alone["settings"]["ensemble"] == []
+    assert together["world_model"]["mean_plan_cost"] != alone["world_model"]["mean_plan_cost"]
+    assert np.isfinite(together["world_model"]["mean_plan_cost"])
+
+
 def test_planning_config_errors(plan_pusht):
     with pytest.raises(ValueError, match="num_context_frames must be >= 1, got 0"):
         plan_pusht.PushTPlanningConfig(num_context_frames=0)

@@ -1,6 +1,9 @@
 """Goal-conditioned planning with the world model (DINO-WM's objective): `WorldModelPipeline.plan` searches the action
 sequence whose predicted outcome is closest to a goal, scoring candidates from one KV-cached context."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -150,6 +153,41 @@ class GoalPlanningMixin:
         Returns:
             [`PlanOutput`]: `actions` `[B, H, A]` (raw units, within the bounds) and `cost` `[B]`.
         """
+        arguments = {name: value for name, value in locals().items() if name not in ("self", "show_progress")}
+        return self._planning_problem(**arguments).solve(show_progress)
+
+    def _planning_problem(
+        self,
+        *,
+        observation,
+        observation_latents,
+        observation_states,
+        goal,
+        goal_latents,
+        goal_states,
+        horizon,
+        planner,
+        num_samples,
+        num_elites,
+        iterations,
+        action_low,
+        action_high,
+        state_weight,
+        generator,
+        observation_actions,
+        init_actions,
+        num_inference_steps,
+        context_signal_level,
+        metric,
+        cost_steps,
+        action_weight,
+        common_noise,
+        use_cache,
+        candidate_chunk_size,
+    ) -> "PlanningProblem":
+        """What `plan` searches (its arguments, defaults included, checked): the candidates' cost function, the
+        search's start and bounds, and the configured planner. `plan` solves it; [`EnsemblePlanning`] solves the
+        mean of several pipelines' cost functions."""
         config = self.world_model.config
         if config.action_dim == 0:
             raise ValueError("plan needs a world model that takes actions (config.action_dim > 0).")
@@ -191,8 +229,38 @@ class GoalPlanningMixin:
             self, inputs, context_cache, goal_latents, goal_states, cost, context_signal_level,
             common_noise=common_noise, noise_seed=noise_seed, generator=generator, chunk_size=candidate_chunk_size,
         )  # fmt: skip
+        return PlanningProblem(self, planner, cost_fn, init_mean, (low, high), (raw_low, raw_high), generator)
+
+
+@dataclass
+class PlanningProblem:
+    """
+    A goal-planning search, as `WorldModelPipeline.plan` sets it up.
+
+    Args:
+        pipeline ([`WorldModelPipeline`]): maps the plan back to raw units.
+        planner: the configured planner.
+        cost_fn: normalised candidates `[B, M, H, A]` -> costs `[B, M]`.
+        init_mean (`torch.Tensor` `[B, H, A]`): the search's start, normalised.
+        bounds: normalised `(low, high)`, each `[B, A]` or None; `raw_bounds`: the same in raw units.
+        generator (`torch.Generator`, *optional*): the planner's sampling.
+    """
+
+    pipeline: "GoalPlanningMixin"
+    planner: CEMPlanner | ICEMPlanner | MPPIPlanner | GradientPlanner
+    cost_fn: Callable[[torch.Tensor], torch.Tensor]
+    init_mean: torch.Tensor
+    bounds: tuple[torch.Tensor | None, torch.Tensor | None]
+    raw_bounds: tuple[torch.Tensor | None, torch.Tensor | None]
+    generator: torch.Generator | None = None
+
+    def solve(self, show_progress: bool = True, cost_fn: Callable | None = None) -> PlanOutput:
+        """Runs the planner on `cost_fn` (by default the problem's own) -> [`PlanOutput`] in raw units."""
+        planner, low, high = self.planner, *self.bounds
         with torch.set_grad_enabled(planner.requires_grad):
-            actions, costs = planner(cost_fn, init_mean, low, high, generator=generator, show_progress=show_progress)
+            actions, costs = planner(
+                cost_fn or self.cost_fn, self.init_mean, low, high, generator=self.generator, show_progress=show_progress
+            )
         # the planners clamp in normalised units; mapped back, an action on a bound may land one float step outside it
-        actions = clamp_actions(self._denormalize("action", actions.detach()), raw_low, raw_high)
+        actions = clamp_actions(self.pipeline._denormalize("action", actions.detach()), *self.raw_bounds)
         return PlanOutput(actions=actions, cost=costs.detach())

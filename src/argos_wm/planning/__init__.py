@@ -1,5 +1,6 @@
 from .cem import CEMPlanner
 from .costs import GoalCost
+from .ensemble_planning import EnsemblePlanning
 from .gradient import GradientPlanner
 from .icem import ICEMPlanner
 from .mpc import MPCOutput, mpc
@@ -9,6 +10,7 @@ from .simulator_planning import SimulatorPlanning
 
 __all__ = [
     "CEMPlanner",
+    "EnsemblePlanning",
     "GoalCost",
     "GradientPlanner",
     "ICEMPlanner",
