@@ -62,11 +62,14 @@ CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 BLANK_PIXEL_MAX = 8
 
 
+# The encoder settings that, with its ViT weights, fix its raw latents.
+ENCODER_PREPROCESSING = ("image_size", "do_center_crop", "resample", "image_mean", "image_std")
+
+
 def encoder_fingerprint(encoder: ArgosDinoEncoder) -> str:
     """sha256 of the ViT weights and preprocessing settings: equal fingerprints give equal raw latents."""
     digest = hashlib.sha256()
-    config = encoder.config
-    settings = [config.image_size, config.do_center_crop, config.resample, config.image_mean, config.image_std]
+    settings = [getattr(encoder.config, name) for name in ENCODER_PREPROCESSING]
     digest.update(json.dumps(settings).encode())
     for name, tensor in sorted(encoder.dino.state_dict().items()):
         digest.update(name.encode())
@@ -110,8 +113,8 @@ class _EpisodeReads(Dataset):
         self, sources: list[LeRobotSource], todo: list[tuple[int, int]], camera_keys: list[list[str]], frames_per_read: int
     ):
         self.sources, self.camera_keys = sources, camera_keys
-        self.windows = [
-            (s, i, start, min(start + frames_per_read, length))
+        self.windows = [  # (source, position, start, stop, whether it is the episode's last window)
+            (s, i, start, min(start + frames_per_read, length), start + frames_per_read >= length)
             for s, i in todo
             for length in (sources[s].episode_length(i),)
             for start in range(0, length, frames_per_read)
@@ -121,14 +124,13 @@ class _EpisodeReads(Dataset):
         return len(self.windows)
 
     def __getitem__(self, item: int) -> dict:
-        source_id, position, start, stop = self.windows[item]
+        source_id, position, start, stop, last = self.windows[item]
         source = self.sources[source_id]
         frames = {
             camera: source.read_episode(position, start=start, stop=stop, camera=camera).frames
             for camera in self.camera_keys[source_id]
         }
         episode = source.read_episode(position, decode_frames=False) if start == 0 else None
-        last = stop == source.episode_length(position)
         return {"source": source_id, "position": position, "episode": episode, "frames": frames, "last": last}
 
 

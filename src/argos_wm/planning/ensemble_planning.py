@@ -10,6 +10,7 @@ import inspect
 
 import torch
 
+from ..data.latent_cache import ENCODER_PREPROCESSING
 from ..pipelines.pipeline_output import PlanOutput
 
 
@@ -85,7 +86,7 @@ def _same_normalizer(normalizer, other) -> bool:
 def _same_encoder(encoder, other) -> bool:
     """Two encoders giving the same normalised latents: the same preprocessing and bound, and the same weights and
     latent statistics (its buffers)."""
-    settings = ("image_size", "do_center_crop", "resample", "image_mean", "image_std", "latent_bound")
+    settings = (*ENCODER_PREPROCESSING, "latent_bound")
     same_settings = all(getattr(encoder.config, k, None) == getattr(other.config, k, None) for k in settings)
     return same_settings and _same_tensors(encoder, other)
 
