@@ -247,12 +247,34 @@ def test_multi_camera_weights_and_black_frames(make_lerobot_dataset):
     sampled = source.read_episode(1, generator=torch.Generator().manual_seed(3))
     assert mean_abs_error(sampled.frames, written[1]["frames"][sampled.camera]) < 4.0
     black = source.read_episode(0, camera=cameras[2])
-    assert black.frames.float().mean() < 2.0  # a missing camera's black frames stay as stored
+    assert black.frames.float().mean() < 2.0  # a camera asked for by name is read as stored, black or not
     chosen = source.read_episode(0, camera=cameras[1])
     assert mean_abs_error(chosen.frames, written[0]["frames"][cameras[1]]) < 4.0
 
     only_first = LeRobotSource(root, camera_keys=[cameras[0]])
     assert only_first.read_episode(0).camera == cameras[0]
+
+
+@pytest.mark.parametrize("stop", [1, 3, 8])
+def test_a_black_clip_is_drawn_again_among_the_other_cameras(make_lerobot_dataset, stop):
+    """A drawn camera whose clip is black throughout (BridgeV2's missing cameras) is replaced by another with a
+    weight; only when every such camera is black does the clip stay black. Clip lengths 1, 3 and 8."""
+    cameras = ("observation.images.image_0", "observation.images.image_1_black", "observation.images.image_2_black")
+    root, written = make_lerobot_dataset(lengths=(8, 6), cameras=cameras)
+    heavy_black = LeRobotSource(root, camera_weights={cameras[0]: 0.01, cameras[1]: 1.0, cameras[2]: 1.0})
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        clip = heavy_black.read_episode(0, start=0, stop=stop, generator=generator)
+        assert clip.camera == cameras[0]
+        assert mean_abs_error(clip.frames, written[0]["frames"][cameras[0]][:stop]) < 4.0
+    replay = heavy_black.read_episode(0, start=0, stop=stop, generator=torch.Generator().manual_seed(5))
+    again = heavy_black.read_episode(0, start=0, stop=stop, generator=torch.Generator().manual_seed(5))
+    assert replay.camera == again.camera and torch.equal(replay.frames, again.frames)  # deterministic with a seed
+
+    only_black = LeRobotSource(root, camera_weights={cameras[0]: 0.0, cameras[1]: 1.0, cameras[2]: 1.0})
+    drawn = {only_black.read_episode(0, start=0, stop=stop, generator=generator).camera for _ in range(20)}
+    assert drawn <= {cameras[1], cameras[2]}  # never the zero-weight camera, even when every other one is black
+    assert only_black.read_episode(0, start=0, stop=stop, generator=generator).frames.float().mean() < 2.0
 
 
 def test_video_only_dataset_has_no_actions(make_lerobot_dataset):

@@ -49,6 +49,7 @@ from ..modeling_dino_encoder import ArgosDinoEncoder
 from .action_aggregation import ACTION_AGGREGATIONS
 from .latent_cache_source import CACHE_FORMAT_VERSION, INDEX_NAME, STATISTICS_NAME, open_cache_file
 from .lerobot_source import DEFAULT_ACTION_KEY, DEFAULT_STATE_KEY, LeRobotSource
+from .video import is_blank
 
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,6 @@ SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
 PART_INDEX = "index-part-{process}-of-{processes}.json"  # the shards of one process of a multi-process build
 PART_SHARD_PATH = "shards/part-{process}-of-{processes}-shard-{{shard_index:05d}}.safetensors"
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-# A camera whose every frame of an episode stays at or below this pixel value recorded nothing there (BridgeV2 stores
-# its missing cameras as black frames): the index lists it in the episode's `blank_cameras`.
-BLANK_PIXEL_MAX = 8
 
 
 # The encoder settings that, with its ViT weights, fix its raw latents.
@@ -268,7 +266,7 @@ def build_latent_cache(
             camera: encoder.encode(camera_frames, normalize=False, batch_size=batch_size).cpu()
             for camera, camera_frames in frames.items()
         }
-        window["blank"] = {camera: int(camera_frames.max()) <= BLANK_PIXEL_MAX for camera, camera_frames in frames.items()}
+        window["blank"] = {camera: is_blank(camera_frames) for camera, camera_frames in frames.items()}
         progress.update(sum(len(camera_frames) for camera_frames in frames.values()))
         del frames  # only the latents of an episode's windows are kept until its last one
         windows.append(window)

@@ -25,7 +25,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntry
 
 from .action_aggregation import ACTION_AGGREGATIONS, skipped_actions, skipped_rewards
 from .lerobot_writer import INFO_PATH, STATS_PATH
-from .video import decode_video_frames
+from .video import decode_video_frames, is_blank
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Episode:
     """One episode (or a clip window of it) of a `LeRobotSource`, resampled to the source's `fps`.
 
     Attributes:
-        frames: uint8 `[T, H, W, 3]` frames of `camera` (black frames stay as stored); None without a camera.
+        frames: uint8 `[T, H, W, 3]` frames of `camera`; None without a camera.
         actions: float32 `[T, A]`; `actions[t]` led from frame t−1 to frame t. Zeros where `action_mask` is False.
             None for video-only data.
         action_mask: bool `[T]`, False where `actions[t]` is unknown: the first frame of an episode (it has no
@@ -394,6 +394,32 @@ class LeRobotSource:
             raise ValueError(f"{self.name} has no camera to sample")
         return self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
 
+    def _decode_clip(
+        self, row, timestamps: np.ndarray, camera: str | None, generator: torch.Generator | None
+    ) -> tuple[str, np.ndarray]:
+        """The camera and its uint8 frames `[T, H, W, 3]` at `timestamps` (seconds into episode `row`).
+
+        With `camera` None a camera is drawn with `camera_weights`; a clip black throughout (a camera the episode
+        did not record, as BridgeV2 stores them) is drawn again among the cameras not yet tried, and stays black
+        only when every camera with a weight is.
+        """
+        weights = None if camera is not None else self.camera_weights.clone()
+        while True:
+            if weights is not None:
+                camera = self.camera_keys[int(torch.multinomial(weights, 1, generator=generator))]
+            video_path = self.info["video_path"].format(
+                video_key=camera,
+                chunk_index=int(row[f"videos/{camera}/chunk_index"]),
+                file_index=int(row[f"videos/{camera}/file_index"]),
+            )
+            from_timestamp = float(row[f"videos/{camera}/from_timestamp"])
+            frames = decode_video_frames(self._local_file(video_path), from_timestamp + timestamps)
+            if weights is None or not is_blank(frames):
+                return camera, frames
+            weights[self.camera_keys.index(camera)] = 0.0
+            if weights.sum() == 0:
+                return camera, frames
+
     def read_episode(
         self,
         i: int,
@@ -406,7 +432,8 @@ class LeRobotSource:
         """Reads episode `i` (its position, 0 ≤ i < len), or only its resampled frames `[start, stop)`.
 
         Only the video time range of those frames is decoded. `camera` picks the camera; None samples one with
-        `camera_weights` and `generator`. `decode_frames=False` skips the video (frames None).
+        `camera_weights` and `generator`, drawing again when the clip is black throughout (a camera the episode did
+        not record). `decode_frames=False` skips the video (frames None).
         """
         self._check_index(i)
         row = self.episodes.iloc[i]
@@ -447,17 +474,10 @@ class LeRobotSource:
 
         frames = None
         if self.camera_keys and decode_frames:
-            if camera is None:
-                camera = self.sample_camera(generator)
-            elif camera not in self.camera_keys:
+            if camera is not None and camera not in self.camera_keys:
                 raise ValueError(f"camera {camera!r} is not one of this source's cameras {self.camera_keys}")
-            video_path = self.info["video_path"].format(
-                video_key=camera,
-                chunk_index=int(row[f"videos/{camera}/chunk_index"]),
-                file_index=int(row[f"videos/{camera}/file_index"]),
-            )
-            from_timestamp = float(row[f"videos/{camera}/from_timestamp"])
-            frames = torch.from_numpy(decode_video_frames(self._local_file(video_path), from_timestamp + timestamps))
+            camera, frames = self._decode_clip(row, timestamps, camera, generator)
+            frames = torch.from_numpy(frames)
 
         return Episode(
             frames=frames,

@@ -18,6 +18,14 @@ import av
 import numpy as np
 
 SUPPORTED_ENCODERS = ("libsvtav1", "libx264")
+# Frames whose every pixel stays at or below this value recorded nothing (BridgeV2 stores a missing camera as black
+# frames; compression leaves a few grey levels of noise).
+BLANK_PIXEL_MAX = 8
+
+
+def is_blank(frames: np.ndarray) -> bool:
+    """Whether uint8 frames `[T, H, W, 3]` are black throughout (every pixel ≤ `BLANK_PIXEL_MAX`)."""
+    return int(frames.max()) <= BLANK_PIXEL_MAX
 
 
 def decode_video_frames(
