@@ -106,6 +106,20 @@ def test_stream_equals_rollout(pipe):
     torch.testing.assert_close(torch.cat([frame.states for frame in frames], dim=1), full.states, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("steps, other_steps", [(1, 8), (4, 1), (4, 16), (2, 2)])
+def test_a_stream_keeps_its_steps_when_other_rollouts_run_in_between(pipe, steps, other_steps):
+    """The pipeline's scheduler is shared (the Space streams one session while plans of others run): a stream
+    reads its K steps when it is started, so rollouts with other K before and during its reading change nothing."""
+    inputs = make_inputs()
+    expected = pipe.rollout(**inputs, num_inference_steps=steps, generator=seeded(5)).latents
+    stream = pipe.rollout_stream(**inputs, num_inference_steps=steps, generator=seeded(5))
+    pipe.rollout(**inputs, num_inference_steps=other_steps, generator=seeded(6))
+    frames = [next(stream).latents]
+    pipe.rollout(**inputs, num_inference_steps=other_steps, generator=seeded(7))
+    frames += [frame.latents for frame in stream]
+    torch.testing.assert_close(torch.cat(frames, dim=1), expected, rtol=0, atol=0)
+
+
 def test_actions_change_the_rollout(pipe):
     inputs = make_inputs()
     moved = {**inputs, "actions": inputs["actions"].flip(1)}

@@ -8,6 +8,7 @@ sequences from one context by repeating that cache over the candidates and rolli
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +33,17 @@ OUTPUT_TYPES = ("latent", "pt", "np", "pil")
 FrameInputs = dict[str, torch.Tensor | None]
 """Keyword arguments of `ArgosWorldModel.forward` for some frames: latents, signal_levels, step_sizes, actions,
 action_mask, states, state_mask (each `[P, T, ...]`, None where the model takes no actions / states)."""
+
+
+@dataclass(frozen=True)
+class _DenoisingSteps:
+    """The K denoising steps of a frame, as `set_timesteps` left the scheduler when a rollout started: the signal
+    levels, the step size `1/K` the sampler steps by, the step size fed to the model, and `d_min` (finished frames)."""
+
+    signal_levels: list[float]
+    step_size: float
+    model_step_size: float
+    min_step_size: float
 
 
 def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
@@ -285,13 +297,36 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
         None)`. With `cache` (context already in it) the K denoising steps read it and each finished frame is
         appended once; with `history` (the context's model inputs) every step recomputes the whole sequence (the
         reference path). Both draw the same noise in the same order. With `noise_repeats` R, each run of R
-        consecutive rollouts shares its noise (common random numbers). `set_timesteps` must have been called.
+        consecutive rollouts shares its noise (common random numbers). `set_timesteps` must have been called: its
+        steps are read here, at the call, so a stream consumed later is not changed by rollouts or plans (each of
+        which sets the shared scheduler's steps) run in between.
         """
+        batch = actions.shape[0]
+        if batch % noise_repeats:
+            raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
+        steps = _DenoisingSteps(
+            # read once: the frame loop never waits for the device
+            signal_levels=self.scheduler.timesteps.tolist(),
+            step_size=self.scheduler.step_size,
+            model_step_size=self.scheduler.model_step_size,
+            min_step_size=self.scheduler.min_step_size,
+        )
+        return self._generate_frames(actions, context_signal_level, generator, steps, cache, history, noise_repeats)
+
+    def _generate_frames(
+        self,
+        actions: torch.Tensor,
+        context_signal_level: float,
+        generator: torch.Generator | None,
+        steps: _DenoisingSteps,
+        cache: WorldModelCache | None,
+        history: FrameInputs | None,
+        noise_repeats: int,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The frame loop of `_generate`, with its denoising `steps` fixed."""
         config = self.world_model.config
         batch, horizon = actions.shape[:2]
         dtype, device = self.world_model.dtype, actions.device
-        if batch % noise_repeats:
-            raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
 
         def randn(size: tuple[int, ...]) -> torch.Tensor:
             noise = randn_tensor((batch // noise_repeats, 1, *size), generator=generator, device=device, dtype=dtype)
@@ -299,8 +334,6 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
 
         latent_shape = (config.latent_tokens, config.latent_channels)
         state_shape = (config.state_dim,)
-        step_size = self.scheduler.model_step_size
-        signal_levels = self.scheduler.timesteps.tolist()  # read once: the frame loop never waits for the device
         previous = None
         for h in range(horizon):
             action = actions[:, h : h + 1].to(dtype) if config.action_dim > 0 else None
@@ -310,7 +343,7 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
                 latents = self.scheduler.add_noise(latents, randn(latent_shape), level)
                 if states is not None:
                     states = self.scheduler.add_noise(states, randn(state_shape), level)
-                finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
+                finished = self._frame_inputs(latents, states, previous_action, level, steps.min_step_size)
                 if cache is not None:
                     with self._trusted_inputs():  # built here from checked inputs: no device syncs
                         self.world_model(**finished, cache=cache, use_cache=True)
@@ -318,8 +351,8 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
                     history = _cat_frames(history, finished)
             latents = randn(latent_shape)
             states = randn(state_shape) if config.state_dim > 0 else None
-            for signal_level in signal_levels:
-                frame = self._frame_inputs(latents, states, action, signal_level, step_size)
+            for signal_level in steps.signal_levels:
+                frame = self._frame_inputs(latents, states, action, signal_level, steps.model_step_size)
                 with self._trusted_inputs():
                     if cache is not None:
                         output = self.world_model(**frame, cache=cache)
@@ -328,9 +361,9 @@ class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline
                         output = self.world_model(**_cat_frames(history, frame))
                         prediction = output.sample[:, -1:]
                         state_prediction = None if output.state_sample is None else output.state_sample[:, -1:]
-                latents = self.scheduler.step_from_sample(prediction, signal_level, latents)
+                latents = self.scheduler.step_from_sample(prediction, signal_level, latents, steps.step_size)
                 if states is not None:
-                    states = self.scheduler.step_from_sample(state_prediction, signal_level, states)
+                    states = self.scheduler.step_from_sample(state_prediction, signal_level, states, steps.step_size)
             previous = (latents, states, action)
             yield latents, states
 
