@@ -57,6 +57,17 @@ def test_rewards_sum_over_the_skipped_steps():
     assert rewards.tolist() == [0, 2 + 3, 4 + 5]
 
 
+@pytest.mark.parametrize("frameskip", [1, 2, 3])
+def test_an_unknown_reward_masks_only_the_frame_it_leads_to(frameskip):
+    source = np.ones(12, dtype=np.float32)
+    source[4] = np.nan
+    indices = np.arange(0, 12, frameskip)
+    rewards, mask = skipped_rewards(source, indices, previous=None)
+    expected = [t > 0 and not (indices[t - 1] <= 4 < indices[t]) for t in range(len(indices))]
+    assert mask.tolist() == expected
+    assert torch.isfinite(rewards).all() and rewards[mask].tolist() == [float(frameskip)] * sum(expected)
+
+
 @pytest.mark.parametrize("aggregation", ACTION_AGGREGATIONS)
 def test_held_and_source_actions_invert_the_aggregation_of_a_held_action(aggregation):
     held = torch.randn(4, 2)

@@ -116,11 +116,12 @@ def test_concat_aggregation_keeps_every_skipped_action(make_lerobot_dataset):
     assert source.read_episode(0, decode_frames=False).action_mask.tolist() == [False, True, False]
 
 
-def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
+def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5, null_action_rows=(), short_video_episode=None):
     """A hand-made LeRobot v3.0 folder with the Soar schema (written without `LeRobotWriter`).
 
     Variable-size list columns, `stats/` columns in the episodes table and an unused string column, as in
-    datasets converted with lerobot's own tools.
+    datasets converted with lerobot's own tools. `null_action_rows`: rows (over the whole file) whose action is null;
+    `short_video_episode`: an episode whose video lacks its last frame (its `to_timestamp` saying so).
     """
     rng = np.random.default_rng(1)
     features = {
@@ -168,6 +169,8 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
         for episode_index, length in enumerate(lengths):
             episode_actions = rng.normal(size=(length, 7)).astype(np.float32)
             episode_frames = synthetic_frames(length, size, seed=episode_index)
+            if episode_index == short_video_episode:
+                episode_frames = episode_frames[:-1]
             episodes.append(
                 {
                     "episode_index": episode_index,
@@ -180,7 +183,7 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
                     "videos/observation.images.image/chunk_index": 0,
                     "videos/observation.images.image/file_index": 0,
                     "videos/observation.images.image/from_timestamp": video.timestamp,
-                    "videos/observation.images.image/to_timestamp": video.timestamp + length / fps,
+                    "videos/observation.images.image/to_timestamp": video.timestamp + len(episode_frames) / fps,
                     "stats/action/mean": episode_actions.mean(0).tolist(),
                 }
             )
@@ -188,7 +191,7 @@ def _write_soar_like_folder(root, lengths=(6, 4), size=256, fps=5):
             for t in range(length):
                 rows.append(
                     {
-                        "action": episode_actions[t].tolist(),
+                        "action": None if offset + t in null_action_rows else episode_actions[t].tolist(),
                         "timestamp": t / fps,
                         "frame_index": t,
                         "episode_index": episode_index,
@@ -228,6 +231,41 @@ def test_hand_made_soar_schema_folder_loads(tmp_path):
         assert mean_abs_error(episode.frames, frames[i]) < 4.0
         torch.testing.assert_close(episode.actions[1:], torch.from_numpy(actions[i][:-1]))
         assert episode.states is None
+
+
+def test_a_null_action_row_is_unknown_and_shifts_nothing(tmp_path):
+    """A null list row (a frame with no recorded action) reads as unknown: its frame's mask is False and every other
+    row keeps its own values and the declared width."""
+    actions, _ = _write_soar_like_folder(tmp_path / "soar", lengths=(6, 4), size=32, null_action_rows=(3, 7))
+    source = LeRobotSource(tmp_path / "soar")
+    for i, null_rows in ((0, [3]), (1, [1])):  # row 7 is episode 1's second row
+        episode = source.read_episode(i)
+        assert episode.actions.shape == (len(actions[i]), 7)
+        expected_mask = [t > 0 and t - 1 not in null_rows for t in range(len(actions[i]))]
+        assert episode.action_mask.tolist() == expected_mask
+        for t in np.flatnonzero(expected_mask):
+            torch.testing.assert_close(episode.actions[t], torch.from_numpy(actions[i][t - 1]))
+    coarse = LeRobotSource(tmp_path / "soar", fps=2.5)  # a skipped null row makes its whole segment unknown
+    assert coarse.read_episode(0).action_mask.tolist() == [False, True, False]
+
+
+def test_rows_of_the_wrong_width_raise_naming_the_column(tmp_path):
+    _write_soar_like_folder(tmp_path / "soar", size=32)
+    info_path = tmp_path / "soar" / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["features"]["action"]["shape"] = [6]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"column 'action' of .*file-000.parquet must hold 6 values per row .* \[7\]"):
+        LeRobotSource(tmp_path / "soar").read_episode(0)
+
+
+def test_a_video_shorter_than_its_data_rows_raises_instead_of_reading_the_next_episode(tmp_path):
+    _write_soar_like_folder(tmp_path / "soar", lengths=(6, 4), size=32, short_video_episode=0)
+    source = LeRobotSource(tmp_path / "soar")
+    assert len(source.read_episode(0, start=0, stop=5)) == 5  # the frames the video holds read as before
+    with pytest.raises(ValueError, match="episode 0 of soar: .* video segment ends at to_timestamp 1.000 s"):
+        source.read_episode(0)
+    assert len(source.read_episode(1)) == 4
 
 
 def test_multi_camera_weights_and_black_frames(make_lerobot_dataset):

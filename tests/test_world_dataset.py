@@ -2,6 +2,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
@@ -146,6 +148,28 @@ def test_padding_masks_and_normalisation(mixture, roots):
     assert batch.frames.shape == (2, 6, 3, 32, 32)  # episode 0 has 6 frames: the 4-frame clip is padded
     assert batch.frame_mask.tolist() == [[True] * 6, [True] * 4 + [False] * 2]
     assert batch.metadata.dataset_names == ["bridge", "bridge"] and batch.metadata.frame_indices[1] == [2, 3, 4, 5]
+
+
+def test_an_unknown_state_row_is_masked_and_left_out_of_the_statistics(tmp_path):
+    """A null `observation.state` row (reads as NaN) gets state_mask False and a zero state, not a NaN, and the
+    statistics computed over the episodes skip it."""
+    root = write_dataset(tmp_path / "robot", lengths=(6, 5))
+    (data_file,) = sorted((root / "data").rglob("*.parquet"))
+    table = pq.read_table(data_file)
+    states = table.column("observation.state").to_pylist()
+    states[2] = None
+    field = table.schema.field("observation.state")
+    table = table.set_column(table.schema.get_field_index(field.name), field, pa.array(states, field.type))
+    pq.write_table(table, data_file)
+    (root / "meta" / "stats.json").unlink()  # computed from the episodes, not read
+    source = LeRobotSource(root)
+    dataset = WorldDataset({"robot": source}, show_progress=False)
+    known = torch.cat([source.read_episode(i).states for i in range(2)])
+    known = torch.cat([known[:2], known[3:]]).double()
+    torch.testing.assert_close(dataset.statistics["robot"]["states"]["mean"], known.mean(0).float())
+    sample = dataset[ClipRequest("robot", episode=0, start=0, length=6)]
+    assert sample["state_mask"].tolist() == [True, True, False, True, True, True]
+    assert torch.isfinite(sample["states"]).all() and not sample["states"][2].any()
 
 
 def test_resampled_source_statistics_are_computed(roots):

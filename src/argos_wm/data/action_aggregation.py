@@ -80,11 +80,15 @@ def skipped_rewards(
     source_rewards: np.ndarray, indices: np.ndarray, previous: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards received on the way to each kept frame: `source_rewards[k]` `[L]` (`next.reward`, after the action of
-    source frame k) summed over the predecessor frame ... `indices[t] - 1`; float32 `[T]` and a bool mask `[T]`."""
-    starts = predecessor_frames(indices, previous)
-    known = starts >= 0
-    cumulative = np.concatenate([[0.0], np.cumsum(source_rewards.astype(np.float64))])
-    rewards = np.where(known, cumulative[indices] - cumulative[np.maximum(starts, 0)], 0.0)
+    source frame k) summed over the predecessor frame ... `indices[t] - 1`; float32 `[T]` and a bool mask `[T]`, False
+    for a frame with no predecessor or an unknown (non-finite) reward in its segment."""
+    starts = np.maximum(predecessor_frames(indices, previous), 0)
+    rewards = source_rewards.astype(np.float64)
+    finite = np.isfinite(rewards)
+    cumulative = np.concatenate([[0.0], np.cumsum(np.where(finite, rewards, 0.0))])
+    unknown = np.concatenate([[0], np.cumsum(~finite)])
+    known = (predecessor_frames(indices, previous) >= 0) & (unknown[indices] == unknown[starts])
+    rewards = np.where(known, cumulative[indices] - cumulative[starts], 0.0)
     return torch.from_numpy(rewards.astype(np.float32)), torch.from_numpy(known)
 
 

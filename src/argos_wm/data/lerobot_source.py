@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from huggingface_hub import hf_hub_download, snapshot_download
@@ -75,13 +76,26 @@ class Episode:
         return len(self.timestamps)
 
 
-def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    """Arrow column of scalars or (fixed-size) lists -> `[N, D]` numpy array."""
+def _column_to_numpy(column: pa.ChunkedArray, width: int | None, where: str) -> np.ndarray:
+    """Arrow column of scalars or (fixed-size) lists -> `[N, D]` numpy array, a null row (an unknown value) read as
+    NaN. `width` is D as the dataset's features declare it (None: not declared); rows of another length raise."""
     array = column.combine_chunks()
-    if pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        values = array.flatten().to_numpy(zero_copy_only=False)
-        return values.reshape(len(array), -1)
-    return array.to_numpy(zero_copy_only=False).reshape(len(array), 1)
+    if not (pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        if width not in (None, 1):
+            raise ValueError(f"{where} must hold {width} values per row (its features' shape), got scalars")
+        return array.to_numpy(zero_copy_only=False).reshape(len(array), 1)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    lengths = np.unique(pc.list_value_length(array).to_numpy(zero_copy_only=False)[valid]).astype(np.int64)
+    if len(lengths) > 1 or (width is not None and len(lengths) == 1 and lengths[0] != width):
+        expected = "rows of one length" if width is None else f"{width} values per row (its features' shape)"
+        raise ValueError(f"{where} must hold {expected}, got rows of {lengths.tolist()} values")
+    size = width if width is not None else int(lengths[0]) if len(lengths) else 0
+    values = array.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)  # the values of the non-null rows
+    if valid.all():
+        return values
+    rows = np.full((len(array), size), np.nan, dtype=np.result_type(values.dtype, np.float32))
+    rows[valid] = values
+    return rows
 
 
 @contextmanager
@@ -319,6 +333,11 @@ class LeRobotSource:
             )
         return key
 
+    def _feature_width(self, key: str) -> int | None:
+        """Values per row of feature `key` as `meta/info.json` declares them (its shape's product), None if it does not."""
+        shape = self.features.get(key, {}).get("shape")
+        return None if shape is None else int(np.prod(shape))
+
     def _read_data_file(self, chunk_index: int, file_index: int) -> dict[str, np.ndarray]:
         """Columns of one data parquet file as `[N, D]` arrays, kept in a small cache."""
         key = (chunk_index, file_index)
@@ -335,7 +354,10 @@ class LeRobotSource:
                 table = pq.read_table(path, columns=wanted)
             if len(self._data_cache) >= 4:
                 self._data_cache.pop(next(iter(self._data_cache)))
-            self._data_cache[key] = {column: _column_to_numpy(table[column]) for column in wanted}
+            self._data_cache[key] = {
+                column: _column_to_numpy(table[column], self._feature_width(column), f"column {column!r} of {path}")
+                for column in wanted
+            }
         return self._data_cache[key]
 
     def __getstate__(self) -> dict:
@@ -394,6 +416,20 @@ class LeRobotSource:
             raise ValueError(f"{self.name} has no camera to sample")
         return self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
 
+    def _check_video_segment(self, row, camera: str, times: np.ndarray) -> None:
+        """Raises when a clip's video times `[T]` (seconds into the file) reach past the episode's video segment
+        (`videos/<camera>/to_timestamp`, where it is recorded): there, the file holds the next episode's frames."""
+        to_timestamp = row.get(f"videos/{camera}/to_timestamp")
+        if to_timestamp is None or pd.isna(to_timestamp):
+            return
+        if float(times.max()) > float(to_timestamp) - 0.5 / self.source_fps:
+            raise ValueError(
+                f"episode {int(row['episode_index'])} of {self.name}: its data rows need {camera} frames up to "
+                f"{float(times.max()):.3f} s of the video file, but its video segment ends at to_timestamp "
+                f"{float(to_timestamp):.3f} s; the video holds fewer frames than the episode's {int(row['length'])} "
+                "data rows, so the frames past it would be another episode's."
+            )
+
     def _decode_clip(
         self, row, timestamps: np.ndarray, camera: str | None, generator: torch.Generator | None
     ) -> tuple[str, np.ndarray]:
@@ -413,6 +449,7 @@ class LeRobotSource:
                 file_index=int(row[f"videos/{camera}/file_index"]),
             )
             from_timestamp = float(row[f"videos/{camera}/from_timestamp"])
+            self._check_video_segment(row, camera, from_timestamp + timestamps)
             frames = decode_video_frames(self._local_file(video_path), from_timestamp + timestamps)
             if weights is None or not is_blank(frames):
                 return camera, frames

@@ -219,7 +219,10 @@ class WorldDataset(Dataset):
             values = []
             for i in tqdm(positions, desc=f"{name} {key} statistics", disable=not show_progress):
                 episode = source.read_episode(int(i), decode_frames=False)
-                feature = episode.actions[episode.action_mask] if key == source.action_key else episode.states
+                if key == source.action_key:
+                    feature = episode.actions[episode.action_mask]
+                else:
+                    feature = episode.states[torch.isfinite(episode.states).all(1)]  # a null row is unknown
                 values.append(feature.double())
             values = torch.cat(values)
             if len(values) == 0:
@@ -281,7 +284,8 @@ class WorldDataset(Dataset):
                 request.source, "actions", episode.actions, sample["action_mask"], self.action_dim
             )
         if self.state_dim is not None:
-            sample["state_mask"] = torch.full((length,), episode.states is not None)
+            known = torch.full((length,), False) if episode.states is None else torch.isfinite(episode.states).all(1)
+            sample["state_mask"] = known  # False where the state is unknown (a null row reads as NaN)
             sample["states"] = self._padded(
                 request.source, "states", episode.states, sample["state_mask"], self.state_dim
             )
