@@ -250,7 +250,10 @@ def test_independent_frames_attend_only_to_themselves():
     assert (output.sample[:, 4] - reference.sample[:, 4]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("overrides", [{}, {"action_modulation": True}])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"action_modulation": True}, {"prediction_type": "velocity"}, {"prediction_type": "gated"}],
+)
 def test_masked_actions_and_states_carry_no_information(overrides):
     model = make_model(**overrides)
     inputs = make_inputs(model)
@@ -264,6 +267,7 @@ def test_masked_actions_and_states_carry_no_information(overrides):
     changed["states"][1, 2:] = -100.0
     output = model(**changed, action_mask=action_mask, state_mask=state_mask)
     torch.testing.assert_close(output.sample, reference.sample, atol=ATOL, rtol=0)
+    torch.testing.assert_close(output.state_sample, reference.state_sample, atol=ATOL, rtol=0)
     # fully masked equals no actions / no states at all
     no_conditioning = dict(inputs)
     no_conditioning.pop("actions")
@@ -499,9 +503,13 @@ def test_cache_argument_and_deprecated_past_key_values():
     output = model(**slice_frames(inputs, 0, 3), use_cache=True)
     assert isinstance(output.cache, WorldModelCache) and "cache" in output.keys()
     expected = model(**slice_frames(inputs, 3, 4), cache=output.cache).sample
-    with pytest.warns(FutureWarning, match="past_key_values"):
+    with pytest.warns(FutureWarning, match="past_key_values") as caught:
         old = model(**slice_frames(inputs, 3, 4), past_key_values=output.cache).sample
+    assert caught[0].filename == __file__  # points at the caller's line, not at torch's Module.__call__
     torch.testing.assert_close(old, expected)
+    with pytest.warns(FutureWarning, match="past_key_values") as caught:
+        model.forward(**slice_frames(inputs, 3, 4), past_key_values=output.cache)
+    assert caught[0].filename == __file__
     with pytest.warns(FutureWarning, match="past_key_values"):
         assert output.past_key_values is output.cache
     with pytest.raises(ValueError, match="past_key_values"):

@@ -7,6 +7,7 @@ within `temporal_context_length` frames, with a KV cache for autoregressive roll
 """
 
 import math
+import sys
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,15 @@ from .models.frame_embeddings import ArgosWorldModelEmbeddings
 from .models.rotary_embedding import RotaryEmbedding
 from .models.space_time_layers import ArgosWorldModelDHHead, ArgosWorldModelLayer
 from .models.world_model_cache import WorldModelCache
+
+
+def _caller_stacklevel() -> int:
+    """`warnings.warn`'s stacklevel, called from `forward`, that points at the line calling the model: past
+    `forward` itself and `torch.nn.Module.__call__`'s frames."""
+    frame, level = sys._getframe(2), 2  # the frame that called forward
+    while frame is not None and frame.f_code.co_filename == nn.Module.__call__.__code__.co_filename:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_shape(name: str, tensor, shape: tuple[int, ...], expected_text: str):
@@ -174,7 +184,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         if past_key_values is not None:
             if cache is not None:
                 raise ValueError("Give `cache` only; `past_key_values` is its deprecated name, got both.")
-            warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=2)
+            warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=_caller_stacklevel())
             cache = past_key_values
         self._check_inputs(
             latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
@@ -293,8 +303,11 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             remaining = (1 - signal_levels)[..., None].to(prediction.dtype)
             prediction = latents.to(prediction.dtype) + remaining[..., None] * prediction
             if state_prediction is not None:
-                noisy_states = states if states is not None else torch.zeros_like(state_prediction)
-                state_prediction = noisy_states.to(state_prediction.dtype) + remaining * state_prediction
+                noisy_states = torch.zeros_like(state_prediction)
+                if states is not None:  # a state the mask says is unknown carries nothing: read as zero
+                    known = torch.ones_like(states[..., 0], dtype=torch.bool) if state_mask is None else state_mask
+                    noisy_states = torch.where(known[..., None], states.to(state_prediction.dtype), noisy_states)
+                state_prediction = noisy_states + remaining * state_prediction
 
         output = ArgosWorldModelOutput(
             sample=prediction,
