@@ -14,6 +14,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_dino_encoder import ArgosDinoEncoderConfig
 from .latent_normalization import denormalize_latents, normalize_latents
+from .pretrained_loading import SafetensorsLoadingMixin
 
 
 logger = logging.get_logger(__name__)
@@ -64,7 +65,7 @@ class ArgosDinoEncoderOutput(ModelOutput):
     latents: torch.FloatTensor | None = None
 
 
-class ArgosDinoEncoderPreTrainedModel(PreTrainedModel):
+class ArgosDinoEncoderPreTrainedModel(SafetensorsLoadingMixin, PreTrainedModel):
     config: ArgosDinoEncoderConfig
     config_class = ArgosDinoEncoderConfig
     base_model_prefix = "encoder"

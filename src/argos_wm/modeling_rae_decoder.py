@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_rae_decoder import ArgosRAEDecoderConfig
 from .latent_normalization import denormalize_latents
+from .pretrained_loading import SafetensorsLoadingMixin
 
 
 @dataclass
@@ -143,7 +144,7 @@ class ArgosRAEDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.mlp(self.layernorm_after(hidden_states))
 
 
-class ArgosRAEDecoderPreTrainedModel(PreTrainedModel):
+class ArgosRAEDecoderPreTrainedModel(SafetensorsLoadingMixin, PreTrainedModel):
     config_class = ArgosRAEDecoderConfig
     config: ArgosRAEDecoderConfig
     base_model_prefix = "rae_decoder"

@@ -27,6 +27,7 @@ from .models.frame_embeddings import ArgosWorldModelEmbeddings
 from .models.rotary_embedding import RotaryEmbedding
 from .models.space_time_layers import ArgosWorldModelDHHead, ArgosWorldModelLayer
 from .models.world_model_cache import WorldModelCache
+from .pretrained_loading import SafetensorsLoadingMixin
 
 
 def _caller_stacklevel() -> int:
@@ -67,7 +68,7 @@ class ArgosWorldModelOutput(ModelOutput):
         return self.cache
 
 
-class ArgosWorldModelPreTrainedModel(PreTrainedModel):
+class ArgosWorldModelPreTrainedModel(SafetensorsLoadingMixin, PreTrainedModel):
     config_class = ArgosWorldModelConfig
     config: ArgosWorldModelConfig
     base_model_prefix = "world_model"

@@ -25,6 +25,7 @@ from ..data.action_aggregation import (
     model_action_dim,
     source_actions,
 )
+from ..pretrained_loading import SafetensorsLoadingMixin
 
 
 NORMALIZATION_MODES = ("mean_std", "min_max")
@@ -58,7 +59,7 @@ def _statistics_to_affine(
     return torch.cat([shift, torch.zeros(padding)]), torch.cat([scale, torch.ones(padding)])
 
 
-class ActionStateNormalizer(ModelMixin, ConfigMixin):
+class ActionStateNormalizer(SafetensorsLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     Affine normalisation `normalized = (raw - shift) / scale` of actions `[..., A]` and proprio states `[..., S]`.
 

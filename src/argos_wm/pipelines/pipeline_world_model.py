@@ -21,6 +21,7 @@ from ..modeling_dino_encoder import ArgosDinoEncoder
 from ..modeling_rae_decoder import ArgosRAEDecoder
 from ..modeling_world_model import ArgosWorldModel
 from ..models.world_model_cache import WorldModelCache
+from ..pretrained_loading import SafetensorsLoadingMixin
 from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
 from .agent_actions import AgentActionsMixin
@@ -51,7 +52,7 @@ def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
     return {key: None if first[key] is None else torch.cat([first[key], second[key]], dim=1) for key in first}
 
 
-class WorldModelPipeline(GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline):
+class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentActionsMixin, DiffusionPipeline):
     r"""
     Rollouts and planning with an [`ArgosWorldModel`] in (normalised) DINO latent space.
 
