@@ -250,6 +250,30 @@ def test_mismatched_scheduler_is_rejected_at_construction(pipe):
         WorldModelPipeline(pipe.world_model, ShortcutForcingScheduler())
 
 
+def test_a_decoder_that_cannot_read_the_pipelines_latents_is_rejected_at_construction(full_pipeline):
+    """The decoder gets the world model's normalised latents: it must read their channels, take normalised latents,
+    and undo the encoder's normalisation (statistics and bound)."""
+    parts = {name: getattr(full_pipeline, name) for name in ("world_model", "scheduler", "encoder", "normalizer")}
+
+    def decoder(**overrides) -> ArgosRAEDecoder:
+        config = ArgosRAEDecoderConfig.from_pretrained("hub_configs/argos-rae-decoder-tiny", **overrides)
+        return ArgosRAEDecoder(config)
+
+    with pytest.raises(ValueError, match="64 channels; got a decoder of 32"):
+        WorldModelPipeline(**parts, decoder=decoder(latent_channels=32))
+    with pytest.raises(ValueError, match="latents_normalized=True"):
+        WorldModelPipeline(**parts, decoder=decoder(latents_normalized=False))
+    other_statistics = decoder()
+    other_statistics.set_latent_statistics(torch.full((64, 64), 0.5), torch.full((64, 64), 2.0))
+    with pytest.raises(ValueError, match="set_latent_statistics"):
+        WorldModelPipeline(**parts, decoder=other_statistics)
+    bounded = decoder()
+    bounded.set_latent_statistics(full_pipeline.encoder.latent_mean, full_pipeline.encoder.latent_std, bound=3.0)
+    with pytest.raises(ValueError, match="latent_bound=None; got 3.0"):
+        WorldModelPipeline(**parts, decoder=bounded)
+    WorldModelPipeline(**parts, decoder=decoder())  # the encoder's statistics: accepted
+
+
 @pytest.mark.parametrize("window", [2, 3, 4, 5, 8, 16])
 def test_cached_rollout_equals_reference_over_windows_and_context_lengths(window):
     pipe = make_pipeline(temporal_context_length=window)

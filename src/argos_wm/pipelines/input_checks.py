@@ -1,6 +1,15 @@
-"""Shared input checks of the pipeline's methods: shapes for error messages and finiteness."""
+"""Shared input checks of the pipeline: shapes for error messages, finiteness, and the decoder it is built with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
+
+
+if TYPE_CHECKING:
+    from ..modeling_dino_encoder import ArgosDinoEncoder
+    from ..modeling_rae_decoder import ArgosRAEDecoder
 
 
 def shape_of(value) -> str:
@@ -15,4 +24,37 @@ def check_finite(name: str, values: torch.Tensor) -> None:
         raise ValueError(
             f"{name} must be finite; got {int(bad.sum())} NaN or infinite value(s), the first "
             f"{float(values[index])} at index {index} of shape {tuple(values.shape)}."
+        )
+
+
+def check_decoder(decoder: ArgosRAEDecoder, encoder: ArgosDinoEncoder | None, latent_channels: int) -> None:
+    """Raises ValueError unless `decoder` reads what the pipeline hands it: the world model's normalised latents
+    of `latent_channels`, normalised as `encoder` normalises (statistics and bound), when there is one."""
+    if decoder.config.latent_channels != latent_channels:
+        raise ValueError(
+            f"decoder must read latents of the world model's {latent_channels} channels; got a decoder of "
+            f"{decoder.config.latent_channels}."
+        )
+    if not decoder.config.latents_normalized:
+        raise ValueError(
+            "decoder must read normalised latents (config.latents_normalized=True), which the pipeline hands it; "
+            "got a decoder of raw latents."
+        )
+    if encoder is None:
+        return
+    same = (
+        decoder.latent_mean.shape == encoder.latent_mean.shape
+        and torch.allclose(decoder.latent_mean.float().cpu(), encoder.latent_mean.float().cpu(), atol=1e-4)
+        and torch.allclose(decoder.latent_std.float().cpu(), encoder.latent_std.float().cpu(), atol=1e-4)
+    )
+    if decoder.latent_mean.shape == encoder.latent_mean.shape and not same:
+        raise ValueError(
+            "decoder must undo the encoder's normalisation: its latent_mean / latent_std differ from the "
+            "encoder's. Copy them with decoder.set_latent_statistics(encoder.latent_mean, encoder.latent_std, "
+            "encoder.config.latent_bound)."
+        )
+    if decoder.config.latent_bound != encoder.config.latent_bound:
+        raise ValueError(
+            f"decoder must undo the encoder's latent_bound={encoder.config.latent_bound}; got "
+            f"{decoder.config.latent_bound}."
         )

@@ -26,7 +26,7 @@ from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
 from .agent_actions import AgentActionsMixin
 from .goal_planning import GoalPlanningMixin
-from .input_checks import check_finite, shape_of
+from .input_checks import check_decoder, check_finite, shape_of
 from .pipeline_output import RolloutOutput
 
 OUTPUT_TYPES = ("latent", "pt", "np", "pil")
@@ -111,6 +111,8 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
                 f"encoder latents must be [N, C] = [{config.latent_tokens}, {config.latent_channels}] like the world "
                 f"model's; got [{encoder.config.num_latent_tokens}, {encoder.config.latent_dim}]."
             )
+        if decoder is not None:
+            check_decoder(decoder, encoder, config.latent_channels)
         self.register_modules(
             world_model=world_model,
             scheduler=scheduler,
