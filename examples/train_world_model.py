@@ -50,6 +50,7 @@ from argos_wm.modeling_dino_encoder import ArgosDinoEncoder
 from argos_wm.modeling_rae_decoder import ArgosRAEDecoder
 from argos_wm.modeling_world_model import ArgosWorldModel
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
+from argos_wm.pipelines.input_checks import check_decoder
 from argos_wm.schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from argos_wm.training.checkpointing import (
     TrainingProgress,
@@ -335,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
             logger.warning("The encoder has no latent statistics: training on un-normalised latents.")
         align_encoder_with_caches(encoder, train_dataset)
     decoder = ArgosRAEDecoder.from_pretrained(config.decoder).to(accelerator.device).eval() if config.decoder else None
+    if decoder is not None:  # the exported pipeline refuses a decoder that cannot read its latents: stop now, not then
+        check_decoder(decoder, encoder, model_config.latent_channels)
     eval_batches = []
     if eval_dataset is not None:
         clip_length = config.eval_context_frames + config.eval_horizon
