@@ -40,6 +40,17 @@ def test_rollout_stream_checks_its_arguments_when_called(pipe):
         pipe.rollout_stream(**make_inputs(), output_type="video")
 
 
+def test_rollout_checks_its_generators(pipe):
+    inputs = make_inputs()
+    batch = inputs["actions"].shape[0]
+    with pytest.raises(ValueError, match="generator must be a torch.Generator or a list"):
+        pipe.rollout(**inputs, generator=0)
+    with pytest.raises(ValueError, match=f"a list of {batch} torch.Generators, one per rollout; got {batch + 1}"):
+        pipe.rollout(**inputs, generator=[seeded(i) for i in range(batch + 1)])
+    per_rollout = pipe.rollout(**inputs, generator=[seeded(i) for i in range(batch)], num_inference_steps=1)
+    assert per_rollout.latents.shape[0] == batch
+
+
 def test_plan_rejects_both_goal_forms(pipe):
     inputs = _plan_inputs()
     with pytest.raises(ValueError, match="Give exactly one of `goal` \\(an image\\) and `goal_latents`"):

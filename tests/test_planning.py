@@ -134,6 +134,9 @@ def test_goal_cost():
     assert torch.allclose(cost, torch.full((2,), 4.0 + 0.5 + 0.9))
     with pytest.raises(ValueError, match="metric"):
         GoalCost(metric="cosine")
+    for weights in ({"state_weight": float("nan")}, {"action_weight": float("inf")}, {"state_weight": -1.0}):
+        with pytest.raises(ValueError, match="must be finite and >= 0"):
+            GoalCost(**weights)
 
 
 @pytest.mark.parametrize(

@@ -405,6 +405,20 @@ def test_gradient_checkpointing_gives_same_gradients(overrides):
             torch.testing.assert_close(param.grad, expected[name], atol=1e-5, rtol=1e-4)
 
 
+def test_the_cache_is_refused_with_gradient_checkpointing_while_training():
+    """Checkpointed layers are recomputed without the cache: refused rather than silently returning an empty one."""
+    model = make_model()
+    model.gradient_checkpointing_enable()
+    model.train()
+    inputs = make_inputs(model)
+    with pytest.raises(ValueError, match="gradient checkpointing while training"):
+        model(**inputs, use_cache=True)
+    with torch.no_grad():  # imagination rollouts: the cache works
+        reference = model(**slice_frames(inputs, 0, 3), use_cache=True)
+        model(**slice_frames(inputs, 3, 4), cache=reference.cache)
+    model.gradient_checkpointing_disable()
+
+
 def test_bf16_autocast_runs():
     model = make_model()
     inputs = make_inputs(model)
@@ -461,6 +475,9 @@ def test_auto_backend_uses_flex_only_for_scores_of_a_tile_or_more(device, query_
         ("step_sizes", lambda x: {**x, "step_sizes": torch.full((2, 6), 1 / 64)}, "step_sizes"),
         ("latents NaN", lambda x: {**x, "latents": x["latents"].index_fill(1, torch.tensor([2]), float("nan"))}, "latents"),
         ("actions NaN", lambda x: {**x, "actions": torch.full((2, 6, 3), float("nan"))}, "actions"),
+        ("no frames", lambda x: {**x, "latents": x["latents"][:, :0], "signal_levels": x["signal_levels"][:, :0],
+                                 "actions": None, "states": None}, r"B, T >= 1"),  # fmt: skip
+        ("cache", lambda x: {**x, "cache": (torch.zeros(1),)}, "cache must be a WorldModelCache"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_the_argument(name, make_bad, match):

@@ -191,6 +191,13 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
         )
         batch, frames = signal_levels.shape
+        if cache is not None and not isinstance(cache, WorldModelCache):
+            raise ValueError(f"cache must be a WorldModelCache (a model output's `cache`); got {type(cache).__name__}.")
+        if (cache is not None or use_cache) and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            raise ValueError(
+                "cache / use_cache cannot be used with gradient checkpointing while training (the recomputed layers "
+                "would not read or fill it); call model.eval() or run under torch.no_grad()."
+            )
         if use_cache and cache is None:
             cache = WorldModelCache(self.config.temporal_context_length)
         if cache is not None and cache.temporal_context_length != self.config.temporal_context_length:
@@ -391,8 +398,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
             shape = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
             raise ValueError(f"latents must be a tensor of shape {expected_latents}; got {shape}.")
         batch, frames, num_tokens, channels = latents.shape
-        if (num_tokens, channels) != (config.latent_tokens, config.latent_channels):
-            raise ValueError(f"latents must have shape {expected_latents}; got {tuple(latents.shape)}.")
+        if (num_tokens, channels) != (config.latent_tokens, config.latent_channels) or batch == 0 or frames == 0:
+            raise ValueError(f"latents must have shape {expected_latents} with B, T >= 1; got {tuple(latents.shape)}.")
         if not latents.is_floating_point():
             raise ValueError(f"latents must be a floating point tensor; got dtype {latents.dtype}.")
 

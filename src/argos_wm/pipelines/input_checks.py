@@ -27,6 +27,19 @@ def check_finite(name: str, values: torch.Tensor) -> None:
         )
 
 
+def check_generator(generator, batch: int) -> None:
+    """ValueError unless `generator` is None, one `torch.Generator`, or a list of `batch` of them (one per rollout)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise ValueError(
+            f"generator must be a torch.Generator or a list of {batch} of them (one per rollout); got "
+            f"{type(generator).__name__}."
+        )
+    if len(generator) != batch:
+        raise ValueError(f"generator must be a list of {batch} torch.Generators, one per rollout; got {len(generator)}.")
+
+
 def check_decoder(decoder: ArgosRAEDecoder, encoder: ArgosDinoEncoder | None, latent_channels: int) -> None:
     """Raises ValueError unless `decoder` reads what the pipeline hands it: the world model's normalised latents
     of `latent_channels`, normalised as `encoder` normalises (statistics and bound), when there is one."""

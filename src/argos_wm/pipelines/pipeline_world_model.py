@@ -26,7 +26,7 @@ from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
 from .agent_actions import AgentActionsMixin
 from .goal_planning import GoalPlanningMixin
-from .input_checks import check_decoder, check_finite, shape_of
+from .input_checks import check_decoder, check_finite, check_generator, shape_of
 from .pipeline_output import RolloutOutput
 
 OUTPUT_TYPES = ("latent", "pt", "np", "pil")
@@ -390,6 +390,7 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
             raise ValueError(f"output_type={output_type!r} needs a decoder; build the pipeline with `decoder=`.")
         latents = self._context_latents(context, context_latents, "context")
         actions = self._check_actions(actions, latents.shape[0])
+        check_generator(generator, latents.shape[0])
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         context_signal_level = self.scheduler.resolve_context_signal_level(context_signal_level)
         inputs = self._prepare_context(latents, context_states, context_actions, context_signal_level, generator)

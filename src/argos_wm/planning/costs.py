@@ -1,5 +1,6 @@
 """Goal-reaching cost of predicted rollouts: DINO-WM's latent distance plus a proprio term and an action penalty."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,9 +35,10 @@ class GoalCost:
             raise ValueError(f"metric must be one of {METRICS}; got {self.metric!r}.")
         if self.cost_steps not in COST_STEPS:
             raise ValueError(f"cost_steps must be one of {COST_STEPS}; got {self.cost_steps!r}.")
-        if self.state_weight < 0 or self.action_weight < 0:
+        if not all(math.isfinite(weight) and weight >= 0 for weight in (self.state_weight, self.action_weight)):
             raise ValueError(
-                f"state_weight and action_weight must be >= 0; got {self.state_weight} and {self.action_weight}."
+                "state_weight and action_weight must be finite and >= 0; "
+                f"got {self.state_weight} and {self.action_weight}."
             )
 
     def distance(self, predicted: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
