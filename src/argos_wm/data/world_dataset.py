@@ -104,8 +104,9 @@ class WorldDataset(Dataset):
             name -> float (default 0).
         normalization: `"mean_std"` ((x - mean) / std) or `"min_max"` (to [-1, 1]) for actions and states; each
             source gets an [`ActionStateNormalizer`] (`normalizers[name]`), the object a trained pipeline carries.
-        image_size: when set, frames are resized (shorter side + centre crop) to `image_size` x `image_size` so that
-            sources of different resolutions share a batch; ignored for latents.
+        image_size: when set, frames are resized (shorter side + centre crop, bicubic as the encoder resizes) to
+            `image_size` x `image_size` so that sources of different resolutions share a batch; ignored for latents.
+            Give the encoder's `image_size`, so frames are resized once, as when a latent cache encodes them.
         statistics_episodes: episodes read to compute action / state statistics when `meta/stats.json` has none or
             the source is resampled to another fps (accumulated actions then have other statistics).
         statistics: name -> `{"actions" | "states": {"mean", "std", "min", "max"}}` to normalise with instead of
@@ -263,7 +264,9 @@ class WorldDataset(Dataset):
         if self.video_key == "frames":
             video = episode.frames.permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
             if self.image_size is not None:
-                resized = resize_images(video.float() / 255, self.image_size, center_crop=True, mode="bilinear")
+                # as the encoder resizes (bicubic, anti-aliased): at its image_size, it then leaves the frames as
+                # they are, and they encode as a latent cache encodes the originals, up to the uint8 rounding
+                resized = resize_images(video.float() / 255, self.image_size, center_crop=True, mode="bicubic")
                 video = (resized * 255).round().to(torch.uint8)
         else:
             video = episode.latents

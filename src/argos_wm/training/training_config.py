@@ -30,6 +30,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
         decoder: `ArgosRAEDecoder` folder or Hub id, for sample videos and export; None for none.
         normalization: `"mean_std"` or `"min_max"` normalisation of actions and states.
         image_size: resize frames to this size before encoding (datasets of mixed resolutions); None keeps them.
+            Give the encoder's image size (224 for DINOv2), so frames are resized once, as a latent cache reads them.
 
     Objective:
         objective: `"shortcut_forcing"` or `"diffusion_forcing"`.
