@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from argos_wm import ArgosWorldModel, ArgosWorldModelConfig
 from argos_wm.pipelines import ActionStateNormalizer, WorldModelPipeline
@@ -82,3 +82,18 @@ def test_weights_of_another_shape_than_the_config_raise(saved, tmp_path):
     config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not have the shapes its config gives"):
         ArgosWorldModel.from_pretrained(folder / "world_model")
+
+
+def test_weights_missing_from_a_checkpoint_raise_unless_the_config_was_changed(saved, tmp_path):
+    """A file lacking weights its own config declares is incomplete (or of another version): refused, where loading
+    would silently start those weights from scratch. Asked for a changed model (agent tokens), new weights start fresh."""
+    folder = copy_of(saved, tmp_path)
+    weights = load_file(folder / "world_model" / "model.safetensors")
+    kept = {name: weight for name, weight in weights.items() if not name.startswith("latent_out")}
+    save_file(kept, folder / "world_model" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"do not match its own config: \{'missing_keys': \['latent_out.bias'"):
+        ArgosWorldModel.from_pretrained(folder / "world_model")
+    with pytest.raises(ValueError, match="do not match its own config"):
+        WorldModelPipeline.from_pretrained(folder)
+    with_agent = ArgosWorldModel.from_pretrained(saved / "world_model", num_agent_tokens=1)
+    assert with_agent.config.num_agent_tokens == 1

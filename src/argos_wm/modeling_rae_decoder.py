@@ -151,6 +151,7 @@ class ArgosRAEDecoderPreTrainedModel(SafetensorsLoadingMixin, PreTrainedModel):
     main_input_name = "latents"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ArgosRAEDecoderLayer"]
+    complete_checkpoints = True
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True

@@ -75,6 +75,7 @@ class ArgosWorldModelPreTrainedModel(SafetensorsLoadingMixin, PreTrainedModel):
     main_input_name = "latents"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ArgosWorldModelLayer"]
+    complete_checkpoints = True
 
     def _init_weights(self, module):
         super()._init_weights(module)

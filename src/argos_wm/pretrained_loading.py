@@ -14,11 +14,29 @@ class SafetensorsLoadingMixin:
     Its `from_pretrained` loads safetensors only (`use_safetensors=True` unless given: a folder holding only pickled
     `.bin` weights raises), takes a `str` or a `Path`, raises `FileNotFoundError` for a local path that does not exist
     (rather than asking the Hub for it) or for a file missing from a local folder, and `ValueError` for a damaged
-    file or weights whose shapes are not the config's.
+    file, weights whose shapes are not the config's, or (with `complete_checkpoints`) weights missing from the file.
     """
+
+    # Set on a transformers model class whose checkpoints must hold every weight of their own config: loaded without
+    # config changes, a weight missing from the file (an incomplete file, or one of another version) raises instead of
+    # starting from its initial value. Changed by keyword (say `num_agent_tokens=1`), the new weights start fresh.
+    complete_checkpoints = False
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        if cls.complete_checkpoints and not args and not _changes_config(cls, kwargs):
+            model, info = cls._load(pretrained_model_name_or_path, *args, **kwargs, output_loading_info=True)
+            wrong = {kind: sorted(info[kind]) for kind in ("missing_keys", "unexpected_keys") if info[kind]}
+            if wrong:
+                raise ValueError(
+                    f"the weights of {os.fspath(pretrained_model_name_or_path)!r} do not match its own config: "
+                    f"{wrong}. The file is incomplete or was saved by another version of the model."
+                )
+            return model
+        return cls._load(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def _load(cls, pretrained_model_name_or_path, *args, **kwargs):
         name = os.fspath(pretrained_model_name_or_path)
         if not os.path.exists(name):
             try:
@@ -51,3 +69,19 @@ class SafetensorsLoadingMixin:
                 f"the weights of {name!r} do not have the shapes its config gives (the load report above lists "
                 "them): the config and the weights come from different models."
             ) from error
+
+
+# keyword arguments of `from_pretrained` that say how to load, not what the model is
+_LOADING_KWARGS = {
+    "attn_implementation", "cache_dir", "device_map", "dtype", "force_download", "local_files_only", "revision",
+    "subfolder", "token", "torch_dtype", "trust_remote_code", "use_safetensors",
+}  # fmt: skip
+
+
+def _changes_config(cls, kwargs: dict) -> bool:
+    """Whether `from_pretrained(**kwargs)` builds another model than the saved config: a `config` given, or a keyword
+    naming a config field."""
+    if "config" in kwargs or kwargs.get("output_loading_info"):
+        return True
+    fields = cls.config_class().to_dict()
+    return any(key in fields for key in kwargs if key not in _LOADING_KWARGS)
