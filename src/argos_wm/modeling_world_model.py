@@ -186,7 +186,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         if past_key_values is not None:
             if cache is not None:
                 raise ValueError("Give `cache` only; `past_key_values` is its deprecated name, got both.")
-            warnings.warn("`past_key_values` is deprecated; use `cache`.", FutureWarning, stacklevel=_caller_stacklevel())
+            message = "`past_key_values` is deprecated; use `cache`."
+            warnings.warn(message, FutureWarning, stacklevel=_caller_stacklevel())
             cache = past_key_values
         self._check_inputs(
             latents, signal_levels, step_sizes, actions, action_mask, states, state_mask, independent_frames
@@ -194,7 +195,8 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         batch, frames = signal_levels.shape
         if cache is not None and not isinstance(cache, WorldModelCache):
             raise ValueError(f"cache must be a WorldModelCache (a model output's `cache`); got {type(cache).__name__}.")
-        if (cache is not None or use_cache) and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if (cache is not None or use_cache) and checkpointing:
             raise ValueError(
                 "cache / use_cache cannot be used with gradient checkpointing while training (the recomputed layers "
                 "would not read or fill it); call model.eval() or run under torch.no_grad()."
