@@ -56,6 +56,23 @@ def test_chunked_scoring_shares_the_context_cache(monkeypatch):
     assert all(shape[1] == 1 and shape[0] in (4, 2) for shape in frames_seen if shape[1] != 3)
 
 
+@pytest.mark.parametrize("other_steps", [1, 8])
+def test_rollouts_with_other_steps_between_chunks_change_no_cost(monkeypatch, other_steps):
+    """The Space lets other visitors' steps run between a plan's candidate chunks on the shared scheduler: every chunk
+    keeps the plan's own denoising steps (here K = 2)."""
+    pipe = make_pipeline()
+    candidates = torch.randn(2, 5, 3, 2, generator=seeded(1))
+    alone = plan_costs(pipe, candidates, 2)
+    original = CandidateScorer.score
+
+    def score_after_another_rollout(self, chunk):
+        pipe.rollout(**make_inputs(batch=1), num_inference_steps=other_steps, generator=seeded(9))
+        return original(self, chunk)
+
+    monkeypatch.setattr(CandidateScorer, "score", score_after_another_rollout)
+    torch.testing.assert_close(plan_costs(pipe, candidates, 2), alone, rtol=0, atol=0)
+
+
 def test_bad_candidate_chunk_size_is_rejected():
     with pytest.raises(ValueError, match="candidate_chunk_size"):
         plan_costs(make_pipeline(), torch.zeros(2, 3, 3, 2), 0)

@@ -85,6 +85,23 @@ def test_set_timesteps_grid(num_inference_steps):
     assert scheduler.num_inference_steps == num_inference_steps
 
 
+@pytest.mark.parametrize("use_shortcut", [True, False])
+@pytest.mark.parametrize("num_inference_steps", [1, 2, 4, 16])
+def test_denoising_steps_are_set_timesteps_without_changing_the_scheduler(num_inference_steps, use_shortcut):
+    scheduler = ShortcutForcingScheduler(max_shortcut_steps=16, use_shortcut=use_shortcut)
+    scheduler.set_timesteps(8)
+    steps = scheduler.denoising_steps(num_inference_steps)
+    assert scheduler.num_inference_steps == 8  # untouched: other callers share this scheduler
+    reference = ShortcutForcingScheduler(max_shortcut_steps=16, use_shortcut=use_shortcut)
+    reference.set_timesteps(num_inference_steps)
+    assert steps.signal_levels == reference.timesteps.tolist()
+    assert (steps.step_size, steps.model_step_size, steps.min_step_size) == (
+        reference.step_size, reference.model_step_size, reference.min_step_size
+    )
+    with pytest.raises(ValueError, match="power of two"):
+        scheduler.denoising_steps(3)
+
+
 @pytest.mark.parametrize("num_inference_steps", [0, 3, 6, 32, 2.0])
 def test_set_timesteps_bad_k(num_inference_steps):
     scheduler = ShortcutForcingScheduler(max_shortcut_steps=16)

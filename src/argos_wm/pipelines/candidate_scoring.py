@@ -12,6 +12,7 @@ import torch
 
 from ..models.world_model_cache import WorldModelCache
 from ..planning.costs import GoalCost
+from ..schedulers.scheduling_shortcut_forcing import DenoisingSteps
 
 if TYPE_CHECKING:
     from .pipeline_world_model import FrameInputs, WorldModelPipeline
@@ -28,7 +29,7 @@ class CandidateScorer:
     noise from `generator`.
 
     Args:
-        pipeline ([`WorldModelPipeline`]): rolls the candidates out (`_generate`); `set_timesteps` already called.
+        pipeline ([`WorldModelPipeline`]): rolls the candidates out (`_generate`).
         context_inputs (`FrameInputs`): the context's model inputs `[B, T, ...]`, re-noised.
         context_cache ([`WorldModelCache`], *optional*): the context's KV cache; None recomputes the whole sequence
             at every step from `context_inputs` (the reference path).
@@ -36,6 +37,7 @@ class CandidateScorer:
             normalised.
         cost ([`GoalCost`]): the distance to the goal.
         context_signal_level (`float`): signal level the finished frames are re-noised to.
+        steps ([`DenoisingSteps`]): the denoising steps of every candidate's frames, fixed for the whole search.
         common_noise (`bool`): common random numbers (see above).
         noise_seed (`int`): seed of the common noise.
         generator (`torch.Generator`, *optional*): the noise without `common_noise`.
@@ -49,6 +51,7 @@ class CandidateScorer:
     goal_states: torch.Tensor | None
     cost: GoalCost
     context_signal_level: float
+    steps: DenoisingSteps
     common_noise: bool = True
     noise_seed: int = 0
     generator: torch.Generator | None = None
@@ -73,12 +76,12 @@ class CandidateScorer:
             context = {"cache": self.context_cache.copy().batch_repeat_interleave(num_candidates)}
         else:
             context = {"history": {k: _repeat(v, num_candidates) for k, v in self.context_inputs.items()}}
-        generate = self.pipeline._generate
         if self.common_noise:
             noise = torch.Generator(flat.device).manual_seed(self.noise_seed)
-            frames = generate(flat, self.context_signal_level, noise, noise_repeats=num_candidates, **context)
+            context["noise_repeats"] = num_candidates
         else:
-            frames = generate(flat, self.context_signal_level, self.generator, **context)
+            noise = self.generator
+        frames = self.pipeline._generate(flat, self.context_signal_level, noise, self.steps, **context)
         frames = list(frames)
         predicted = torch.cat([frame[0] for frame in frames], dim=1)  # [B*M, H, N, C]
         predicted_states = None if frames[0][1] is None else torch.cat([frame[1] for frame in frames], dim=1)

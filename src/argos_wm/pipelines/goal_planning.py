@@ -216,7 +216,7 @@ class GoalPlanningMixin:
                     "init_actions", init_actions, batch, horizon, config.action_dim, finite=True
                 )
                 init_mean = self._normalize("action", init_actions)
-            self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+            steps = self.scheduler.denoising_steps(num_inference_steps)
             context_signal_level = self.scheduler.resolve_context_signal_level(context_signal_level)
             inputs = self._prepare_context(
                 latents, observation_states, observation_actions, context_signal_level, generator, prefix="observation"
@@ -226,7 +226,7 @@ class GoalPlanningMixin:
             noise_seed = int(torch.randint(2**62, (1,), generator=generator, device=seed_device))
 
         cost_fn = CandidateScorer(
-            self, inputs, context_cache, goal_latents, goal_states, cost, context_signal_level,
+            self, inputs, context_cache, goal_latents, goal_states, cost, context_signal_level, steps,
             common_noise=common_noise, noise_seed=noise_seed, generator=generator, chunk_size=candidate_chunk_size,
         )  # fmt: skip
         return PlanningProblem(self, planner, cost_fn, init_mean, (low, high), (raw_low, raw_high), generator)

@@ -37,7 +37,9 @@ def check_generator(generator, batch: int) -> None:
             f"{type(generator).__name__}."
         )
     if len(generator) != batch:
-        raise ValueError(f"generator must be a list of {batch} torch.Generators, one per rollout; got {len(generator)}.")
+        raise ValueError(
+            f"generator must be a list of {batch} torch.Generators, one per rollout; got {len(generator)}."
+        )
 
 
 def check_decoder(decoder: ArgosRAEDecoder, encoder: ArgosDinoEncoder | None, latent_channels: int) -> None:

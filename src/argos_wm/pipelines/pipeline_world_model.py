@@ -8,7 +8,6 @@ sequences from one context by repeating that cache over the candidates and rolli
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from ..modeling_rae_decoder import ArgosRAEDecoder
 from ..modeling_world_model import ArgosWorldModel
 from ..models.world_model_cache import WorldModelCache
 from ..pretrained_loading import SafetensorsLoadingMixin
-from ..schedulers.scheduling_shortcut_forcing import ShortcutForcingScheduler
+from ..schedulers.scheduling_shortcut_forcing import DenoisingSteps, ShortcutForcingScheduler
 from .action_state_normalizer import ActionStateNormalizer
 from .agent_actions import AgentActionsMixin
 from .goal_planning import GoalPlanningMixin
@@ -34,17 +33,6 @@ OUTPUT_TYPES = ("latent", "pt", "np", "pil")
 FrameInputs = dict[str, torch.Tensor | None]
 """Keyword arguments of `ArgosWorldModel.forward` for some frames: latents, signal_levels, step_sizes, actions,
 action_mask, states, state_mask (each `[P, T, ...]`, None where the model takes no actions / states)."""
-
-
-@dataclass(frozen=True)
-class _DenoisingSteps:
-    """The K denoising steps of a frame, as `set_timesteps` left the scheduler when a rollout started: the signal
-    levels, the step size `1/K` the sampler steps by, the step size fed to the model, and `d_min` (finished frames)."""
-
-    signal_levels: list[float]
-    step_size: float
-    model_step_size: float
-    min_step_size: float
 
 
 def _cat_frames(first: FrameInputs, second: FrameInputs) -> FrameInputs:
@@ -291,29 +279,22 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
         actions: torch.Tensor,
         context_signal_level: float,
         generator: torch.Generator | None,
+        steps: DenoisingSteps,
         cache: WorldModelCache | None = None,
         history: FrameInputs | None = None,
         noise_repeats: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """
         Predicts the future frames one at a time and yields `(latents [P, 1, N, C], normalised states [P, 1, S] or
-        None)`. With `cache` (context already in it) the K denoising steps read it and each finished frame is
-        appended once; with `history` (the context's model inputs) every step recomputes the whole sequence (the
-        reference path). Both draw the same noise in the same order. With `noise_repeats` R, each run of R
-        consecutive rollouts shares its noise (common random numbers). `set_timesteps` must have been called: its
-        steps are read here, at the call, so a stream consumed later is not changed by rollouts or plans (each of
-        which sets the shared scheduler's steps) run in between.
+        None)`, each with the denoising `steps` (`scheduler.denoising_steps(K)`: held by the caller, never read from
+        the scheduler, which callers share). With `cache` (context already in it) the K denoising steps read it and
+        each finished frame is appended once; with `history` (the context's model inputs) every step recomputes the
+        whole sequence (the reference path). Both draw the same noise in the same order. With `noise_repeats` R,
+        each run of R consecutive rollouts shares its noise (common random numbers).
         """
         batch = actions.shape[0]
         if batch % noise_repeats:
             raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
-        steps = _DenoisingSteps(
-            # read once: the frame loop never waits for the device
-            signal_levels=self.scheduler.timesteps.tolist(),
-            step_size=self.scheduler.step_size,
-            model_step_size=self.scheduler.model_step_size,
-            min_step_size=self.scheduler.min_step_size,
-        )
         return self._generate_frames(actions, context_signal_level, generator, steps, cache, history, noise_repeats)
 
     def _generate_frames(
@@ -321,7 +302,7 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
         actions: torch.Tensor,
         context_signal_level: float,
         generator: torch.Generator | None,
-        steps: _DenoisingSteps,
+        steps: DenoisingSteps,
         cache: WorldModelCache | None,
         history: FrameInputs | None,
         noise_repeats: int,
@@ -391,14 +372,14 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
         latents = self._context_latents(context, context_latents, "context")
         actions = self._check_actions(actions, latents.shape[0])
         check_generator(generator, latents.shape[0])
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        steps = self.scheduler.denoising_steps(num_inference_steps)
         context_signal_level = self.scheduler.resolve_context_signal_level(context_signal_level)
         inputs = self._prepare_context(latents, context_states, context_actions, context_signal_level, generator)
         horizon = actions.shape[1]
         if not use_cache:
-            return self._generate(actions, context_signal_level, generator, history=inputs), horizon
+            return self._generate(actions, context_signal_level, generator, steps, history=inputs), horizon
         cache = self.world_model(**inputs, use_cache=True).cache
-        return self._generate(actions, context_signal_level, generator, cache=cache), horizon
+        return self._generate(actions, context_signal_level, generator, steps, cache=cache), horizon
 
     @torch.no_grad()
     def _stream(self, frames: Iterator, output_type: str) -> Iterator[RolloutOutput]:

@@ -1,3 +1,3 @@
-from .scheduling_shortcut_forcing import ShortcutForcingScheduler, ShortcutForcingSchedulerOutput
+from .scheduling_shortcut_forcing import DenoisingSteps, ShortcutForcingScheduler, ShortcutForcingSchedulerOutput
 
-__all__ = ["ShortcutForcingScheduler", "ShortcutForcingSchedulerOutput"]
+__all__ = ["DenoisingSteps", "ShortcutForcingScheduler", "ShortcutForcingSchedulerOutput"]
