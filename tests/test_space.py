@@ -114,8 +114,9 @@ def test_arm_action_space_moves_one_axis_and_keeps_the_gripper():
 # ----------------------------------------------------------------------------------------------- event functions
 def test_start_step_nudge_click_reset(space):
     clip = next(iter(space.clips))
-    session, frame, strip, status, x, y, context, goal_slider, goal = space.start(clip, None, 3)
+    session, frame, strip, status, x, y, context, goal_slider, goal, plan, video = space.start(clip, None, 3)
     assert frame.shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3) and len(context) == 3 and strip == []
+    assert plan is None and video.visible is False  # a new start drops the last rollout's plan and video
     assert session.num_predicted == 0 and "3 context frames" in status
     # the goal preview shows the clip's last frame, the goal slider's value, without moving the slider first
     assert goal_slider.value == len(session.clip) - 1 and goal.shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
@@ -190,6 +191,35 @@ def test_bad_inputs_raise_clear_errors(space, tmp_path):
     Image.new("RGB", (8, 8)).save(tiny)
     with pytest.raises(gr.Error, match=r"`image` sides must be between 16 and 4096 px, got 8x8"):
         space.start(None, str(tiny), 2)
+
+
+def test_a_clip_picked_after_an_upload_starts_and_clears_the_upload(space, tmp_path):
+    image = tmp_path / "start.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(image)
+    assert space.start(None, str(image), 2)[0].clip.name == "upload start.png"
+    clip = list(space.clips)[-1]
+    outputs = space.select_clip(clip, 2)
+    assert outputs[0].clip.name == clip and outputs[-1] is None  # the picked clip, and the upload field emptied
+
+
+def test_an_uploaded_photo_keeps_its_exif_orientation(space, tmp_path):
+    """A phone photo stored sideways with an EXIF rotation starts as viewers show it."""
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40] = 255  # stored: white on the left half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: the white half on top
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(pixels).save(photo, exif=exif)
+    frame = space.start(None, str(photo), 2)[0].frames[0].astype(float)
+    top, bottom = frame[: len(frame) // 2].mean(), frame[len(frame) // 2 :].mean()
+    assert top > 200 and bottom < 50
+
+
+def test_a_space_without_sample_clips_waits_for_an_upload(space):
+    empty = type(space)(space.engine, clips=[])
+    assert empty.start(None, None, 2) is not None  # no error: a toast asks for an upload, the page is left as it is
+    with pytest.raises(gr.Error, match="Pick a start clip"):
+        _drain(empty.step(None, 1, 4, 2, 10.0, 10.0))
 
 
 def test_uploaded_image_and_video_start_a_rollout(space, tmp_path):
@@ -374,7 +404,7 @@ def test_context_change_restarts_an_unstepped_rollout(space):
     clip = next(iter(space.clips))
     session = space.start(clip, None, 2)[0]
     outputs = space.change_context(session, 4)
-    assert outputs[0].num_context == 4 and len(outputs[-3]) == 4  # the context gallery shows the new context
+    assert outputs[0].num_context == 4 and len(outputs[-5]) == 4  # the context gallery shows the new context
     stepped = _drain(space.step(outputs[0], 1, 1, 4, 10.0, 10.0))[-1][0]
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

@@ -185,6 +185,14 @@ def test_small_plan_shows_the_goal_progress_then_the_plan(page, space):  # noqa:
     seen = " ".join(page.evaluate("Array.from(window.seen)"))
     assert "CEM iteration" in seen or "Predicting the plan's frames" in seen, seen
     assert no_error_badges(page) and page.evaluate(toasts()) == []
+    # the Drive tab's keys do nothing while it is hidden: no step, no reset of a rollout the visitor cannot see
+    drive_status = "document.querySelector('#status').textContent"
+    before = page.evaluate(drive_status)
+    page.press("ArrowUp", key_code=38)
+    page.press("r", key_code=82)
+    page.evaluate("new Promise(resolve => setTimeout(resolve, 1000))")
+    wait_until_idle(page)
+    assert page.evaluate(drive_status) == before
 
 
 def test_rollout_downloads_at_the_displayed_size(page):

@@ -113,7 +113,11 @@ class WorldModelSpace(SpaceLayout):
 
     # ------------------------------------------------------------------------------------------ event functions
     def start(self, clip_name: str | None, upload: str | None, context_length: int):
-        """Starts a rollout from the chosen sample or the uploaded image / video."""
+        """Starts a rollout from the uploaded image / video, or else from the chosen sample clip (the page's load, an
+        upload, a cleared upload). A Space without sample clips waits for an upload."""
+        if upload is None and clip_name is None and not self.clips:
+            gr.Info("Upload an image or a video to start a rollout.")
+            return gr.skip()
         try:
             clip = self._clip(clip_name, upload, context_length)
             session = self.engine.start(clip, int(context_length))
@@ -122,6 +126,10 @@ class WorldModelSpace(SpaceLayout):
         if session.num_context < context_length:
             gr.Warning(f"{clip.name} has {len(clip)} frame(s): the context holds {session.num_context}, not {context_length}.")
         return self._outputs(session, show_context=True)
+
+    def select_clip(self, clip_name: str | None, context_length: int):
+        """A sample clip picked in "Start clip": it starts, whatever was uploaded before, and the upload is cleared."""
+        return [*self.start(clip_name, None, context_length), None]
 
     def reset(self, session: RolloutSession | None, context_length: int):
         """Drops the predicted frames and starts again from the same clip."""
@@ -303,7 +311,8 @@ class WorldModelSpace(SpaceLayout):
 
     def _outputs(self, session: RolloutSession, show_context: bool = False) -> list:
         """State, frame, film strip, status and the sliders' values (on a start also the context gallery, the goal
-        slider and the goal preview: the clip's last frame)."""
+        slider, the goal preview (the clip's last frame), the plan (none yet) and the rollout video (hidden: the one
+        offered before was of the last rollout))."""
         # thumbnails at the model's resolution (the page scales them, pixelated): a step encodes 1 large image, not 13
         strip = list(session.frames[session.num_context :][-12:])
         outputs = [session, display(session.frames[-1]), strip, self._status(session)]
@@ -314,6 +323,8 @@ class WorldModelSpace(SpaceLayout):
                 list(session.frames[: session.num_context]),
                 gr.Slider(maximum=max(1, last), value=last),
                 display(session.clip.frames[last]),
+                None,
+                gr.File(value=None, visible=False),
             ]
         return outputs
 

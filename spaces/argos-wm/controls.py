@@ -293,7 +293,8 @@ class ActionSpace:
 def keyboard_shortcuts_js(space: ActionSpace) -> str:
     """
     JavaScript run on page load: keys click the buttons whose `elem_id` is `key-<label>` (`key-step`, `key-reset`,
-    `key-gripper` and one per direction), unless the user is typing in a field.
+    `key-gripper` and one per direction), unless the user is typing in a field or the button is not shown (another
+    tab is open).
     """
     keys = dict(COMMON_KEYS)
     keys.update(PAD_KEYS if space.has_pad else {label: ARM_KEYS[label] for label in space.directions})
@@ -306,7 +307,8 @@ def keyboard_shortcuts_js(space: ActionSpace) -> str:
     if (tag === "input" || tag === "textarea" || tag === "select" || event.ctrlKey || event.metaKey || event.altKey) return;
     const id = bindings[event.key] || bindings[event.key.toLowerCase()];
     const button = id && document.getElementById(id);
-    if (button) {{ event.preventDefault(); button.click(); }}
+    // only a shown button: on the "Plan to goal" tab the Drive tab's buttons are hidden, and keys must not act there
+    if (button && button.offsetParent !== null) {{ event.preventDefault(); button.click(); }}
   }});
 }}
 """

@@ -148,13 +148,17 @@ class SpaceLayout:
                         execute = gr.Button("Execute the plan in the rollout")
 
             rollout_outputs = [session, frame, strip, status, *sliders]
-            start_outputs = [*rollout_outputs, context, goal_index, goal]
+            start_outputs = [*rollout_outputs, context, goal_index, goal, plan_state, video]
             controls = [repeat, shortcut_steps, context_length, *sliders]
             rollout = {"concurrency_limit": self.concurrency_limit, "concurrency_id": "rollout"}
             planning = {"concurrency_limit": self.plan_concurrency_limit, "concurrency_id": "plan"}
             start_inputs = [clip_name, upload, context_length]
             start = served(self.start, "start")
-            for trigger, name in ((clip_name.change, "select_clip"), (upload.change, "upload_clip")):
+            clip_name.input(  # the visitor's pick: it starts whatever was uploaded before, and clears the upload
+                served(self.select_clip, "select_clip"), [clip_name, context_length], [*start_outputs, upload],
+                api_name="select_clip", api_visibility="private", **rollout,
+            )  # fmt: skip
+            for trigger, name in ((upload.upload, "upload_clip"), (upload.clear, "clear_upload")):
                 trigger(start, start_inputs, start_outputs, api_name=name, api_visibility="private", **rollout)
             demo.load(start, start_inputs, start_outputs, api_name="start", **rollout)
             reset_event = served(self.reset, "reset")

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from argos_wm.data import LeRobotSource
 from argos_wm.modeling_dino_encoder import resize_images, to_float_images
@@ -112,7 +112,7 @@ def clip_from_image(path: str | Path, frame_size: int) -> StartClip:
         raise FileNotFoundError(f"`image` {str(path)!r} does not exist.")
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = ImageOps.exif_transpose(image).convert("RGB")  # a phone photo as viewers show it
     except (UnidentifiedImageError, OSError) as error:
         reason = str(error).replace(str(path), path.name)  # the upload's name, not the server's temp path
         raise ValueError(f"`image` must be a PNG, JPEG or WebP image, got {path.name!r} ({reason}).") from error
