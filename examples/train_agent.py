@@ -213,13 +213,16 @@ def imagination_step(
 
 
 def freeze_for_phase(model: ArgosWorldModel, config: AgentTrainingConfig) -> None:
-    """bc: the agent tokens and heads train (and the transformer with `train_transformer`); rl: the policy and value
+    """bc: the agent tokens, the policy and reward heads train (and the transformer with `train_transformer`), not the
+    value head, which only phase rl's loss reaches (a parameter no loss reaches stops DDP); rl: the policy and value
     heads only."""
     for name, param in model.named_parameters():
         if config.phase == "rl":
             trains = name.startswith(("agent_heads.policy.", "agent_heads.value."))
         else:
-            trains = config.train_transformer or name.startswith(("agent_tokens.", "agent_heads."))
+            trains = not name.startswith("agent_heads.value.") and (
+                config.train_transformer or name.startswith(("agent_tokens.", "agent_heads."))
+            )
         param.requires_grad_(trains)
 
 

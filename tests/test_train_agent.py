@@ -148,6 +148,33 @@ def test_resume_is_exact(train_agent, data, world_pipeline, bc_run, rl_run, phas
         torch.testing.assert_close(received[name], value, rtol=1e-5, atol=1e-6)
 
 
+class _FirstStep(Exception):
+    """Stops a training run after the gradients of its first step were checked."""
+
+
+@pytest.mark.parametrize("train_transformer", [False, True])
+def test_every_parameter_phase_bc_trains_gets_a_gradient(train_agent, data, world_pipeline, tmp_path, monkeypatch,
+                                                          train_transformer):  # fmt: skip
+    """DDP stops at the second step when a trainable parameter gets no gradient: phase bc trains none that its loss
+    does not reach (the value head is phase rl's)."""
+    original = train_agent.behavior_cloning_step
+
+    def checked_step(model, agent_model, *args, **kwargs):
+        loss, terms = original(model, agent_model, *args, **kwargs)
+        if torch.is_grad_enabled():
+            loss.backward()
+            unreached = [n for n, p in agent_model.named_parameters() if p.requires_grad and p.grad is None]
+            assert unreached == []
+            assert any(p.requires_grad for n, p in agent_model.named_parameters() if n.startswith("agent_heads.policy."))
+            raise _FirstStep
+        return loss, terms
+
+    monkeypatch.setattr(train_agent, "behavior_cloning_step", checked_step)
+    extra = ["--max_train_steps", "1", *(["--train_transformer"] if train_transformer else [])]
+    with pytest.raises(_FirstStep):
+        train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", *extra))
+
+
 def test_fine_tuning_the_transformer_keeps_the_dynamics_loss(train_agent, data, world_pipeline, tmp_path):
     summary = train_agent.main(
         arguments(data, world_pipeline, tmp_path, "bc", "--max_train_steps", "3", "--train_transformer",
