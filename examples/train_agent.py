@@ -70,7 +70,7 @@ from argos_wm.training.checkpointing import (
 from argos_wm.training.config_loading import load_config
 from argos_wm.training.export import push_pipeline_to_hub
 from argos_wm.training.losses import ShortcutForcingLoss
-from argos_wm.training.optimization import create_optimizer
+from argos_wm.training.optimization import check_finite_step, create_optimizer
 from argos_wm.training.world_data import build_world_datasets, encode_frames, held_out_batches
 
 
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
             ema.step(unwrapped.parameters())
         micro = window.pop("micro")
         means = {name: value / micro for name, value in window.items()}
+        check_finite_step(progress.step, means["loss"], grad_norm, lr_scheduler.get_last_lr()[0])
         losses.append(means["loss"])
         progress_bar.update(1)
         progress_bar.set_postfix(loss=f"{means['loss']:.4f}")

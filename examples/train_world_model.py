@@ -64,7 +64,7 @@ from argos_wm.training.config_loading import load_config
 from argos_wm.training.evaluation import evaluate_rollouts, latents_to_pca_images, write_comparison_video
 from argos_wm.training.export import export_pipeline, push_pipeline_to_hub
 from argos_wm.training.losses import DiffusionForcingLoss, ShortcutForcingLoss
-from argos_wm.training.optimization import create_optimizer
+from argos_wm.training.optimization import check_finite_step, create_optimizer
 from argos_wm.training.training_config import WorldModelTrainingConfig
 from argos_wm.training.world_data import (
     align_encoder_with_caches,
@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> dict:
         if ema is not None:
             ema.step(unwrapped.parameters())
         step_loss = window["loss"] / window["micro"]
+        check_finite_step(progress.step, step_loss, grad_norm, lr_scheduler.get_last_lr()[0])
         losses.append(step_loss)
         progress_bar.update(1)
         progress_bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")

@@ -175,6 +175,20 @@ def test_resume_reaches_the_same_loss(train_script, uninterrupted_run, data, tmp
         assert torch.equal(received[name], tensor), name
 
 
+def test_a_diverging_run_stops_before_it_saves_or_rotates_a_checkpoint(train_script, data, tmp_path):
+    """With a learning rate that blows up the weights, the run raises at the first non-finite step; the checkpoints
+    before it (here checkpoint-1, kept by a limit of 1) stay, and no NaN pipeline is exported."""
+    with pytest.raises(FloatingPointError, match=r"training diverged at step (\d+): loss nan.*learning_rate"):
+        train_script.main(
+            arguments(data, tmp_path, "--max_train_steps", "8", "--checkpointing_steps", "1",
+                      "--checkpoints_total_limit", "1", "--learning_rate", "1e30", "--lr_warmup_steps", "0")
+        )  # fmt: skip
+    (kept,) = (tmp_path / "checkpoints").iterdir()
+    assert not (tmp_path / "pipeline").exists()
+    weights = load_file(kept / "model.safetensors")
+    assert all(torch.isfinite(weight).all() for weight in weights.values()), kept.name
+
+
 def test_export_from_pretrained_gives_the_ema_model(uninterrupted_run):
     output_dir, _ = uninterrupted_run
     pipeline = WorldModelPipeline.from_pretrained(output_dir / "pipeline")

@@ -1,6 +1,9 @@
-"""AdamW parameter groups: weight decay on the weight matrices only, not on norms, biases, embeddings or tokens."""
+"""AdamW parameter groups (weight decay on the weight matrices only, not on norms, biases, embeddings or tokens) and
+the check that stops a diverged run."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -57,3 +60,17 @@ def create_optimizer(
 
 
 __all__ = ["create_optimizer", "weight_decay_parameter_groups"]
+
+
+def check_finite_step(step: int, loss: float, grad_norm: torch.Tensor | float | None, learning_rate: float) -> None:
+    """Raises FloatingPointError when an optimizer step's loss (the processes' mean) or gradient norm (None where the
+    backend does not report it) is NaN or infinite: a diverged run stops before it checkpoints (or rotates away the
+    last good checkpoint) or exports."""
+    grad_norm = 0.0 if grad_norm is None else float(grad_norm)
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    raise FloatingPointError(
+        f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm}. Nothing from this step on is "
+        f"saved; resume from the last checkpoint with a lower learning_rate (now {learning_rate:.3g}) or a longer "
+        "lr_warmup_steps."
+    )
