@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
             model_config=model_config,
         )
         ema.to(accelerator.device)
-    progress = TrainingProgress()
+    progress = TrainingProgress(settings=config.resume_settings(accelerator.num_processes))
     # saved as JSON + safetensors beside accelerate's model and optimizer files
     checkpoint_state = {"progress": progress, "lr_scheduler": lr_scheduler, **({"ema": ema} if ema is not None else {})}
 
@@ -395,10 +395,15 @@ def main(argv: list[str] | None = None) -> dict:
         if ema is not None:
             ema.to(accelerator.device)
         logger.info("Resumed from %s at step %d", checkpoint, progress.step)
+        if progress.step > config.max_train_steps:
+            raise ValueError(
+                f"max_train_steps must be >= the step of the checkpoint resumed from ({checkpoint.name}: "
+                f"{progress.step}), got {config.max_train_steps}."
+            )
     first_step = progress.step
-    # Resuming skips the batches already trained on: exact when P x gradient_accumulation_steps is that of the saved
-    # run (e.g. 2 processes resumed as 1 process accumulating 2 batches, or the other way round); otherwise the run
-    # continues at batch step x P x gradient_accumulation_steps, other batches drawn the same way.
+    # Resuming skips the batches already trained on: exact, as P x gradient_accumulation_steps is that of the saved
+    # run (e.g. 2 processes resumed as 1 process accumulating 2 batches, or the other way round; another product is
+    # refused when the checkpoint is loaded, with the run's other recorded settings).
     micro_step = first_micro_step = first_step * config.gradient_accumulation_steps
     # `load_state` restores accelerate's micro-batch counter as the saved run counted it; its phase decides which
     # micro-batch closes an accumulation, so it counts this run's micro-batches (a checkpoint of 2 processes resumed by

@@ -152,6 +152,13 @@ class _FirstStep(Exception):
     """Stops a training run after the gradients of its first step were checked."""
 
 
+def test_resuming_another_phase_or_loss_setting_is_refused(train_agent, data, world_pipeline, bc_run, tmp_path):
+    checkpoint = bc_run[0] / "checkpoints" / "checkpoint-15"
+    extra = ["--max_train_steps", "30", "--resume_from_checkpoint", str(checkpoint), "--reward_loss_weight", "2"]
+    with pytest.raises(ValueError, match="'reward_loss_weight': \\{'checkpoint': 1.0, 'now': 2.0\\}"):
+        train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", *extra))
+
+
 @pytest.mark.parametrize("train_transformer", [False, True])
 def test_every_parameter_phase_bc_trains_gets_a_gradient(train_agent, data, world_pipeline, tmp_path, monkeypatch,
                                                           train_transformer):  # fmt: skip
@@ -195,6 +202,9 @@ def test_bad_configs_fail_before_training(train_agent, data, world_pipeline, tmp
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--sequence_lengths", "2"))
     with pytest.raises(ValueError, match="value_warmup_steps"):
         train_agent.main(arguments(data, world_pipeline, tmp_path, "rl", "--value_warmup_steps", "-1"))
+    for name in ("dynamics_loss_weight", "reward_loss_weight", "pmpo_beta"):  # a negative weight climbs its loss
+        with pytest.raises(ValueError, match=f"{name} must be >= 0 and finite, got -1.0"):
+            train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", f"--{name}", "-1"))
     # the checks every training run shares (TrainingRunConfig) hold for the agent too
     with pytest.raises(ValueError, match="lr_step_rules must be set"):
         train_agent.main(arguments(data, world_pipeline, tmp_path, "bc", "--lr_scheduler", "piecewise_constant"))

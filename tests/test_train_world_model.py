@@ -1,6 +1,7 @@
 """examples/train_world_model.py end to end on a tiny generated dataset: learning, exact resume, export, bad configs."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,29 @@ def test_resume_reaches_the_same_loss(train_script, uninterrupted_run, data, tmp
         assert torch.equal(received[name], tensor), name
 
 
+@pytest.mark.parametrize(
+    "changed, expected",
+    [
+        (["--gradient_accumulation_steps", "2"], "'batches_per_optimizer_step': {'checkpoint': 1, 'now': 2}"),
+        (["--frames_per_batch", "24"], "'frames_per_batch': {'checkpoint': 16, 'now': 24}"),
+        (["--seed", "3"], "'seed': {'checkpoint': 0, 'now': 3}"),
+        (["--learning_rate", "1e-3"], "'learning_rate': {'checkpoint': 0.003, 'now': 0.001}"),
+        (["--sequence_lengths", "8"], "'sequence_lengths': {'checkpoint': {'4': 0.5, '8': 0.5}, 'now': 8}"),
+    ],
+)
+def test_resuming_with_other_settings_than_the_checkpoint_is_refused(train_script, uninterrupted_run, data, tmp_path,
+                                                                     changed, expected):  # fmt: skip
+    """A resumed run with another data stream or schedule would be neither the saved run nor the new one."""
+    checkpoint = uninterrupted_run[0] / "checkpoints" / "checkpoint-15"
+    extra = ["--max_train_steps", "30", "--resume_from_checkpoint", str(checkpoint), *changed]
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        train_script.main(arguments(data, tmp_path, *extra))
+    with pytest.raises(ValueError, match=r"max_train_steps must be >= the step of the checkpoint .*: 15\), got 10"):
+        train_script.main(
+            arguments(data, tmp_path, "--max_train_steps", "10", "--resume_from_checkpoint", str(checkpoint))
+        )
+
+
 def test_a_diverging_run_stops_before_it_saves_or_rotates_a_checkpoint(train_script, data, tmp_path):
     """With a learning rate that blows up the weights, the run raises at the first non-finite step; the checkpoints
     before it (here checkpoint-1, kept by a limit of 1) stay, and no NaN pipeline is exported."""
@@ -233,8 +257,16 @@ def test_bad_configs_fail_at_start(train_script, data, tmp_path):
         train_script.main(arguments(data, tmp_path, "--scheduler", "{bootstrap_frac: 0.5}"))
     with pytest.raises(ValueError, match="eval_num_inference_steps=3 does not suit the model: `num_inference_steps` must be a power of two"):
         train_script.main(arguments(data, tmp_path, "--eval_num_inference_steps", "3"))
-    for name, value in (("max_grad_norm", "0"), ("ema_power", "-1"), ("learning_rate", "0")):
-        with pytest.raises(ValueError, match=f"{name} must be > 0, got"):
+    for name, value in (("max_grad_norm", "0"), ("ema_power", "-1"), ("learning_rate", "0"), ("learning_rate", "inf")):
+        with pytest.raises(ValueError, match=f"{name} must be > 0 and finite, got"):
+            train_script.main(arguments(data, tmp_path, f"--{name}", value))
+    for name, value, message in (
+        ("adam_beta1", "1.5", "adam_beta1 and adam_beta2 must be in \\[0, 1\\)"),
+        ("adam_epsilon", "-1", "adam_epsilon must be > 0"),
+        ("seed", "-1", "seed must be in \\[0, 2\\*\\*32\\)"),
+        ("image_size", "0", "image_size must be None .* or >= 1, got 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
             train_script.main(arguments(data, tmp_path, f"--{name}", value))
     with pytest.raises(ValueError, match="checkpoints_total_limit must be >= 1 or None"):
         train_script.main(arguments(data, tmp_path, "--checkpoints_total_limit", "0"))

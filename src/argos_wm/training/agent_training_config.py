@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .run_config import TrainingRunConfig
@@ -127,6 +128,16 @@ class AgentTrainingConfig(TrainingRunConfig):
                              f"{self.lam}, {self.pmpo_alpha}.")  # fmt: skip
         if self.value_warmup_steps < 0:
             raise ValueError(f"value_warmup_steps must be >= 0, got {self.value_warmup_steps}.")
+        weights = ("dynamics_loss_weight", "state_loss_weight", "reward_loss_weight", "goal_state_weight", "pmpo_beta")
+        for name in weights:  # a negative loss weight climbs its loss
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)}.")
+
+    RESUME_SETTINGS = TrainingRunConfig.RESUME_SETTINGS + (
+        "phase", "train_transformer", "dynamics_loss_weight", "state_loss_weight", "reward", "goal_state_weight",
+        "reward_loss_weight", "context_frames", "imagination_horizon", "num_inference_steps", "imagination_reward",
+        "gamma", "lam", "pmpo_alpha", "pmpo_beta", "value_warmup_steps", "centered_advantages", "context_signal_level",
+    )  # fmt: skip
 
 
 __all__ = ["IMAGINATION_REWARDS", "PHASES", "REWARDS", "AgentTrainingConfig"]

@@ -50,15 +50,36 @@ class Stateful(Protocol):
 
 
 class TrainingProgress:
-    """The optimizer-step counter, saved as `progress.json` by `save_checkpoint(..., extra_state={"progress": ...})`."""
+    """
+    The optimizer-step counter, saved as `progress.json` by `save_checkpoint(..., extra_state={"progress": ...})`,
+    with the run's `settings` that fix what it trains on and how (`TrainingRunConfig.resume_settings`).
 
-    def __init__(self, step: int = 0):
+    Loading a checkpoint whose recorded settings differ from this run's raises a ValueError listing them: a resumed
+    run would otherwise be neither the saved run nor the new one (batches trained twice or never, another data
+    stream, a learning-rate schedule silently replaced by the saved one). Checkpoints saved before settings were
+    recorded load as before.
+    """
+
+    def __init__(self, step: int = 0, settings: dict[str, Any] | None = None):
         self.step = step
+        self.settings = None if settings is None else json.loads(json.dumps(settings))  # as JSON reads it back
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step}
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, **({"settings": self.settings} if self.settings is not None else {})}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("settings")
+        if saved is not None and self.settings is not None and saved != self.settings:
+            changed = {
+                key: {"checkpoint": saved.get(key), "now": self.settings.get(key)}
+                for key in sorted(set(saved) | set(self.settings))
+                if saved.get(key) != self.settings.get(key)
+            }
+            raise ValueError(
+                f"the checkpoint at step {state['step']} was saved by a run with other settings than this one: "
+                f"{changed}. Resume with the checkpoint's settings (for the number of batches per optimizer step: "
+                "processes x gradient_accumulation_steps), or start a new run in another output_dir."
+            )
         self.step = int(state["step"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from diffusers.optimization import SchedulerType
@@ -116,8 +117,14 @@ class TrainingRunConfig:
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
             raise ValueError(f"checkpoints_total_limit must be >= 1 or None (keep all), got {self.checkpoints_total_limit}.")
         for name in ("max_grad_norm", "ema_power", "learning_rate"):  # 0 or less zeroes or flips what they scale
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be > 0 and finite, got {getattr(self, name)}.")
+        if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0):
+            raise ValueError(f"adam_beta1 and adam_beta2 must be in [0, 1), got {self.adam_beta1} and {self.adam_beta2}.")
+        if not self.adam_epsilon > 0:
+            raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}.")
         schedulers = [kind.value for kind in SchedulerType]
         if self.lr_scheduler not in schedulers:
             raise ValueError(f"lr_scheduler must be one of {schedulers}, got {self.lr_scheduler!r}.")
@@ -125,6 +132,24 @@ class TrainingRunConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.lr_scheduler == "piecewise_constant" and not self.lr_step_rules:
             raise ValueError("lr_step_rules must be set for lr_scheduler='piecewise_constant', got None.")
+
+    # settings a resumed run must share with the checkpoint's run (`resume_settings`); subclasses add their own
+    RESUME_SETTINGS = (
+        "frames_per_batch", "sequence_lengths", "seed", "learning_rate", "adam_beta1", "adam_beta2", "adam_epsilon",
+        "weight_decay", "lr_scheduler", "lr_warmup_steps", "lr_step_rules", "max_grad_norm", "use_ema", "ema_decay",
+        "ema_power",
+    )  # fmt: skip
+
+    def resume_settings(self, num_processes: int) -> dict:
+        """What a checkpoint records of this run, and a resumed run must match (`TrainingProgress`): the batches per
+        optimizer step (processes x gradient_accumulation_steps), the data mixture (without its paths, which may
+        move), and the `RESUME_SETTINGS`."""
+        moved = ("root", "latent_cache")
+        return {
+            "batches_per_optimizer_step": num_processes * self.gradient_accumulation_steps,
+            "datasets": [{key: value for key, value in entry.items() if key not in moved} for entry in self.datasets],
+            **{name: getattr(self, name) for name in self.RESUME_SETTINGS},
+        }
 
 
 __all__ = ["MIXED_PRECISIONS", "TrainingRunConfig"]

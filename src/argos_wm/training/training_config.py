@@ -97,6 +97,8 @@ class WorldModelTrainingConfig(TrainingRunConfig):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be None (keep the frames' size) or >= 1, got {self.image_size}.")
         for name in ("eval_context_frames", "eval_horizon", "eval_num_inference_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -105,6 +107,10 @@ class WorldModelTrainingConfig(TrainingRunConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.eval_context_signal_level is not None and not 0.0 < self.eval_context_signal_level <= 1.0:
             raise ValueError(f"eval_context_signal_level must be in (0, 1], got {self.eval_context_signal_level}.")
+
+    RESUME_SETTINGS = TrainingRunConfig.RESUME_SETTINGS + (
+        "objective", "scheduler", "state_loss_weight", "loss_normalization", "normalization", "image_size",
+    )  # fmt: skip
 
 
 __all__ = ["OBJECTIVES", "WorldModelTrainingConfig"]
