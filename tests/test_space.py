@@ -170,6 +170,10 @@ def test_plan_execute_and_export(space):
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     # the downloadable video has the displayed size (96 px frames upscaled 4x), not the model's 96 px
     assert len(frames) == len(session.frames) == 5 and frames[0].shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
+    # the predicted frames (not the 2 context frames) carry the red border of every predicted frame the library writes
+    corner = np.array([frame[2, DISPLAY_SIZE // 2] for frame in frames], dtype=float)  # a pixel of the top border
+    red = (corner[:, 0] > 200) & (corner[:, 1] < 60) & (corner[:, 2] < 60)
+    assert red.tolist() == [False, False, True, True, True]
 
 
 def test_bad_inputs_raise_clear_errors(space, tmp_path):

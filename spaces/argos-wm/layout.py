@@ -89,7 +89,8 @@ class SpaceLayout:
                         context = thumbnails("Context frames", columns=4, elem_id="context-frames")
                     with gr.Column(scale=2, min_width=400):
                         frame = gr.Image(
-                            label="Prediction" + (" · click to move the agent there" if space.has_pad else ""),
+                            label="Rollout: the clip's last frame, then the predictions"
+                            + (" · click to move the agent there" if space.has_pad else ""),
                             elem_id="frame",
                             interactive=False,
                             format="png",

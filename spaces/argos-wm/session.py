@@ -14,6 +14,7 @@ import torch
 
 from argos_wm.data import VideoEncodingOptions, VideoWriter
 from argos_wm.planning import CEMPlanner
+from argos_wm.training.evaluation import mark_predicted
 from controls import ActionMapping, ActionSpace
 from samples import StartClip
 
@@ -375,12 +376,13 @@ class RolloutEngine:
         return SpacePlan(actions=actions.astype(np.float32), model_actions=model_actions, cost=float(output.cost[0]))
 
     def export_video(self, session: RolloutSession, path: str | Path, scale: int = 1) -> Path:
-        """Writes the session's frames (context, then predictions), upscaled `scale` times (nearest, as the page shows
-        them), to an H.264 mp4 at `path`."""
+        """Writes the session's frames (context, then predictions with the red border of every predicted frame this
+        library writes), upscaled `scale` times (nearest, as the page shows them), to an H.264 mp4 at `path`."""
         if not isinstance(scale, int) or scale < 1:
             raise ValueError(f"`scale` must be an integer >= 1, got {scale!r}.")
         frames = np.stack(session.frames)  # [T, H, W, 3]
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)  # [T, H * scale, W * scale, 3]
+        mark_predicted(frames[session.num_context :])
         height, width = frames.shape[1:3]
         frames = frames[:, : height - height % 2, : width - width % 2]
         options = VideoEncodingOptions(codec="libx264", fallback_codec="libx264", crf=18)

@@ -234,6 +234,15 @@ def latents_to_pca_images(latents: torch.Tensor, reference: torch.Tensor, scale:
     return (images * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+def mark_predicted(frames: np.ndarray) -> np.ndarray:
+    """Draws, in place, the red border that marks predicted frames uint8 `[T, H, W, 3]` (1/32 of the height wide) in
+    every video this library writes; returns `frames`."""
+    width = max(1, frames.shape[1] // 32)
+    for border in (np.s_[:, :width], np.s_[:, -width:], np.s_[:, :, :width], np.s_[:, :, -width:]):
+        frames[border] = (255, 0, 0)
+    return frames
+
+
 def write_comparison_video(
     real: np.ndarray, predicted: np.ndarray, path: str | Path, context_frames: int, fps: int = 5
 ) -> Path:
@@ -244,10 +253,7 @@ def write_comparison_video(
     if real.shape != predicted.shape or real.ndim != 4:
         raise ValueError(f"real and predicted must both be uint8 [T, H, W, 3], got {real.shape} and {predicted.shape}.")
     predicted = predicted.copy()
-    width = max(1, real.shape[1] // 32)
-    future = predicted[context_frames:]  # a view: the borders are drawn in place
-    for border in (np.s_[:, :width], np.s_[:, -width:], np.s_[:, :, :width], np.s_[:, :, -width:]):
-        future[border] = (255, 0, 0)
+    mark_predicted(predicted[context_frames:])  # a view: the borders are drawn in place
     side_by_side = np.concatenate([real, predicted], axis=2)  # [T, H, 2W, 3]
     path = Path(path)
     with VideoWriter(path, fps=fps, options=VideoEncodingOptions(codec="libx264", crf=18)) as writer:
@@ -259,6 +265,7 @@ __all__ = [
     "RolloutEvaluation",
     "evaluate_rollouts",
     "latents_to_pca_images",
+    "mark_predicted",
     "rollout_latents",
     "write_comparison_video",
 ]
