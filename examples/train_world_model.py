@@ -76,6 +76,7 @@ from argos_wm.training.world_data import (
 
 
 logger = logging.getLogger(__name__)
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def data_feature_dims(datasets: list[dict]) -> dict[str, tuple[int | None, str]]:
@@ -134,6 +135,21 @@ def is_pipeline(path: str) -> bool:
         raise FileNotFoundError(
             f"pretrained_model_name_or_path {path!r} is not a local folder and the Hub cannot be reached: {error}"
         ) from error
+
+
+def load_encoder(config: WorldModelTrainingConfig) -> ArgosDinoEncoder | None:
+    """The encoder `config.encoder` names; `"auto"`: the fine-tuned pipeline's own (which normalises latents as the
+    model was trained), otherwise the tiny random-init config of this repository, wherever the script runs from."""
+    if config.encoder != "auto":
+        return ArgosDinoEncoder.from_name_or_path(config.encoder) if config.encoder else None
+    pretrained = config.pretrained_model_name_or_path
+    if pretrained is not None and is_pipeline(pretrained):
+        logger.info("The encoder of the pretrained pipeline %s", pretrained)
+        if os.path.isdir(pretrained):  # a pipeline exported without an encoder gives none
+            folder = os.path.join(pretrained, "encoder")
+            return ArgosDinoEncoder.from_name_or_path(folder) if os.path.isdir(folder) else None
+        return ArgosDinoEncoder.from_pretrained(pretrained, subfolder="encoder")
+    return ArgosDinoEncoder.from_name_or_path(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny")
 
 
 def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
@@ -322,7 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
         image_size=config.image_size,
         statistics_episodes=config.statistics_episodes,
     )
-    encoder = ArgosDinoEncoder.from_name_or_path(config.encoder).to(accelerator.device) if config.encoder else None
+    encoder = load_encoder(config)
+    encoder = encoder.to(accelerator.device) if encoder is not None else None
     if train_dataset.video_key == "frames" and encoder is None:
         raise ValueError("datasets have no finished latent cache, so `encoder` must be set to encode frames; got None.")
     if encoder is not None:

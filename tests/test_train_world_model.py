@@ -387,6 +387,27 @@ def test_fine_tuning_a_pipeline_keeps_its_scheduler_unless_told_otherwise(train_
     assert (replaced.teacher_forcing_probability, replaced.context_signal_level) == (0.0, 0.9)
 
 
+def test_the_default_encoder_is_the_fine_tuned_pipelines_own(train_script, uninterrupted_run, data, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    """`encoder: auto`: fine-tuning a pipeline keeps its encoder, latent statistics included (the tiny config has
+    none); a new model gets the repository's tiny config, from whatever folder the script runs."""
+    pipeline = uninterrupted_run[0] / "pipeline"
+
+    def run(output_dir, *extra):
+        arguments_ = arguments(data, output_dir, "--max_train_steps", "1", "--checkpointing_steps", "1", *extra)
+        at = arguments_.index("--encoder")
+        del arguments_[at : at + 2]
+        train_script.main(arguments_)
+        return WorldModelPipeline.from_pretrained(output_dir / "pipeline").encoder
+
+    monkeypatch.chdir(tmp_path)  # not the repository: its relative hub_configs path does not resolve here
+    original = WorldModelPipeline.from_pretrained(pipeline).encoder
+    fine_tuned = run(tmp_path / "fine_tuned", "--pretrained_model_name_or_path", str(pipeline), "--model_overrides", "{}")
+    assert fine_tuned.config.num_statistics_frames == original.config.num_statistics_frames > 0
+    assert torch.equal(fine_tuned.latent_mean, original.latent_mean)
+    assert run(tmp_path / "new").config.num_latent_tokens == original.config.num_latent_tokens
+
+
 def test_teacher_forcing_every_frame_trains_through_the_script(train_script, data, tmp_path):
     """`teacher_forced_frames: all` with predicted context runs end to end; the exported scheduler records both, and
     the loss falls over a short run."""

@@ -27,6 +27,8 @@ class WorldModelTrainingConfig(TrainingRunConfig):
     `statistics_episodes`: [`TrainingRunConfig`]):
         encoder: `ArgosDinoEncoder` name or path; encodes frames on the fly when a dataset has no latent cache and is
             exported with the pipeline. None when every dataset has a cache and no encoder should be exported.
+            `"auto"` (the default): a fine-tuned pipeline's own encoder (its latent statistics included), otherwise
+            this repository's tiny random-init config `hub_configs/argos-dino-encoder-tiny`.
         decoder: `ArgosRAEDecoder` folder or Hub id, for sample videos and export; None for none.
         normalization: `"mean_std"` or `"min_max"` normalisation of actions and states.
         image_size: resize frames to this size before encoding (datasets of mixed resolutions); None keeps them.
@@ -58,7 +60,7 @@ class WorldModelTrainingConfig(TrainingRunConfig):
     model_overrides: dict = field(default_factory=dict)
     gradient_checkpointing: bool = False
 
-    encoder: str | None = "hub_configs/argos-dino-encoder-tiny"
+    encoder: str | None = "auto"
     decoder: str | None = None
     normalization: str = "mean_std"
     image_size: int | None = None
