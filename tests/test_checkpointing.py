@@ -158,6 +158,28 @@ def test_latest_skips_a_truncated_checkpoint_with_a_warning(tmp_path, caplog):
     assert resolve_checkpoint(tmp_path / "empty", "latest") is None
 
 
+def test_a_file_altered_in_place_is_caught_by_its_hash(tmp_path, caplog):
+    """Same size, other bytes (a bit flip, a partial overwrite): the manifest's SHA-256 tells, and `latest` falls back
+    to the previous checkpoint."""
+    training = Training()
+    training.train(2)
+    training.save(tmp_path)
+    training.train(2)
+    newest = training.save(tmp_path)
+    weights = newest / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert checkpoint_problems(newest) == [
+        "model.safetensors was altered since it was saved (its SHA-256 is not the manifest's)"
+    ]
+    assert checkpoint_problems(newest, check_contents=False) == []  # rotation checks sizes only
+    with caplog.at_level(logging.WARNING, logger=checkpointing.__name__):
+        assert resolve_checkpoint(tmp_path, "latest") == tmp_path / "checkpoints" / "checkpoint-2"
+    with pytest.raises(ValueError, match="checkpoint-4 is incomplete or damaged: model.safetensors was altered"):
+        load_checkpoint(training.accelerator, newest, training.state)
+
+
 def test_a_failed_save_removes_its_partial_folder(tmp_path, monkeypatch):
     training = Training()
     training.train(1)

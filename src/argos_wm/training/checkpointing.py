@@ -1,8 +1,8 @@
 """Training checkpoints that resume without running stored code: atomic saving, verification, rotation, resolution.
 
-A checkpoint is written to `checkpoints/.tmp-checkpoint-{step}`, closed by a `manifest.json` (every file and its
-size) written last, and renamed to `checkpoints/checkpoint-{step}`; `"latest"` resolves to the newest checkpoint whose
-files match its manifest, so a killed save or a truncated file falls back to the previous checkpoint.
+A checkpoint is written to `checkpoints/.tmp-checkpoint-{step}`, closed by a `manifest.json` (every file, its size
+and SHA-256) written last, and renamed to `checkpoints/checkpoint-{step}`; `"latest"` resolves to the newest checkpoint
+whose files match its manifest, so a killed save, a truncated or an altered file falls back to the previous checkpoint.
 
 What a checkpoint holds, and how it is read back:
 - `model.safetensors` (accelerate's `save_state(safe_serialization=True)`): safetensors.
@@ -16,6 +16,7 @@ What a checkpoint holds, and how it is read back:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -168,34 +169,48 @@ def read_checkpoint_state(checkpoint: str | os.PathLike, name: str) -> dict[str,
     return _join_tensors(structure, tensors, path)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_manifest(folder: Path, step: int) -> None:
-    """Lists every file of the checkpoint with its size; written last, it marks the checkpoint complete."""
+    """Lists every file of the checkpoint with its size and SHA-256; written last, it marks the checkpoint complete."""
     files = {
-        path.relative_to(folder).as_posix(): path.stat().st_size
+        path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != MANIFEST_NAME
     }
     (folder / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=1))
 
 
-def checkpoint_problems(checkpoint: str | os.PathLike) -> list[str]:
-    """What keeps `checkpoint` from being resumed: no manifest, missing or resized files, files it does not list."""
+def checkpoint_problems(checkpoint: str | os.PathLike, check_contents: bool = True) -> list[str]:
+    """What keeps `checkpoint` from being resumed: no manifest, missing, resized or (with `check_contents`) altered
+    files (their SHA-256; manifests of older versions list sizes only), files it does not list."""
     checkpoint = Path(checkpoint)
     manifest_path = checkpoint / MANIFEST_NAME
     if not manifest_path.is_file():
         return [f"it has no {MANIFEST_NAME} (the save did not finish, or an older version of argos_wm wrote it)"]
     try:
         files = json.loads(manifest_path.read_text())["files"]
-        files = {str(name): int(size) for name, size in files.items()}
+        files = {
+            str(name): {"bytes": int(entry)} if isinstance(entry, int) else {"bytes": int(entry["bytes"]), **entry}
+            for name, entry in files.items()
+        }
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return [f"its {MANIFEST_NAME} is unreadable ({type(error).__name__}: {error})"]
     problems = []
-    for name, size in files.items():
+    for name, entry in files.items():
         path = checkpoint / name
         if not path.is_file():
             problems.append(f"{name} is missing")
-        elif path.stat().st_size != size:
-            problems.append(f"{name} has {path.stat().st_size} bytes, its manifest says {size}")
+        elif path.stat().st_size != entry["bytes"]:
+            problems.append(f"{name} has {path.stat().st_size} bytes, its manifest says {entry['bytes']}")
+        elif check_contents and "sha256" in entry and _sha256(path) != entry["sha256"]:
+            problems.append(f"{name} was altered since it was saved (its SHA-256 is not the manifest's)")
     unlisted = sorted(
         path.relative_to(checkpoint).as_posix()
         for path in checkpoint.rglob("*")
@@ -284,7 +299,7 @@ def _rotate_checkpoints(output_dir, final: Path, step: int, total_limit: int | N
     if total_limit is None:
         return
     earlier = [checkpoint for checkpoint in checkpoints if _checkpoint_step(checkpoint) < step]
-    complete = [checkpoint for checkpoint in earlier if not checkpoint_problems(checkpoint)]
+    complete = [checkpoint for checkpoint in earlier if not checkpoint_problems(checkpoint, check_contents=False)]
     kept = set(complete[::-1][: total_limit - 1])  # the newest complete ones, beside `final`
     for stale in earlier:
         if stale not in kept:
