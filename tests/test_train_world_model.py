@@ -289,6 +289,13 @@ def test_missing_caches_roots_output_dirs_and_damaged_weights_fail_at_start(trai
     (unfinished / "index.json").write_text(json.dumps({**index, "complete": False}))
     with pytest.raises(FileNotFoundError, match=rf"datasets\[0\] \(squares\) has latent_cache .*unfinished"):
         build_sources([{"name": "squares", "root": str(data["root"]), "latent_cache": str(unfinished)}])
+    moved = shutil.copytree(data["root"], tmp_path / "moved")  # the same dataset elsewhere: accepted
+    build_sources([{"name": "squares", "root": str(moved), "latent_cache": str(data["cache"])}])
+    other = shutil.copytree(data["root"], tmp_path / "other")  # another dataset beside the cache: refused
+    info = json.loads((other / "meta" / "info.json").read_text())
+    (other / "meta" / "info.json").write_text(json.dumps({**info, "total_episodes": info["total_episodes"] + 3}))
+    with pytest.raises(ValueError, match=r"datasets\[0\] \(squares\) has root .* the cache is of another dataset"):
+        build_sources([{"name": "squares", "root": str(other), "latent_cache": str(data["cache"])}])
     broken_root = tmp_path / "no_such_root"  # the cache alone would train, but the entry names no dataset
     with pytest.raises(FileNotFoundError, match=rf"datasets\[0\] \(squares\) has root '{broken_root}'"):
         train_script.main(arguments(data, tmp_path / "out", "--datasets", entry(root=broken_root)))

@@ -106,6 +106,7 @@ def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
                     f"datasets[{position}] ({name}) has root {root!r}, which is neither an existing folder nor the Hub "
                     f"dataset its latent cache {entry['latent_cache']} was built from ({built_from!r})."
                 )
+            _check_cache_matches_root(position, name, root, entry["latent_cache"], source.record)
             if entry.get("fps") is not None and abs(float(entry["fps"]) - source.fps) > 1e-6:
                 raise ValueError(
                     f"datasets[{position}].fps is {entry['fps']} but its latent cache {entry['latent_cache']} holds "
@@ -130,6 +131,23 @@ def build_sources(datasets: list[dict]) -> tuple[dict, dict[str, dict]]:
         sources[name] = source
         mixture[name] = {key: entry[key] for key in MIXTURE_KEYS if key in entry}
     return sources, mixture
+
+
+def _check_cache_matches_root(position: int, name: str, root: str, cache: str, record: dict) -> None:
+    """A local `root` (the dataset may have moved since its latent cache was built) must hold as many episodes at the
+    same fps as the dataset the cache was built from: otherwise the cache is of another dataset."""
+    info_path = Path(root).expanduser() / "meta" / "info.json"
+    if not info_path.is_file():
+        return
+    info = json.loads(info_path.read_text())
+    here = (int(info.get("total_episodes", -1)), float(info.get("fps", -1)))
+    built = (int(record["num_episodes"]), float(record["source_fps"]))
+    if here != built:
+        raise ValueError(
+            f"datasets[{position}] ({name}) has root {root!r} with {here[0]} episodes at {here[1]:g} fps, but its "
+            f"latent cache {cache} was built from {record['root_or_repo_id']!r} with {built[0]} episodes at "
+            f"{built[1]:g} fps: the cache is of another dataset."
+        )
 
 
 def build_world_datasets(
