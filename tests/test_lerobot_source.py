@@ -91,6 +91,15 @@ def test_fps_resampling_accumulates_skipped_actions(make_lerobot_dataset, aggreg
         LeRobotSource(root, fps=20)
 
 
+def test_summed_actions_at_an_fps_that_does_not_divide_the_datasets_warn(make_lerobot_dataset, caplog):
+    root, _ = make_lerobot_dataset(lengths=(8,))  # 10 fps
+    with caplog.at_level("WARNING", logger="argos_wm.data.lerobot_source"):
+        LeRobotSource(root, fps=5)
+        assert caplog.text == ""
+        LeRobotSource(root, fps=3)
+    assert "fps 3 does not divide the dataset's 10 fps" in caplog.text and "add up 3 or 4 source steps" in caplog.text
+
+
 def test_concat_aggregation_keeps_every_skipped_action(make_lerobot_dataset):
     """`concat`: the model action of frame t is the k source actions from frame t-1 to t side by side, `[k * A]`."""
     root, written = make_lerobot_dataset(lengths=(11,))

@@ -217,6 +217,14 @@ class LeRobotSource:
             self._check_camera(key, videos)
         self.camera_weights = self._normalise_camera_weights(camera_weights)
         self.action_key = self._check_numeric_key("action_key", action_key, DEFAULT_ACTION_KEY)
+        uneven = abs(self.source_fps / self.fps - self.frameskip) > 1e-6
+        if action_aggregation == "sum" and self.action_key is not None and uneven:
+            logger.warning(
+                "%s: fps %g does not divide the dataset's %g fps, so the summed actions of a frame add up %d or %d "
+                "source steps, while a trained pipeline records frameskip %d (planning holds each action for it). "
+                "Pick an fps that divides %g for actions in source units.", self.name, self.fps, self.source_fps,
+                int(self.source_fps // self.fps), int(self.source_fps // self.fps) + 1, self.frameskip, self.source_fps,
+            )  # fmt: skip
         self.state_key = self._check_numeric_key("state_key", state_key, DEFAULT_STATE_KEY)
         self.extra_keys = [self._check_numeric_key("extra_keys", key, None) for key in extra_keys]
         self.reward_key = self._check_numeric_key("reward_key", reward_key, DEFAULT_REWARD_KEY)
