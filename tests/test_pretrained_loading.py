@@ -1,4 +1,4 @@
-"""`from_pretrained` of the pipeline and its parts: safetensors only, and a clear error for what is missing or damaged."""
+"""`from_pretrained` of the pipeline and its parts: safetensors only, a clear error for what is missing or damaged."""
 
 import json
 import shutil
@@ -86,7 +86,8 @@ def test_weights_of_another_shape_than_the_config_raise(saved, tmp_path):
 
 def test_weights_missing_from_a_checkpoint_raise_unless_the_config_was_changed(saved, tmp_path):
     """A file lacking weights its own config declares is incomplete (or of another version): refused, where loading
-    would silently start those weights from scratch. Asked for a changed model (agent tokens), new weights start fresh."""
+    would silently start those weights from scratch. Asked for a changed model (agent tokens), new weights start
+    fresh."""
     folder = copy_of(saved, tmp_path)
     weights = load_file(folder / "world_model" / "model.safetensors")
     kept = {name: weight for name, weight in weights.items() if not name.startswith("latent_out")}

@@ -172,7 +172,8 @@ def test_every_parameter_phase_bc_trains_gets_a_gradient(train_agent, data, worl
             loss.backward()
             unreached = [n for n, p in agent_model.named_parameters() if p.requires_grad and p.grad is None]
             assert unreached == []
-            assert any(p.requires_grad for n, p in agent_model.named_parameters() if n.startswith("agent_heads.policy."))
+            policy = [p for n, p in agent_model.named_parameters() if n.startswith("agent_heads.policy.")]
+            assert any(p.requires_grad for p in policy)
             raise _FirstStep
         return loss, terms
 

@@ -409,7 +409,9 @@ def test_the_default_encoder_is_the_fine_tuned_pipelines_own(train_script, unint
 
     monkeypatch.chdir(tmp_path)  # not the repository: its relative hub_configs path does not resolve here
     original = WorldModelPipeline.from_pretrained(pipeline).encoder
-    fine_tuned = run(tmp_path / "fine_tuned", "--pretrained_model_name_or_path", str(pipeline), "--model_overrides", "{}")
+    fine_tuned = run(
+        tmp_path / "fine_tuned", "--pretrained_model_name_or_path", str(pipeline), "--model_overrides", "{}"
+    )
     assert fine_tuned.config.num_statistics_frames == original.config.num_statistics_frames > 0
     assert torch.equal(fine_tuned.latent_mean, original.latent_mean)
     assert run(tmp_path / "new").config.num_latent_tokens == original.config.num_latent_tokens

@@ -80,7 +80,8 @@ def _column_to_numpy(column: pa.ChunkedArray, width: int | None, where: str) -> 
     """Arrow column of scalars or (fixed-size) lists -> `[N, D]` numpy array, a null row (an unknown value) read as
     NaN. `width` is D as the dataset's features declare it (None: not declared); rows of another length raise."""
     array = column.combine_chunks()
-    if not (pa.types.is_fixed_size_list(array.type) or pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+    kind = array.type
+    if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)):
         if width not in (None, 1):
             raise ValueError(f"{where} must hold {width} values per row (its features' shape), got scalars")
         return array.to_numpy(zero_copy_only=False).reshape(len(array), 1)
@@ -342,7 +343,7 @@ class LeRobotSource:
         return key
 
     def _feature_width(self, key: str) -> int | None:
-        """Values per row of feature `key` as `meta/info.json` declares them (its shape's product), None if it does not."""
+        """Values per row of feature `key` as `meta/info.json` declares it (its shape's product), or None."""
         shape = self.features.get(key, {}).get("shape")
         return None if shape is None else int(np.prod(shape))
 
