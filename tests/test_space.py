@@ -244,6 +244,8 @@ def test_uploaded_image_and_video_start_a_rollout(space, tmp_path):
         container.mux(stream.encode())
     session = space.start(None, str(video), 4)[0]
     assert session.num_context == 4  # 20 fps resampled to the model's 10 fps, first 4 frames
+    assert len(session.clip) == 6  # the whole (short) video is kept: the context can grow, the rest are goal frames
+    assert space.change_context(session, 6)[0].num_context == 6
     brightness = [frame.mean() for frame in session.frames]
     assert brightness == sorted(brightness) and brightness[1] - brightness[0] > 25  # every other source frame
 

@@ -9,7 +9,9 @@ PushT episodes are recorded at start-up (PushT models) or the user uploads an im
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +23,20 @@ from transformers import HfArgumentParser
 from argos_wm.pipelines import WorldModelPipeline
 from controls import ActionMapping, ActionSpace
 from layout import DISPLAY_SIZE, IMAGE_SUFFIXES, PLAN_ITERATIONS, VIDEO_SUFFIXES, SpaceLayout
-from samples import StartClip, clip_from_image, clip_from_video, generate_pusht_samples, load_sample_clips
+from samples import (
+    MAX_CLIP_FRAMES,
+    StartClip,
+    clip_from_image,
+    clip_from_video,
+    generate_pusht_samples,
+    load_sample_clips,
+)
 from serving import readable
 from session import RolloutEngine, RolloutSession
 
 DEFAULT_MODEL = "Gaugou/argos-wm"
 MAX_ROLLOUT_FRAMES = 240
+EXPORT_LIFETIME_SECONDS = 3600  # an exported rollout video is deleted by the first export an hour or more later
 SOURCE_FPS = 10.0  # PushT's simulator rate, the model's frame rate times its frameskip when no dataset says otherwise
 
 
@@ -193,7 +203,12 @@ class WorldModelSpace(SpaceLayout):
         """Writes the rollout (context, then predictions) at the displayed size to an mp4 and shows it for download."""
         if session is None:
             raise gr.Error("Pick a start clip first: there is no rollout to export.")
-        path = Path(tempfile.mkdtemp(prefix="argos-rollout-")) / "rollout.mp4"
+        folder = Path(tempfile.gettempdir()) / "argos-rollouts"
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("*/rollout.mp4"):  # the downloads of an hour ago are served by now: disk stays bounded
+            if time.time() - old.stat().st_mtime > EXPORT_LIFETIME_SECONDS:
+                shutil.rmtree(old.parent, ignore_errors=True)
+        path = Path(tempfile.mkdtemp(dir=folder)) / "rollout.mp4"
         path = self.engine.export_video(session, path, scale=display_scale(session.frames[0]))
         return gr.update(value=str(path), visible=True)
 
@@ -260,7 +275,8 @@ class WorldModelSpace(SpaceLayout):
         if upload:
             suffix = Path(upload).suffix.lower()
             if suffix in VIDEO_SUFFIXES:
-                return clip_from_video(upload, frame_size, self.engine.fps, max_frames=int(context_length))
+                # as many frames as a sample clip: the context can grow later, the rest are goal frames
+                return clip_from_video(upload, frame_size, self.engine.fps, max_frames=MAX_CLIP_FRAMES)
             if suffix in IMAGE_SUFFIXES:
                 return clip_from_image(upload, frame_size)
             raise ValueError(f"`upload` must be an image {IMAGE_SUFFIXES} or a video {VIDEO_SUFFIXES}, got {suffix!r}.")

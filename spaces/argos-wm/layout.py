@@ -57,7 +57,8 @@ class SpaceLayout:
         """The Blocks app (call `.queue().launch(...)` on it, or `launch` it through `WorldModelSpace.launch`)."""
         space, engine = self.space, self.engine
         max_context = engine.max_context
-        with gr.Blocks(title="argos_wm: drive a world model") as demo:
+        # every streamed frame is a file in gradio's cache: delete those older than an hour, every hour
+        with gr.Blocks(title="argos_wm: drive a world model", delete_cache=(3600, 3600)) as demo:
             session = gr.State(None)
             plan_state = gr.State(None)
             gr.Markdown(

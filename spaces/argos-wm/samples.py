@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 MIN_IMAGE_SIDE = 16
 MAX_IMAGE_SIDE = 4096
 MAX_VIDEO_SECONDS = 120.0
+MAX_CLIP_FRAMES = 48  # frames kept of a start clip, sample or upload: the context, then goal frames to plan toward
 
 
 @dataclass
@@ -57,7 +58,7 @@ def load_sample_clips(
     root_or_repo_id: str | Path,
     frame_size: int,
     num_clips: int = 4,
-    max_frames: int = 48,
+    max_frames: int = MAX_CLIP_FRAMES,
     fps: float | None = None,
     name: str | None = None,
     frameskip: int = 1,
