@@ -236,6 +236,8 @@ class WorldModelSpace(SpaceLayout):
         """
         goal, goal_state = self._goal(session, goal_index, goal_upload)
         horizon, num_samples, shortcut_steps = int(horizon), int(num_samples), int(shortcut_steps)
+        # the rollout as it is now: steps the visitor takes while this plan runs (another queue) do not move it
+        session = session.fork()
 
         def report(done: int, total: int):
             desc = f"Planning: CEM iteration {done}/{total}, {num_samples} candidates"
@@ -255,7 +257,7 @@ class WorldModelSpace(SpaceLayout):
                 progress=report,
             )
             table = [[i + 1, *self.space.rounded(action)] for i, action in enumerate(plan.actions)]
-            preview = self.engine.step(session.fork(), plan.actions, shortcut_steps, int(context_length))
+            preview = self.engine.step(session, plan.actions, shortcut_steps, int(context_length))
             for i, predicted in enumerate(preview):
                 progress((i + 1, horizon), desc="Predicting the plan's frames", unit="frames")
                 status = f"Plan of {horizon} actions · cost **{plan.cost:.4f}** · predicted frame {i + 1}/{horizon}"
