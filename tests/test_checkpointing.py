@@ -134,12 +134,17 @@ def test_registered_objects_are_refused(tmp_path):
         load_checkpoint(training.accelerator, tmp_path, training.state)
 
 
-def test_latest_skips_a_truncated_checkpoint_with_a_warning(tmp_path, caplog):
+def two_checkpoints(output_dir) -> tuple["Training", Path]:
+    """A run checkpointed at steps 2 and 4; returns it and checkpoint-4."""
     training = Training()
     training.train(2)
-    training.save(tmp_path)
+    training.save(output_dir)
     training.train(2)
-    newest = training.save(tmp_path)
+    return training, training.save(output_dir)
+
+
+def test_latest_skips_a_truncated_checkpoint_with_a_warning(tmp_path, caplog):
+    training, newest = two_checkpoints(tmp_path)
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
 
@@ -161,11 +166,7 @@ def test_latest_skips_a_truncated_checkpoint_with_a_warning(tmp_path, caplog):
 def test_a_file_altered_in_place_is_caught_by_its_hash(tmp_path, caplog):
     """Same size, other bytes (a bit flip, a partial overwrite): the manifest's SHA-256 tells, and `latest` falls back
     to the previous checkpoint."""
-    training = Training()
-    training.train(2)
-    training.save(tmp_path)
-    training.train(2)
-    newest = training.save(tmp_path)
+    training, newest = two_checkpoints(tmp_path)
     weights = newest / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-5] ^= 0xFF
