@@ -292,25 +292,11 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
         whole sequence (the reference path). Both draw the same noise in the same order. With `noise_repeats` R,
         each run of R consecutive rollouts shares its noise (common random numbers).
         """
-        batch = actions.shape[0]
-        if batch % noise_repeats:
-            raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
-        return self._generate_frames(actions, context_signal_level, generator, steps, cache, history, noise_repeats)
-
-    def _generate_frames(
-        self,
-        actions: torch.Tensor,
-        context_signal_level: float,
-        generator: torch.Generator | None,
-        steps: DenoisingSteps,
-        cache: WorldModelCache | None,
-        history: FrameInputs | None,
-        noise_repeats: int,
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """The frame loop of `_generate`, with its denoising `steps` fixed."""
         config = self.world_model.config
         batch, horizon = actions.shape[:2]
         dtype, device = self.world_model.dtype, actions.device
+        if batch % noise_repeats:
+            raise ValueError(f"noise_repeats={noise_repeats} must divide the number of rollouts {batch}.")
 
         def randn(size: tuple[int, ...]) -> torch.Tensor:
             noise = randn_tensor((batch // noise_repeats, 1, *size), generator=generator, device=device, dtype=dtype)
