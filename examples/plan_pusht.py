@@ -232,17 +232,19 @@ class PushTActionSpace:
         explicit values must agree with what the pipeline records, and are required when it records nothing."""
         recorded = pipe.normalizer.config if pipe.normalizer is not None else {}
         settings = {}
-        for name, given in (("frameskip", frameskip), ("action_aggregation", aggregation)):
+        given_values = {"frameskip": frameskip, "action_aggregation": aggregation}
+        missing = [name for name, given in given_values.items() if given is None]
+        if recorded.get("action_aggregation") is None and missing:
+            raise ValueError(
+                "the pipeline does not record how its actions were aggregated (normalizer.config.action_aggregation "
+                f"is None): pass {' and '.join(f'--{name}' for name in missing)} as the training data was built."
+            )
+        for name, given in given_values.items():
             stored = recorded.get(name) if recorded.get("action_aggregation") is not None else None
             if given is not None and stored is not None and given != stored:
                 raise ValueError(
                     f"{name}={given!r} disagrees with the pipeline, trained with {name}={stored!r} "
                     f"(normalizer.config.{name}); leave {name} unset to use the pipeline's."
-                )
-            if given is None and stored is None:
-                raise ValueError(
-                    f"the pipeline does not record its {name} (normalizer.config.action_aggregation is None): pass "
-                    f"--{name} as the training data was built."
                 )
             settings[name] = given if given is not None else stored
         return cls(settings["frameskip"], settings["action_aggregation"])

@@ -197,7 +197,7 @@ def main() -> None:
     check_output_dir(config.output_dir)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
-        log_with=config.report_to,
+        log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, "logs")),
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)

@@ -146,8 +146,10 @@ def test_action_space_comes_from_the_pipeline(plan_pusht):
     with pytest.raises(ValueError, match=r"action_aggregation='last' disagrees.*'sum'"):
         plan_pusht.PushTActionSpace.from_pipeline(pipe, aggregation="last")
     pipe.normalizer = ActionStateNormalizer.from_statistics({"mean": [0, 0], "std": [1, 1]}, {"mean": [0, 0], "std": [1, 1]})
-    with pytest.raises(ValueError, match="does not record its frameskip"):
+    with pytest.raises(ValueError, match="does not record how its actions were aggregated.*--frameskip and --action_ag"):
         plan_pusht.PushTActionSpace.from_pipeline(pipe)
+    with pytest.raises(ValueError, match="pass --action_aggregation as"):  # every missing flag is named at once
+        plan_pusht.PushTActionSpace.from_pipeline(pipe, frameskip=5)
     space = plan_pusht.PushTActionSpace.from_pipeline(pipe, frameskip=5, aggregation="last")
     np.testing.assert_allclose(space.hold({"agent_pos": np.array([10.0, 20.0])}), [10.0, 20.0])
 
