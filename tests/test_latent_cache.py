@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -330,3 +332,14 @@ def test_action_and_state_keys_through_the_cli(tmp_path):
     assert cache.read_episode(0, decode_frames=False).actions is None
     with pytest.raises(ValueError, match="state_key"):
         main([*arguments, "--out", str(tmp_path / "missing"), "--state-key", "observation.missing"])
+
+
+def test_the_command_line_runs_without_runpy_warning():
+    """`python -m argos_wm.data.latent_cache` runs a module the package has not imported already (runpy would warn
+    "found in sys.modules ... unpredictable behaviour" on every cache build)."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "argos_wm.data.latent_cache", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0 and "--dataset" in result.stdout, result.stderr
+    assert "found in sys.modules" not in result.stderr

@@ -11,7 +11,6 @@ from .data import (
     WorldBatch,
     WorldBatchMetadata,
     WorldDataset,
-    build_latent_cache,
     collate_world_clips,
 )
 from .modeling_dino_encoder import ArgosDinoEncoder, ArgosDinoEncoderOutput
@@ -61,3 +60,12 @@ __all__ = [
     "collate_world_clips",
     "mpc",
 ]
+
+
+def __getattr__(name: str):
+    """`build_latent_cache` loads `argos_wm.data.latent_cache` when first asked for (see `argos_wm.data`)."""
+    if name == "build_latent_cache":
+        from .data import latent_cache
+
+        return latent_cache.build_latent_cache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

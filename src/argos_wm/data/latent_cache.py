@@ -30,7 +30,6 @@ Command line:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..modeling_dino_encoder import ArgosDinoEncoder
 from .action_aggregation import ACTION_AGGREGATIONS
+from .encoder_identity import encoder_fingerprint
 from .latent_cache_source import CACHE_FORMAT_VERSION, INDEX_NAME, STATISTICS_NAME, open_cache_file
 from .lerobot_source import DEFAULT_ACTION_KEY, DEFAULT_STATE_KEY, LeRobotSource
 from .video import is_blank
@@ -58,21 +58,6 @@ SHARD_PATH = "shards/shard-{shard_index:05d}.safetensors"
 PART_INDEX = "index-part-{process}-of-{processes}.json"  # the shards of one process of a multi-process build
 PART_SHARD_PATH = "shards/part-{process}-of-{processes}-shard-{{shard_index:05d}}.safetensors"
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-# The encoder settings that, with its ViT weights, fix its raw latents.
-ENCODER_PREPROCESSING = ("image_size", "do_center_crop", "resample", "image_mean", "image_std")
-
-
-def encoder_fingerprint(encoder: ArgosDinoEncoder) -> str:
-    """sha256 of the ViT weights and preprocessing settings: equal fingerprints give equal raw latents."""
-    digest = hashlib.sha256()
-    settings = [getattr(encoder.config, name) for name in ENCODER_PREPROCESSING]
-    digest.update(json.dumps(settings).encode())
-    for name, tensor in sorted(encoder.dino.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _source_record(source: LeRobotSource, camera_keys: list[str]) -> dict:

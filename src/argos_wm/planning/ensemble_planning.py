@@ -10,7 +10,7 @@ import inspect
 
 import torch
 
-from ..data.latent_cache import ENCODER_PREPROCESSING
+from ..data.encoder_identity import ENCODER_PREPROCESSING
 from ..pipelines.pipeline_output import PlanOutput
 
 
