@@ -61,6 +61,23 @@ def test_every_frame_sees_the_clean_frames_before_it(variant):
                         )
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "residual", "gated", "velocity"])
+def test_unknown_states_in_the_clean_context_layout(prediction_type):
+    """A `state_mask` (training passes one whenever a batch has states) goes with its frames through the stacked
+    layout, for every prediction type (velocity read the stacked [B, 2T] mask against [B, T] states)."""
+    model = randomize_outputs(make_model(4, prediction_type=prediction_type))
+    inputs = make_inputs(model.config, batch=2, frames=4, seed=2)
+    inputs["state_mask"] = torch.tensor([[True, False, True, True], [False, True, True, False]])
+    clean, clean_states = clean_copies(inputs)
+    with torch.no_grad():
+        output = model(**inputs, context_latents=clean, context_states=clean_states)
+        assert output.state_sample.shape == inputs["states"].shape
+        for frame in range(4):
+            sample, state_sample = one_frame_at_a_time(model, inputs, clean, clean_states, frame)
+            torch.testing.assert_close(output.sample[:, frame], sample, atol=ATOL, rtol=0)
+            torch.testing.assert_close(output.state_sample[:, frame], state_sample, atol=ATOL, rtol=0)
+
+
 def test_independent_frames_and_missing_actions():
     model = make_model(4, prediction_type="gated", action_modulation=True)
     inputs = make_inputs(model.config, batch=2, frames=5, seed=3)

@@ -292,6 +292,7 @@ class ArgosWorldModel(ArgosWorldModelPreTrainedModel):
         if context_latents is not None:  # only the noised half is predicted
             hidden_states = hidden_states[:, noised_frames:]
             latents, signal_levels, states = noised_latents, noised_levels, noised_states
+            state_mask = None if state_mask is None else state_mask[:, noised_frames:]
             previous = previous[:, noised_frames:] if copies_previous else None
         hidden_states = self.norm(hidden_states)
         latent_states = hidden_states[:, :, -self.config.latent_tokens :]  # [B, T, N, width]
