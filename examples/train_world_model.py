@@ -177,7 +177,8 @@ def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldMo
     """
     The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective. Without a
     `scheduler_config`, a fine-tuned pipeline keeps the scheduler it was trained with; a new model starts from the
-    scheduler's defaults.
+    scheduler's defaults, but for one teacher-forced on every sequence with no `context_signal_level` given, which
+    reads its context clean (1.0), as it was trained.
     """
     pretrained = config.pretrained_model_name_or_path
     if config.scheduler_config is not None:
@@ -192,7 +193,12 @@ def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldMo
     unknown = sorted(set(config.scheduler) - set(allowed))
     if unknown:
         raise ValueError(f"scheduler has unknown keys {unknown}; ShortcutForcingScheduler takes {allowed}.")
+    given = set(settings) | set(config.scheduler)
     settings.update(config.scheduler)
+    if settings.get("teacher_forcing_probability") == 1.0 and "context_signal_level" not in given:
+        # every context this model trains on is clean: rollouts, plans and the agent then read a clean one too
+        settings["context_signal_level"] = 1.0
+        logger.info("teacher_forcing_probability 1.0 without a context_signal_level: the pipeline reads a clean context")
     settings.update(
         max_shortcut_steps=model_config.max_shortcut_steps,
         use_shortcut=config.objective == "shortcut_forcing",

@@ -417,6 +417,22 @@ def test_the_default_encoder_is_the_fine_tuned_pipelines_own(train_script, unint
     assert run(tmp_path / "new").config.num_latent_tokens == original.config.num_latent_tokens
 
 
+def test_a_model_teacher_forced_on_every_sequence_reads_a_clean_context(train_script, data, tmp_path):
+    """Every context it trains on is clean: without a context_signal_level given, its pipeline reads one clean too
+    (the scheduler's default 0.9 would hand rollouts and plans a context it never saw); a level given is kept."""
+    def exported(output_dir, scheduler):
+        run = arguments(data, output_dir, "--max_train_steps", "1", "--checkpointing_steps", "1",
+                        "--scheduler", scheduler)  # fmt: skip
+        at = run.index("--scheduler_config")
+        del run[at : at + 2]
+        train_script.main(run)
+        return WorldModelPipeline.from_pretrained(output_dir / "pipeline").scheduler.config.context_signal_level
+
+    assert exported(tmp_path / "clean", "{teacher_forcing_probability: 1.0}") == 1.0
+    assert exported(tmp_path / "given", "{teacher_forcing_probability: 1.0, context_signal_level: 0.9}") == 0.9
+    assert exported(tmp_path / "half", "{teacher_forcing_probability: 0.5}") == 0.9
+
+
 def test_teacher_forcing_every_frame_trains_through_the_script(train_script, data, tmp_path):
     """`teacher_forced_frames: all` with predicted context runs end to end; the exported scheduler records both, and
     the loss falls over a short run."""
