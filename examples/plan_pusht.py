@@ -446,8 +446,9 @@ def evaluate_pusht(pipe: WorldModelPipeline, dataset_dir: str | Path, **override
                         action = np.clip(action_space.hold(goal_observation), *bounds(observation))
                     else:
                         action = recorded[step]
-                    observation, *_ = model_env.step(action)
-                    if reached():
+                    observation, _, terminated, truncated, _ = model_env.step(action)
+                    # stopped as MPC stops: when gym-pusht ends the episode, or on success after each executed chunk
+                    if terminated or truncated or ((step + 1) % config.execute_steps == 0 and reached()):
                         break
             success, position_error, angle_error = pusht_success(goal_state, environment_state(env.unwrapped))
             record.update(
