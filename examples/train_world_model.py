@@ -137,13 +137,13 @@ def is_pipeline(path: str) -> bool:
         ) from error
 
 
-def load_encoder(config: WorldModelTrainingConfig) -> ArgosDinoEncoder | None:
+def load_encoder(config: WorldModelTrainingConfig, pretrained_is_pipeline: bool) -> ArgosDinoEncoder | None:
     """The encoder `config.encoder` names; `"auto"`: the fine-tuned pipeline's own (which normalises latents as the
     model was trained), otherwise the tiny random-init config of this repository, wherever the script runs from."""
     if config.encoder != "auto":
         return ArgosDinoEncoder.from_name_or_path(config.encoder) if config.encoder else None
     pretrained = config.pretrained_model_name_or_path
-    if pretrained is not None and is_pipeline(pretrained):
+    if pretrained_is_pipeline:
         logger.info("The encoder of the pretrained pipeline %s", pretrained)
         if os.path.isdir(pretrained):  # a pipeline exported without an encoder gives none
             folder = os.path.join(pretrained, "encoder")
@@ -152,12 +152,12 @@ def load_encoder(config: WorldModelTrainingConfig) -> ArgosDinoEncoder | None:
     return ArgosDinoEncoder.from_name_or_path(REPOSITORY / "hub_configs" / "argos-dino-encoder-tiny")
 
 
-def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
+def load_world_model(config: WorldModelTrainingConfig, pretrained_is_pipeline: bool) -> ArgosWorldModel:
     """A pretrained model to fine-tune (model or pipeline folder, or Hub id), or a new one from `model_config`; its
     `action_dim` / `state_dim` are checked against (or, for a new model, set from) the datasets' actions and proprio."""
     if config.pretrained_model_name_or_path is not None:
         path = config.pretrained_model_name_or_path
-        model = ArgosWorldModel.from_pretrained(path, subfolder="world_model" if is_pipeline(path) else "")
+        model = ArgosWorldModel.from_pretrained(path, subfolder="world_model" if pretrained_is_pipeline else "")
         check_feature_dims(model.config, config.datasets, can_set=set())
         return model
     if not os.path.isfile(os.path.join(config.model_config, "config.json")):
@@ -173,7 +173,9 @@ def load_world_model(config: WorldModelTrainingConfig) -> ArgosWorldModel:
     return ArgosWorldModel(model_config)
 
 
-def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldModelConfig) -> ShortcutForcingScheduler:
+def build_scheduler(
+    config: WorldModelTrainingConfig, model_config: ArgosWorldModelConfig, pretrained_is_pipeline: bool
+) -> ShortcutForcingScheduler:
     """
     The scheduler of `scheduler_config` + `scheduler`, matched to the model and the objective. Without a
     `scheduler_config`, a fine-tuned pipeline keeps the scheduler it was trained with; a new model starts from the
@@ -183,7 +185,7 @@ def build_scheduler(config: WorldModelTrainingConfig, model_config: ArgosWorldMo
     pretrained = config.pretrained_model_name_or_path
     if config.scheduler_config is not None:
         settings = dict(ShortcutForcingScheduler.load_config(config.scheduler_config))
-    elif pretrained is not None and is_pipeline(pretrained):
+    elif pretrained_is_pipeline:
         settings = dict(ShortcutForcingScheduler.load_config(pretrained, subfolder="scheduler"))
         logger.info("Scheduler settings from the pretrained pipeline %s", pretrained)
     else:
@@ -325,9 +327,11 @@ def main(argv: list[str] | None = None) -> dict:
     for argument in ("pretrained_model_name_or_path", "encoder", "decoder"):
         if getattr(config, argument) and os.path.isdir(getattr(config, argument)):
             check_safetensors_files(getattr(config, argument), argument)
-    model = load_world_model(config)
+    pretrained = config.pretrained_model_name_or_path
+    pretrained_is_pipeline = pretrained is not None and is_pipeline(pretrained)  # asked once: a Hub request for an id
+    model = load_world_model(config, pretrained_is_pipeline)
     model_config = model.config
-    scheduler = build_scheduler(config, model_config)
+    scheduler = build_scheduler(config, model_config, pretrained_is_pipeline)
     loss_class = ShortcutForcingLoss if config.objective == "shortcut_forcing" else DiffusionForcingLoss
     criterion = loss_class(
         scheduler,
@@ -344,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
         image_size=config.image_size,
         statistics_episodes=config.statistics_episodes,
     )
-    encoder = load_encoder(config)
+    encoder = load_encoder(config, pretrained_is_pipeline)
     encoder = encoder.to(accelerator.device) if encoder is not None else None
     if train_dataset.video_key == "frames" and encoder is None:
         raise ValueError("datasets have no finished latent cache, so `encoder` must be set to encode frames; got None.")
