@@ -319,7 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
             model_cls=ArgosWorldModel, model_config=model_config,
         )  # fmt: skip
         ema.to(accelerator.device)
-    progress = TrainingProgress(settings=config.resume_settings(accelerator.num_processes))
+    progress = TrainingProgress(
+        settings=config.resume_settings(accelerator.num_processes), max_steps=config.max_train_steps
+    )
     checkpoint_state = {"progress": progress, "lr_scheduler": lr_scheduler, **({"ema": ema} if ema is not None else {})}
     if config.phase == "rl":
         checkpoint_state["trained_weights"] = TrainedWeights(unwrapped)
@@ -329,11 +331,6 @@ def main(argv: list[str] | None = None) -> dict:
         if ema is not None:
             ema.to(accelerator.device)
         logger.info("Resumed from %s at step %d", checkpoint, progress.step)
-        if progress.step > config.max_train_steps:
-            raise ValueError(
-                f"max_train_steps must be >= the step of the checkpoint resumed from ({checkpoint.name}: "
-                f"{progress.step}), got {config.max_train_steps}."
-            )
     first_step = progress.step
     micro_step = first_step * config.gradient_accumulation_steps
     accelerator.step = micro_step

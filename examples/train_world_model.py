@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> dict:
             model_config=model_config,
         )
         ema.to(accelerator.device)
-    progress = TrainingProgress(settings=config.resume_settings(accelerator.num_processes))
+    progress = TrainingProgress(
+        settings=config.resume_settings(accelerator.num_processes), max_steps=config.max_train_steps
+    )
     # saved as JSON + safetensors beside accelerate's model and optimizer files
     checkpoint_state = {"progress": progress, "lr_scheduler": lr_scheduler, **({"ema": ema} if ema is not None else {})}
 
@@ -422,11 +424,6 @@ def main(argv: list[str] | None = None) -> dict:
         if ema is not None:
             ema.to(accelerator.device)
         logger.info("Resumed from %s at step %d", checkpoint, progress.step)
-        if progress.step > config.max_train_steps:
-            raise ValueError(
-                f"max_train_steps must be >= the step of the checkpoint resumed from ({checkpoint.name}: "
-                f"{progress.step}), got {config.max_train_steps}."
-            )
     first_step = progress.step
     # Resuming skips the batches already trained on: exact, as P x gradient_accumulation_steps is that of the saved
     # run (e.g. 2 processes resumed as 1 process accumulating 2 batches, or the other way round; another product is

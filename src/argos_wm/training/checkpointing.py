@@ -58,11 +58,11 @@ class TrainingProgress:
     Loading a checkpoint whose recorded settings differ from this run's raises a ValueError listing them: a resumed
     run would otherwise be neither the saved run nor the new one (batches trained twice or never, another data
     stream, a learning-rate schedule silently replaced by the saved one). Checkpoints saved before settings were
-    recorded load as before.
+    recorded load as before. A checkpoint past this run's `max_steps` (None: no bound) is refused too.
     """
 
-    def __init__(self, step: int = 0, settings: dict[str, Any] | None = None):
-        self.step = step
+    def __init__(self, step: int = 0, settings: dict[str, Any] | None = None, max_steps: int | None = None):
+        self.step, self.max_steps = step, max_steps
         self.settings = None if settings is None else json.loads(json.dumps(settings))  # as JSON reads it back
 
     def state_dict(self) -> dict[str, Any]:
@@ -80,6 +80,11 @@ class TrainingProgress:
                 f"the checkpoint at step {state['step']} was saved by a run with other settings than this one: "
                 f"{changed}. Resume with the checkpoint's settings (for the number of batches per optimizer step: "
                 "processes x gradient_accumulation_steps), or start a new run in another output_dir."
+            )
+        if self.max_steps is not None and int(state["step"]) > self.max_steps:
+            raise ValueError(
+                f"max_train_steps must be >= the step of the checkpoint resumed from (its progress.json: "
+                f"{int(state['step'])}), got {self.max_steps}."
             )
         self.step = int(state["step"])
 
