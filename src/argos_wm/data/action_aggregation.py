@@ -82,12 +82,13 @@ def skipped_rewards(
     """Rewards received on the way to each kept frame: `source_rewards[k]` `[L]` (`next.reward`, after the action of
     source frame k) summed over the predecessor frame ... `indices[t] - 1`; float32 `[T]` and a bool mask `[T]`, False
     for a frame with no predecessor or an unknown (non-finite) reward in its segment."""
-    starts = np.maximum(predecessor_frames(indices, previous), 0)
+    predecessors = predecessor_frames(indices, previous)
+    starts = np.maximum(predecessors, 0)
     rewards = source_rewards.astype(np.float64)
     finite = np.isfinite(rewards)
     cumulative = np.concatenate([[0.0], np.cumsum(np.where(finite, rewards, 0.0))])
-    unknown = np.concatenate([[0], np.cumsum(~finite)])
-    known = (predecessor_frames(indices, previous) >= 0) & (unknown[indices] == unknown[starts])
+    unknown = np.concatenate([[0], np.cumsum(~finite)])  # unknown rewards before each source step
+    known = (predecessors >= 0) & (unknown[indices] == unknown[starts])
     rewards = np.where(known, cumulative[indices] - cumulative[starts], 0.0)
     return torch.from_numpy(rewards.astype(np.float32)), torch.from_numpy(known)
 

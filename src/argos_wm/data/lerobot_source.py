@@ -419,11 +419,12 @@ class LeRobotSource:
         """Number of frames of episode `i` after resampling to `fps`."""
         return len(self.source_frame_indices(i))
 
-    def sample_camera(self, generator: torch.Generator | None = None) -> str:
-        """Draws a camera key with `camera_weights`."""
+    def sample_camera(self, generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> str:
+        """Draws a camera key with `weights` `[len(camera_keys)]` (default `camera_weights`)."""
         if not self.camera_keys:
             raise ValueError(f"{self.name} has no camera to sample")
-        return self.camera_keys[int(torch.multinomial(self.camera_weights, 1, generator=generator))]
+        weights = self.camera_weights if weights is None else weights
+        return self.camera_keys[int(torch.multinomial(weights, 1, generator=generator))]
 
     def _check_video_segment(self, row, camera: str, times: np.ndarray) -> None:
         """Raises when a clip's video times `[T]` (seconds into the file) reach past the episode's video segment
@@ -451,7 +452,7 @@ class LeRobotSource:
         weights = None if camera is not None else self.camera_weights.clone()
         while True:
             if weights is not None:
-                camera = self.camera_keys[int(torch.multinomial(weights, 1, generator=generator))]
+                camera = self.sample_camera(generator, weights)
             video_path = self.info["video_path"].format(
                 video_key=camera,
                 chunk_index=int(row[f"videos/{camera}/chunk_index"]),

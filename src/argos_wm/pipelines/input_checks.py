@@ -57,12 +57,11 @@ def check_decoder(decoder: ArgosRAEDecoder, encoder: ArgosDinoEncoder | None, la
         )
     if encoder is None:
         return
-    same = (
-        decoder.latent_mean.shape == encoder.latent_mean.shape
-        and torch.allclose(decoder.latent_mean.float().cpu(), encoder.latent_mean.float().cpu(), atol=1e-4)
-        and torch.allclose(decoder.latent_std.float().cpu(), encoder.latent_std.float().cpu(), atol=1e-4)
-    )
-    if decoder.latent_mean.shape == encoder.latent_mean.shape and not same:
+    pairs = ((decoder.latent_mean, encoder.latent_mean), (decoder.latent_std, encoder.latent_std))
+    # statistics of another grid are interpolated by the decoder: they are compared on the same grid only
+    if decoder.latent_mean.shape == encoder.latent_mean.shape and not all(
+        torch.allclose(ours.float().cpu(), theirs.float().cpu(), atol=1e-4) for ours, theirs in pairs
+    ):
         raise ValueError(
             "decoder must undo the encoder's normalisation: its latent_mean / latent_std differ from the "
             "encoder's. Copy them with decoder.set_latent_statistics(encoder.latent_mean, encoder.latent_std, "

@@ -313,7 +313,7 @@ class WorldModelPipeline(SafetensorsLoadingMixin, GoalPlanningMixin, AgentAction
                 latents = self.scheduler.add_noise(latents, randn(latent_shape), level)
                 if states is not None:
                     states = self.scheduler.add_noise(states, randn(state_shape), level)
-                finished = self._frame_inputs(latents, states, previous_action, level, steps.min_step_size)
+                finished = self._frame_inputs(latents, states, previous_action, level, self.scheduler.min_step_size)
                 if cache is not None:
                     with self._trusted_inputs():  # built here from checked inputs: no device syncs
                         self.world_model(**finished, cache=cache, use_cache=True)

@@ -44,13 +44,12 @@ TEACHER_FORCED_FRAMES = ("last", "all")
 @dataclass(frozen=True)
 class DenoisingSteps:
     """The `K` denoising steps of one frame (`ShortcutForcingScheduler.denoising_steps`): the signal levels
-    `0, 1/K, ..., (K - 1)/K`, the step size `1/K` the sampler steps by, the step size fed to the model (`d_min` for a
-    model trained without shortcuts), and `d_min` (the step size of finished context frames)."""
+    `0, 1/K, ..., (K - 1)/K`, the step size `1/K` the sampler steps by, and the step size fed to the model (`d_min`
+    for a model trained without shortcuts)."""
 
     signal_levels: list[float]
     step_size: float
     model_step_size: float
-    min_step_size: float
 
 
 @dataclass
@@ -314,13 +313,22 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
         Args:
             num_inference_steps (`int`): `K`, a power of two <= `max_shortcut_steps`.
         """
-        self._check_num_inference_steps(num_inference_steps)
+        max_steps = self.config.max_shortcut_steps
+        if (
+            not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+            or num_inference_steps > max_steps
+            or num_inference_steps & (num_inference_steps - 1)
+        ):
+            raise ValueError(
+                f"`num_inference_steps` must be a power of two between 1 and max_shortcut_steps={max_steps}, "
+                f"got {num_inference_steps!r}."
+            )
         step_size = 1.0 / num_inference_steps
         return DenoisingSteps(
             signal_levels=[k * step_size for k in range(num_inference_steps)],
             step_size=step_size,
             model_step_size=step_size if self.config.use_shortcut else self.min_step_size,
-            min_step_size=self.min_step_size,
         )
 
     def set_timesteps(self, num_inference_steps: int, device: torch.device | str | None = None):
@@ -334,23 +342,9 @@ class ShortcutForcingScheduler(SchedulerMixin, ConfigMixin, ShortcutForcingTrain
             num_inference_steps (`int`): `K`, a power of two <= `max_shortcut_steps`.
             device (`torch.device` or `str`, *optional*): device of `self.timesteps`.
         """
-        self._check_num_inference_steps(num_inference_steps)
-        self.num_inference_steps = num_inference_steps
-        self.step_size = 1.0 / num_inference_steps
-        self.timesteps = torch.arange(num_inference_steps, device=device, dtype=torch.float32) * self.step_size
-
-    def _check_num_inference_steps(self, num_inference_steps: int) -> None:
-        max_steps = self.config.max_shortcut_steps
-        if (
-            not isinstance(num_inference_steps, int)
-            or num_inference_steps < 1
-            or num_inference_steps > max_steps
-            or num_inference_steps & (num_inference_steps - 1)
-        ):
-            raise ValueError(
-                f"`num_inference_steps` must be a power of two between 1 and max_shortcut_steps={max_steps}, "
-                f"got {num_inference_steps!r}."
-            )
+        steps = self.denoising_steps(num_inference_steps)
+        self.num_inference_steps, self.step_size = num_inference_steps, steps.step_size
+        self.timesteps = torch.tensor(steps.signal_levels, device=device, dtype=torch.float32)
 
     @property
     def model_step_size(self) -> float:

@@ -59,9 +59,6 @@ def create_optimizer(
     return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
-__all__ = ["create_optimizer", "weight_decay_parameter_groups"]
-
-
 def check_finite_step(step: int, loss: float, grad_norm: torch.Tensor | float | None, learning_rate: float) -> None:
     """Raises FloatingPointError when an optimizer step's loss (the processes' mean) or gradient norm (None where the
     backend does not report it) is NaN or infinite: a diverged run stops before it checkpoints (or rotates away the
@@ -74,3 +71,6 @@ def check_finite_step(step: int, loss: float, grad_norm: torch.Tensor | float | 
         f"saved; resume from the last checkpoint with a lower learning_rate (now {learning_rate:.3g}) or a longer "
         "lr_warmup_steps."
     )
+
+
+__all__ = ["check_finite_step", "create_optimizer", "weight_decay_parameter_groups"]
